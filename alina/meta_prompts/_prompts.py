@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import hashlib
+import string
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROMPT_DIR = Path(__file__).parent / "prompts"
+_REQUIRED = ("name", "version", "description", "system")
+
+
+class PromptError(Exception):
+    """A prompt file is malformed or a template variable is missing (a developer must act)."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    name: str
+    version: int
+    description: str
+    system: str
+    keywords: tuple[str, ...] = ()
+
+    @property
+    def digest(self) -> str:
+        """Short content hash: identifies the exact text a run used."""
+        return hashlib.sha256(self.system.encode()).hexdigest()[:12]
+
+    def render(self, **variables: Any) -> str:
+        """Fill the ``{name}`` placeholders; a placeholder without a value raises PromptError."""
+        needed = {f for _, f, _, _ in string.Formatter().parse(self.system) if f}
+        missing = sorted(needed - variables.keys())
+        if missing:
+            raise PromptError(f"prompt {self.name!r} v{self.version}: missing variables {missing}")
+        return self.system.format(**variables)
+
+
+def prompt_names() -> set[str]:
+    """Names of the prompt files that exist."""
+    return {p.stem for p in PROMPT_DIR.glob("*.yaml")}
+
+
+@lru_cache(maxsize=64)
+def load_prompt(name: str) -> Prompt:
+    """Load ``prompts/NAME.yaml``; raise PromptError naming the file and the problem."""
+    path = PROMPT_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise PromptError(f"{path}: no such prompt file; known: {sorted(prompt_names())}")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise PromptError(f"{path}: must be a mapping")
+    missing = [k for k in _REQUIRED if k not in data]
+    if missing:
+        raise PromptError(f"{path}: missing keys {missing}")
+    unknown = sorted(set(data) - {*_REQUIRED, "keywords"})
+    if unknown:
+        raise PromptError(f"{path}: unknown keys {unknown}")
+    if data["name"] != name:
+        raise PromptError(f"{path}: name {data['name']!r} does not match the file name")
+    if not isinstance(data["version"], int) or data["version"] < 1:
+        raise PromptError(f"{path}: version must be a positive integer (got {data['version']!r})")
+    return Prompt(
+        name=name,
+        version=data["version"],
+        description=str(data["description"]).strip(),
+        system=str(data["system"]).strip(),
+        keywords=tuple(str(k).lower() for k in data.get("keywords", ())),
+    )

@@ -1,0 +1,176 @@
+"""The provider-neutral tool protocol: AutoGen messages <-> plain chat, tools <-> JSON schema.
+
+Small local models do not produce reliable native tool calls, but every backend here
+(llama.cpp in-process or its server, Ollama, OpenAI-compatible servers) can constrain decoding
+to a JSON schema. A tool turn is therefore a grammar-constrained JSON object::
+
+    {"tool": "<one of the tool names>", "arguments": {<that tool's full argument schema>}}
+
+which this module turns into AutoGen ``FunctionCall``s. History is rendered append-only and
+deterministically, so the prompt prefix stays byte-identical across turns (prefix cache reuse).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from autogen_core import FunctionCall
+from autogen_core.models import (
+    AssistantMessage,
+    FunctionExecutionResultMessage,
+    LLMMessage,
+    SystemMessage,
+    UserMessage,
+)
+from autogen_core.tools import Tool, ToolSchema
+
+from alina.models._errors import ModelOutputError
+
+ChatDict = dict[str, str]
+TurnKind = Literal["text", "tool", "choice"]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+def tool_specs(tools: Sequence[Tool | ToolSchema]) -> list[ToolSpec]:
+    """Normalise AutoGen tools or tool schemas to name, description and full JSON schema."""
+    specs = []
+    for t in tools:
+        schema: Any = t.schema if isinstance(t, Tool) else t
+        params = dict(schema.get("parameters") or {"type": "object", "properties": {}})
+        specs.append(ToolSpec(schema["name"], schema.get("description", ""), params))
+    return specs
+
+
+def _render_call(call: FunctionCall) -> str:
+    try:
+        args = json.loads(call.arguments) if call.arguments else {}
+    except json.JSONDecodeError:
+        args = call.arguments
+    return json.dumps({"tool": call.name, "arguments": args}, ensure_ascii=False)
+
+
+def to_chat(messages: Sequence[LLMMessage]) -> list[ChatDict]:
+    """Render AutoGen messages as role/content dicts every chat template accepts.
+
+    Messages from other agents become user turns prefixed with the speaker's name; a tool call
+    is rendered in the same JSON form the model is constrained to produce; tool results become
+    user turns (no backend here needs the OpenAI ``tool`` role, and chat templates of small
+    models often lack it).
+    """
+    out: list[ChatDict] = []
+    for m in messages:
+        if isinstance(m, SystemMessage):
+            out.append({"role": "system", "content": m.content})
+        elif isinstance(m, UserMessage):
+            if not isinstance(m.content, str):
+                text = " ".join(c for c in m.content if isinstance(c, str))
+            else:
+                text = m.content
+            prefix = "" if m.source in ("user", "") else f"{m.source}: "
+            out.append({"role": "user", "content": prefix + text})
+        elif isinstance(m, AssistantMessage):
+            if isinstance(m.content, str):
+                out.append({"role": "assistant", "content": m.content})
+            else:
+                out.append(
+                    {"role": "assistant", "content": "\n".join(_render_call(c) for c in m.content)}
+                )
+        elif isinstance(m, FunctionExecutionResultMessage):
+            parts = [
+                f"Tool result ({r.name}{', error' if r.is_error else ''}): {r.content}"
+                for r in m.content
+            ]
+            out.append({"role": "user", "content": "\n".join(parts)})
+        else:  # pragma: no cover - AutoGen has no other LLMMessage types in 0.7.5
+            raise TypeError(f"unsupported message type {type(m).__name__}")
+    return out
+
+
+def tool_call_schema(specs: Sequence[ToolSpec]) -> dict[str, Any]:
+    """JSON schema of one tool call: the tool name as an enum and that tool's argument schema."""
+    variants = [
+        {
+            "type": "object",
+            "properties": {
+                "tool": {"type": "string", "enum": [s.name]},
+                "arguments": s.parameters,
+            },
+            "required": ["tool", "arguments"],
+        }
+        for s in specs
+    ]
+    return variants[0] if len(variants) == 1 else {"anyOf": variants}
+
+
+def choice_schema(specs: Sequence[ToolSpec]) -> dict[str, Any]:
+    """Schema that lets the model either call one tool or answer in text."""
+    answer = {
+        "type": "object",
+        "properties": {"answer": {"type": "string"}},
+        "required": ["answer"],
+    }
+    call = tool_call_schema(specs)
+    calls = call["anyOf"] if "anyOf" in call else [call]
+    return {"anyOf": [*calls, answer]}
+
+
+def turn_kind(
+    messages: Sequence[LLMMessage],
+    has_tools: bool,
+    tool_choice: str,
+    policy: Literal["first", "model"],
+) -> TurnKind:
+    """Decide what this call must produce: a tool call, free text, or the model's choice.
+
+    ``first``: a turn starts with a tool call; once tool results are in, the agent answers.
+    """
+    if not has_tools or tool_choice == "none":
+        return "text"
+    if tool_choice == "required":
+        return "tool"
+    after_results = bool(messages) and isinstance(messages[-1], FunctionExecutionResultMessage)
+    if policy == "first":
+        return "text" if after_results else "tool"
+    return "choice"
+
+
+def tool_instruction(specs: Sequence[ToolSpec]) -> str:
+    """A short system line naming the tools; the grammar does the real constraining."""
+    listing = "; ".join(f"{s.name}: {s.description}" for s in specs)
+    return f"Call one tool as JSON {{\"tool\": name, \"arguments\": {{...}}}}. Tools: {listing}"
+
+
+def parse_structured(text: str, specs: Sequence[ToolSpec]) -> list[FunctionCall] | str:
+    """Turn constrained JSON output into FunctionCalls, or the answer string of a choice turn.
+
+    Raises :class:`ModelOutputError` (quoting the output) when the text is not the promised JSON.
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelOutputError(f"model output is not JSON ({exc.msg}): {text[:200]!r}") from None
+    if isinstance(data, dict) and "answer" in data and "tool" not in data:
+        return str(data["answer"])
+    names = {s.name for s in specs}
+    if not isinstance(data, dict) or data.get("tool") not in names:
+        raise ModelOutputError(f"model output names no known tool {sorted(names)}: {text[:200]!r}")
+    args = data.get("arguments") or {}
+    if not isinstance(args, dict):
+        raise ModelOutputError(f"tool arguments must be an object: {text[:200]!r}")
+    return [
+        FunctionCall(
+            id=f"call_{uuid.uuid4().hex[:12]}",
+            name=data["tool"],
+            arguments=json.dumps(args, ensure_ascii=False),
+        )
+    ]

@@ -1,0 +1,87 @@
+"""Provider for any OpenAI-compatible server (Ollama's /v1, llama_cpp.server, vLLM, ...).
+
+Uses the ``openai`` SDK directly (not AutoGen's OpenAI client) so that tool calls go through the
+same grammar-constrained JSON protocol as every other provider; the SDK's own retries are off
+(resilience is the governor's job) and the timeout is per call.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from alina.models._client import Completion, JsonToolClient, estimate_tokens
+from alina.models._errors import ModelOutputError, ModelTimeoutError, ModelUnavailableError
+from alina.models._protocol import ChatDict
+
+
+class OpenAICompatClient(JsonToolClient):
+    provider = "openai"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str | None = None,
+        json_schema_style: Literal["json_schema", "llamacpp"] = "json_schema",
+        **kw: Any,
+    ) -> None:
+        super().__init__(**kw)
+        import openai
+
+        self.base_url = base_url
+        self.json_schema_style = json_schema_style
+        # A placeholder key: local servers ignore it; the SDK insists on one.
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url, api_key=api_key or "not-needed", max_retries=0, timeout=self.timeout_s
+        )
+
+    def _response_format(self, schema: dict[str, Any]) -> dict[str, Any]:
+        if self.json_schema_style == "llamacpp":
+            return {"type": "json_object", "schema": schema}
+        return {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}}
+
+    async def _complete(
+        self, chat: list[ChatDict], *, schema: dict[str, Any] | None, max_tokens: int, deadline: float
+    ) -> Completion:
+        import openai
+
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": chat,
+            "max_tokens": max_tokens,
+            "temperature": self.temperature,
+            "seed": self.seed,
+            "timeout": max(0.001, deadline - time.monotonic()),
+        }
+        if schema is not None:
+            kwargs["response_format"] = self._response_format(schema)
+        try:
+            r = await self._client.chat.completions.create(**kwargs)
+        except openai.APITimeoutError:
+            raise ModelTimeoutError(f"openai:{self.model} at {self.base_url} timed out") from None
+        except openai.APIConnectionError as exc:
+            raise ModelUnavailableError(
+                f"openai:{self.model}: cannot reach {self.base_url} ({exc.__cause__ or exc})"
+            ) from None
+        except openai.APIStatusError as exc:
+            raise ModelUnavailableError(
+                f"openai:{self.model} at {self.base_url} answered HTTP {exc.status_code}: "
+                f"{str(exc.message)[:200]}"
+            ) from None
+        if not r.choices:
+            raise ModelOutputError(f"openai:{self.model}: response has no choices")
+        choice = r.choices[0]
+        usage = r.usage
+        return Completion(
+            text=choice.message.content or "",
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            finish_reason="length" if choice.finish_reason == "length" else "stop",
+        )
+
+    def _count_text(self, text: str) -> int:
+        return estimate_tokens(text)
+
+    async def close(self) -> None:
+        await self._client.close()

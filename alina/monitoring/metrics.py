@@ -1,0 +1,187 @@
+"""Prometheus metrics for AgentAlina, on a private registry, plus an in-process latency window.
+
+All series live on :data:`REGISTRY` (not prometheus_client's global default registry), so
+importing this module never pollutes other registries and an exporter must serve
+``REGISTRY`` explicitly (e.g. ``prometheus_client.generate_latest(REGISTRY)`` or
+:func:`render_latest`).
+
+Label hygiene: label values are identifiers only (agent, provider, model, tool names,
+fixed outcome/status/kind words). They are sanitised to ``[A-Za-z0-9_.:/-]`` and cut at 64
+characters, so a message or a secret can never become a long-lived time series by mistake.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections import deque
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+MODEL_OUTCOMES = frozenset({"ok", "timeout", "error", "fallback"})
+TOOL_OUTCOMES = frozenset({"ok", "error", "timeout"})
+TOKEN_KINDS = ("prompt", "completion")
+
+MODEL_CALL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0)
+TOOL_CALL_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+RUN_TURN_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 50)
+
+MODEL_CALLS = Counter(
+    "alina_model_calls_total",
+    "Model (LLM) calls by outcome: ok|timeout|error|fallback.",
+    ["agent", "provider", "model", "outcome"],
+    registry=REGISTRY,
+)
+MODEL_CALL_SECONDS = Histogram(
+    "alina_model_call_seconds",
+    "Wall-clock duration of model calls in seconds.",
+    ["agent", "provider", "model"],
+    buckets=MODEL_CALL_BUCKETS,
+    registry=REGISTRY,
+)
+TOKENS = Counter(
+    "alina_tokens_total",
+    "Tokens used by model calls, kind=prompt|completion.",
+    ["agent", "kind"],
+    registry=REGISTRY,
+)
+TOOL_CALLS = Counter(
+    "alina_tool_calls_total",
+    "Tool calls by outcome: ok|error|timeout.",
+    ["agent", "tool", "outcome"],
+    registry=REGISTRY,
+)
+TOOL_CALL_SECONDS = Histogram(
+    "alina_tool_call_seconds",
+    "Duration of tool calls in seconds.",
+    ["tool"],
+    buckets=TOOL_CALL_BUCKETS,
+    registry=REGISTRY,
+)
+RUNS = Counter("alina_runs_total", "Team runs by final status.", ["status"], registry=REGISTRY)
+RUN_TURNS = Histogram("alina_run_turns", "Turns (messages) per team run.", buckets=RUN_TURN_BUCKETS, registry=REGISTRY)
+
+_LABEL_BAD = re.compile(r"[^A-Za-z0-9_.:/-]+")
+_LABEL_MAX = 64
+
+
+def safe_label(value: object) -> str:
+    """Sanitise a label value: identifier characters only, at most 64 chars, never empty."""
+    text = _LABEL_BAD.sub("_", str(value if value is not None else "")).strip("_")
+    return text[:_LABEL_MAX] or "unknown"
+
+
+def _seconds(value: float) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return v if math.isfinite(v) and v > 0 else 0.0
+
+
+def _check(value: str, allowed: frozenset[str], what: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {sorted(allowed)}, got {value!r}")
+    return value
+
+
+class LatencyWindow:
+    """Thread-safe ring buffer of the last ``maxlen`` model-call latencies per agent."""
+
+    def __init__(self, maxlen: int = 200) -> None:
+        """Keep at most ``maxlen`` latencies for each agent."""
+        if maxlen < 1:
+            raise ValueError("maxlen must be >= 1")
+        self.maxlen = maxlen
+        self._data: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def record(self, agent: str, seconds: float) -> None:
+        """Append one latency (seconds) for ``agent``; the oldest drops out when full."""
+        with self._lock:
+            self._data.setdefault(agent, deque(maxlen=self.maxlen)).append(_seconds(seconds))
+
+    def clear(self) -> None:
+        """Forget all recorded latencies."""
+        with self._lock:
+            self._data.clear()
+
+    @staticmethod
+    def percentile(values: list[float], q: float) -> float:
+        """Linear-interpolated percentile (``q`` in 0..100) of ``values``, like numpy's default."""
+        if not values:
+            return 0.0
+        xs = sorted(values)
+        pos = (len(xs) - 1) * q / 100
+        lo = math.floor(pos)
+        hi = min(lo + 1, len(xs) - 1)
+        return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+    def stats(self) -> dict[str, dict[str, float]]:
+        """``{agent: {"calls", "p50_s", "p95_s", "last_s"}}`` over the buffered latencies.
+
+        ``calls`` is the number of latencies in the window (at most ``maxlen``).
+        """
+        with self._lock:
+            snapshot = {a: list(d) for a, d in self._data.items() if d}
+        return {
+            agent: {
+                "calls": len(vals),
+                "p50_s": self.percentile(vals, 50),
+                "p95_s": self.percentile(vals, 95),
+                "last_s": vals[-1],
+            }
+            for agent, vals in sorted(snapshot.items())
+        }
+
+
+LATENCY = LatencyWindow()
+"""Process-wide latency window fed by :func:`observe_model_call`."""
+
+
+def observe_model_call(
+    agent: str,
+    provider: str,
+    model: str,
+    seconds: float,
+    prompt_tokens: int | None = None,
+    completion_tokens: int | None = None,
+    outcome: str = "ok",
+) -> None:
+    """Record one model call: count by outcome, duration, token usage and the latency window.
+
+    ``outcome`` is one of ok|timeout|error|fallback (anything else raises ``ValueError``).
+    Durations of every outcome are recorded (a timeout's duration is real latency).
+    Missing or negative token counts are skipped.
+    """
+    _check(outcome, MODEL_OUTCOMES, "outcome")
+    a, p, m = safe_label(agent), safe_label(provider), safe_label(model)
+    secs = _seconds(seconds)
+    MODEL_CALLS.labels(agent=a, provider=p, model=m, outcome=outcome).inc()
+    MODEL_CALL_SECONDS.labels(agent=a, provider=p, model=m).observe(secs)
+    for kind, n in zip(TOKEN_KINDS, (prompt_tokens, completion_tokens)):
+        if n is not None and n > 0:
+            TOKENS.labels(agent=a, kind=kind).inc(n)
+    LATENCY.record(a, secs)
+
+
+def observe_tool_call(agent: str, tool: str, seconds: float, outcome: str = "ok") -> None:
+    """Record one tool call (``outcome`` ok|error|timeout) and its duration."""
+    _check(outcome, TOOL_OUTCOMES, "outcome")
+    t = safe_label(tool)
+    TOOL_CALLS.labels(agent=safe_label(agent), tool=t, outcome=outcome).inc()
+    TOOL_CALL_SECONDS.labels(tool=t).observe(_seconds(seconds))
+
+
+def observe_run(status: str, turns: int) -> None:
+    """Record a finished team run: its status (e.g. ok, error, timeout, max_turns) and turns."""
+    RUNS.labels(status=safe_label(status)).inc()
+    RUN_TURNS.observe(max(0, int(turns)))
+
+
+def render_latest() -> bytes:
+    """Prometheus text exposition of :data:`REGISTRY`."""
+    return generate_latest(REGISTRY)
