@@ -83,6 +83,8 @@ class ModelConfig(_Strict):
     json_schema_style: Literal["json_schema", "llamacpp"] = "json_schema"
     """openai only: how the JSON-schema constraint is sent. json_schema: the OpenAI form
     (Ollama /v1, vLLM, OpenAI); llamacpp: llama-cpp-python's server form."""
+    repeat_penalty: float = Field(1.1, ge=1.0, le=2.0)
+    """Penalises repeated tokens; small models loop without it (1.0 = off)."""
     seed: int = 42
 
 
@@ -93,6 +95,9 @@ class AgentConfig(_Strict):
     prompt: str | None = None
     """Prompt name; defaults to the agent's own name."""
     max_tokens: int | None = Field(None, ge=1, le=8192)
+    reflect_on_tool_use: bool = False
+    """False: a specialist's turn is its tool result, verbatim (exact numbers, one model call
+    fewer); true: the model rewrites the result in prose (small models garble numbers)."""
 
 
 class TeamConfig(_Strict):

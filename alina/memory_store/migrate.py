@@ -55,14 +55,11 @@ def load_migrations(directory: Path | Traversable | None = None) -> list[Migrati
             continue
         match = _FILE_RE.match(entry.name)
         if match is None:
-            raise ValueError(
-                f"migration file {entry.name!r} is not named NNNN_lowercase_name.sql"
-            )
+            raise ValueError(f"migration file {entry.name!r} is not named NNNN_lowercase_name.sql")
         version = int(match.group(1))
         if version in found:
             raise ValueError(
-                f"migration version {version:04d} is used twice: "
-                f"{found[version].name}.sql and {entry.name}"
+                f"migration version {version:04d} is used twice: {found[version].name}.sql and {entry.name}"
             )
         found[version] = Migration(version, entry.name[:-4], entry.read_text(encoding="utf-8"))
     return [found[v] for v in sorted(found)]

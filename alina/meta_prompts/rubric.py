@@ -29,10 +29,38 @@ MIN_TOPIC_SHARE = 0.3
 
 NUMERIC_TASK_WORDS = frozenset(
     {
-        "price", "prices", "trend", "trends", "close", "open", "high", "low", "change",
-        "volatility", "volume", "percent", "percentage", "how much", "cost", "value", "worth",
-        "summary", "summarize", "summarise", "latency", "cpu", "memory", "score", "candle",
-        "candles", "return", "returns", "pnl", "profit", "loss", "balance",
+        "price",
+        "prices",
+        "trend",
+        "trends",
+        "close",
+        "open",
+        "high",
+        "low",
+        "change",
+        "volatility",
+        "volume",
+        "percent",
+        "percentage",
+        "how much",
+        "cost",
+        "value",
+        "worth",
+        "summary",
+        "summarize",
+        "summarise",
+        "latency",
+        "cpu",
+        "memory",
+        "score",
+        "candle",
+        "candles",
+        "return",
+        "returns",
+        "pnl",
+        "profit",
+        "loss",
+        "balance",
     }
 )
 STOP_WORDS = frozenset(
@@ -90,7 +118,7 @@ def asks_for_numbers(task: str) -> bool:
 def _has_repetition_loop(text: str) -> str | None:
     words = [w.lower() for w in _WORD.findall(text)]
     run = 1
-    for a, b in zip(words, words[1:]):
+    for a, b in zip(words, words[1:], strict=False):
         run = run + 1 if a == b else 1
         if run >= 4:
             return f"word {a!r} repeated {run}+ times in a row"
@@ -99,7 +127,7 @@ def _has_repetition_loop(text: str) -> str | None:
         if lines.count(ln) >= 3:
             return "a line is repeated 3+ times"
     if len(words) >= 20:
-        grams = list(zip(words, words[1:], words[2:]))
+        grams = list(zip(words, words[1:], words[2:], strict=False))
         if len(set(grams)) / len(grams) < 0.5:
             return "fewer than half of the word 3-grams are distinct"
     return None
@@ -134,7 +162,8 @@ def score(answer: str, task: str = "") -> RubricResult:
         needed = max(1, round(MIN_TOPIC_SHARE * len(terms)))
         criteria["on_topic"] = len(hits) >= needed
         if not criteria["on_topic"]:
-            notes.append(f"mentions {len(hits)}/{len(terms)} key terms, needs {needed}: {', '.join(terms[:5])}")
+            shown = ", ".join(terms[:5])
+            notes.append(f"mentions {len(hits)}/{len(terms)} key terms, needs {needed}: {shown}")
     else:
         notes.append("on_topic n/a")
 

@@ -1,0 +1,37 @@
+"""Model layer: provider clients behind one contract, plus timeout/retry/fallback/governor.
+
+Providers (chosen per agent in config.yaml): ``llamacpp`` (embedded, in-process), ``ollama``
+(native API) and ``openai`` (any OpenAI-compatible server). All of them make tool calls
+through grammar-constrained JSON (see ``_protocol``), so a 135M model and a 7B model on Ollama
+run the same agents.
+"""
+
+from alina.models._client import Completion, JsonToolClient
+from alina.models._errors import (
+    ModelError,
+    ModelOutputError,
+    ModelTimeoutError,
+    ModelUnavailableError,
+    RealModelCallBlocked,
+)
+from alina.models._factory import build_agent_client, build_provider
+from alina.models._guard import allow_model_requests, model_requests_allowed, set_model_requests_allowed
+from alina.models._resilient import CallRecord, Governor, ResilientClient
+
+__all__ = [
+    "CallRecord",
+    "Completion",
+    "Governor",
+    "JsonToolClient",
+    "ModelError",
+    "ModelOutputError",
+    "ModelTimeoutError",
+    "ModelUnavailableError",
+    "RealModelCallBlocked",
+    "ResilientClient",
+    "allow_model_requests",
+    "build_agent_client",
+    "build_provider",
+    "model_requests_allowed",
+    "set_model_requests_allowed",
+]

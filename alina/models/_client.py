@@ -69,6 +69,7 @@ class JsonToolClient(ChatCompletionClient, ABC):
         timeout_s: float = 60.0,
         tool_policy: Literal["first", "model"] = "first",
         seed: int = 42,
+        repeat_penalty: float = 1.0,
     ) -> None:
         self.model = model
         self.n_ctx = n_ctx
@@ -77,6 +78,7 @@ class JsonToolClient(ChatCompletionClient, ABC):
         self.timeout_s = timeout_s
         self.tool_policy = tool_policy
         self.seed = seed
+        self.repeat_penalty = repeat_penalty
         self._total = RequestUsage(prompt_tokens=0, completion_tokens=0)
         self._last = RequestUsage(prompt_tokens=0, completion_tokens=0)
 
@@ -115,6 +117,7 @@ class JsonToolClient(ChatCompletionClient, ABC):
         chat = proto.to_chat(messages)
         schema: dict[str, Any] | None = None
         if kind == "tool":
+            specs = proto.preselect(specs, messages)
             schema = proto.tool_call_schema(specs)
         elif kind == "choice":
             schema = proto.choice_schema(specs)

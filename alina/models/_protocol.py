@@ -13,6 +13,7 @@ deterministically, so the prompt prefix stays byte-identical across turns (prefi
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,11 +53,8 @@ def tool_specs(tools: Sequence[Tool | ToolSchema]) -> list[ToolSpec]:
 
 
 def _render_call(call: FunctionCall) -> str:
-    try:
-        args = json.loads(call.arguments) if call.arguments else {}
-    except json.JSONDecodeError:
-        args = call.arguments
-    return json.dumps({"tool": call.name, "arguments": args}, ensure_ascii=False)
+    # Not the JSON the grammar produces: in text turns a small model imitates JSON it sees.
+    return f"[called {call.name} {call.arguments or '{}'}]"
 
 
 def to_chat(messages: Sequence[LLMMessage]) -> list[ChatDict]:
@@ -142,6 +140,39 @@ def turn_kind(
     if policy == "first":
         return "text" if after_results else "tool"
     return "choice"
+
+
+_STOP = frozenset(
+    "the a an of and or is are was were be to in on for with what how over last this that "
+    "it its do does did can you me my our your from by at as".split()
+)
+_TOKEN = re.compile(r"[a-z][a-z0-9]+")
+
+
+def _words(text: str) -> set[str]:
+    return {w.rstrip("s") for w in _TOKEN.findall(text.lower().replace("_", " ")) if w not in _STOP}
+
+
+def preselect(specs: Sequence[ToolSpec], messages: Sequence[LLMMessage]) -> list[ToolSpec]:
+    """Narrow a forced tool call to the tool the request clearly asks for.
+
+    Scores each tool by the words its name and description share with the latest user request;
+    a unique best score above zero wins, anything else keeps every tool in the grammar. A small
+    model then only fills in arguments instead of choosing (which it does badly).
+    """
+    if len(specs) < 2:
+        return list(specs)
+    request = next(
+        (m.content for m in reversed(messages)
+         if isinstance(m, UserMessage) and m.source == "user" and isinstance(m.content, str)),
+        "",
+    )
+    words = _words(request)
+    scores = [len(words & _words(f"{s.name} {s.description}")) for s in specs]
+    best = max(scores)
+    if best > 0 and scores.count(best) == 1:
+        return [specs[scores.index(best)]]
+    return list(specs)
 
 
 def tool_instruction(specs: Sequence[ToolSpec]) -> str:

@@ -123,6 +123,7 @@ class LlamaCppClient(JsonToolClient):
             "max_tokens": max_tokens,
             "temperature": self.temperature,
             "seed": self.seed,
+            "repeat_penalty": self.repeat_penalty,
         }
         if schema is not None:
             # Grammar output is short (one tool call) and may not allow end-of-sequence

@@ -36,6 +36,7 @@ class OllamaClient(JsonToolClient):
             "temperature": self.temperature,
             "num_predict": max_tokens,
             "seed": self.seed,
+            "repeat_penalty": self.repeat_penalty,
             "num_ctx": self.n_ctx,
         }
         if deadline <= time.monotonic():

@@ -52,6 +52,8 @@ class OpenAICompatClient(JsonToolClient):
             "max_tokens": max_tokens,
             "temperature": self.temperature,
             "seed": self.seed,
+            # OpenAI has no repeat penalty; a frequency penalty is the nearest equivalent.
+            "frequency_penalty": min(2.0, (self.repeat_penalty - 1.0) * 2),
             "timeout": max(0.001, deadline - time.monotonic()),
         }
         if schema is not None:

@@ -62,7 +62,9 @@ TOOL_CALL_SECONDS = Histogram(
     registry=REGISTRY,
 )
 RUNS = Counter("alina_runs_total", "Team runs by final status.", ["status"], registry=REGISTRY)
-RUN_TURNS = Histogram("alina_run_turns", "Turns (messages) per team run.", buckets=RUN_TURN_BUCKETS, registry=REGISTRY)
+RUN_TURNS = Histogram(
+    "alina_run_turns", "Turns (messages) per team run.", buckets=RUN_TURN_BUCKETS, registry=REGISTRY
+)
 
 _LABEL_BAD = re.compile(r"[^A-Za-z0-9_.:/-]+")
 _LABEL_MAX = 64
@@ -162,7 +164,7 @@ def observe_model_call(
     secs = _seconds(seconds)
     MODEL_CALLS.labels(agent=a, provider=p, model=m, outcome=outcome).inc()
     MODEL_CALL_SECONDS.labels(agent=a, provider=p, model=m).observe(secs)
-    for kind, n in zip(TOKEN_KINDS, (prompt_tokens, completion_tokens)):
+    for kind, n in zip(TOKEN_KINDS, (prompt_tokens, completion_tokens), strict=False):
         if n is not None and n > 0:
             TOKENS.labels(agent=a, kind=kind).inc(n)
     LATENCY.record(a, secs)

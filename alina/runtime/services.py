@@ -15,6 +15,7 @@ import glob
 import logging
 import os
 import pwd
+import re
 import shlex
 import shutil
 import signal
@@ -35,6 +36,7 @@ __all__ = [
     "RedisService",
     "ServiceError",
     "describe_port_holder",
+    "find_pg_bindir",
     "ensure_traversable",
     "port_is_free",
 ]
@@ -144,6 +146,23 @@ def _pid_alive(pid: int, name_prefixes: tuple[str, ...] = ()) -> bool:
     return not name_prefixes or _proc_name(pid).startswith(name_prefixes)
 
 
+def _processes_in(directory: Path, name_prefixes: tuple[str, ...]) -> list[int]:
+    """Live processes whose working directory is ``directory`` (Postgres backends chdir to PGDATA)."""
+    found: list[int] = []
+    target = str(directory)
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if os.readlink(proc / "cwd") != target:
+                continue
+        except OSError:
+            continue
+        if _pid_alive(int(proc.name), name_prefixes):
+            found.append(int(proc.name))
+    return found
+
+
 def _wait_until_dead(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -166,9 +185,7 @@ def _tail(path: Path, lines: int = 15, start: int = 0) -> str:
 def _run(cmd: list[str], *, timeout: float, what: str) -> subprocess.CompletedProcess[str]:
     # cwd="/" because the postgres user may not be allowed to enter our working directory.
     try:
-        return subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, cwd="/", check=False
-        )
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd="/", check=False)
     except subprocess.TimeoutExpired as exc:
         raise ServiceError(
             f"{what} did not finish within {timeout:.0f}s (command: {shlex.join(cmd)})."
@@ -235,7 +252,8 @@ def ensure_traversable(path: Path, user: str, *, fix: bool = False) -> list[Path
 # Postgres
 
 
-def _find_pg_bindir() -> Path | None:
+def find_pg_bindir() -> Path | None:
+    """Directory holding initdb/pg_ctl: from ``pg_config``, PATH, or /usr/lib/postgresql/N/bin."""
     pg_config = shutil.which("pg_config")
     if pg_config:
         try:
@@ -251,8 +269,12 @@ def _find_pg_bindir() -> Path | None:
         return Path(pg_ctl).resolve().parent
     candidates = glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")
     if candidates:
-        newest = max(candidates, key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
-        return Path(newest).parent
+
+        def major(path: str) -> int:
+            version = Path(path).parts[-3]
+            return int(version) if version.isdigit() else 0
+
+        return Path(max(candidates, key=major)).parent
     return None
 
 
@@ -329,6 +351,7 @@ class PostgresService:
         self._prepare_data_dir()
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb(bindir)
+        self._remove_stale_pid_file()
         self._pg_ctl_start(bindir)
         self._ensure_database()
         return "started"
@@ -344,14 +367,43 @@ class PostgresService:
         )
         result = _run(cmd, timeout=wait + 10, what="pg_ctl stop")
         if result.returncode != 0 and self.is_running():
+            reason = (result.stderr or result.stdout).strip()
             raise ServiceError(
-                f"Postgres of {self.data_dir} did not stop: {result.stderr.strip() or result.stdout.strip()}. "
+                f"Postgres of {self.data_dir} did not stop: {reason}. "
                 f"See {self.log_file}; if it hangs, run `pg_ctl -D {self.data_dir} -m immediate stop` "
                 f"as user {self.os_user}."
             )
         return "stopped"
 
     # -- internals --------------------------------------------------------------------------
+
+    def _remove_stale_pid_file(self) -> None:
+        """Drop the lock files left by a killed postmaster that is now a zombie.
+
+        Postgres treats a zombie pid as alive (kill(0) succeeds) and refuses to start; that
+        happens in containers whose PID 1 does not reap orphans. Removed only when no live
+        Postgres process still works in the data directory.
+        """
+        info = self._pid_file()
+        if info is None or _pid_alive(info[0], ("postgres", "postmaster")) or not Path("/proc").is_dir():
+            return
+        # Orphaned backends notice the postmaster's death and exit on their own; give them time.
+        deadline = time.monotonic() + 10
+        while (leftovers := _processes_in(self.data_dir, ("postgres",))) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if leftovers:
+            raise ServiceError(
+                f"Postgres processes {', '.join(map(str, leftovers))} of a crashed server still use "
+                f"{self.data_dir}; wait for them to exit (or kill them), then run `alina up` again."
+            )
+        # The socket lock files in the data dir (our -k) carry the same dead pid.
+        for lock in [self.data_dir / "postmaster.pid", *self.data_dir.glob(".s.PGSQL.*.lock")]:
+            try:
+                if lock.read_text().split()[0] == str(info[0]):
+                    lock.unlink()
+            except (OSError, IndexError):
+                continue
+        logger.warning("removed stale lock files of dead postmaster %d in %s", info[0], self.data_dir)
 
     def _pid_file(self) -> tuple[int, int | None] | None:
         try:
@@ -363,7 +415,7 @@ class PostgresService:
         return pid, port
 
     def _bindir(self) -> Path:
-        bindir = Path(self.bin_dir) if self.bin_dir else _find_pg_bindir()
+        bindir = Path(self.bin_dir) if self.bin_dir else find_pg_bindir()
         if bindir is None or not (bindir / "pg_ctl").exists() or not (bindir / "initdb").exists():
             where = f" in {bindir}" if bindir else ""
             raise ServiceError(
@@ -465,6 +517,23 @@ class PostgresService:
 # Redis
 
 
+def _redis_server_pid(host: str, port: int, timeout: float = 1.0) -> int | None:
+    """``process_id`` from ``INFO server`` of the Redis on ``host:port``, or None if none answers."""
+    pattern = re.compile(rb"process_id:(\d+)\r\n")
+    data = b""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            conn.sendall(b"INFO server\r\n")
+            while (match := pattern.search(data)) is None and len(data) < 65536:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return None
+                data += chunk
+    except OSError:
+        return None
+    return int(match.group(1)) if match else None
+
+
 def _redis_ping(host: str, port: int, timeout: float = 1.0) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout) as conn:
@@ -525,7 +594,7 @@ class RedisService:
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.is_running():
-            if _redis_ping(self.host, self.port):
+            if _redis_server_pid(self.host, self.port) == self._pid():
                 return "already running"
             raise ServiceError(
                 f"Redis of {self.data_dir} (pid {self._pid()}) is running but does not answer on "
@@ -533,9 +602,7 @@ class RedisService:
                 "Run `alina down` then `alina up`."
             )
         if not port_is_free(self.host, self.port):
-            raise PortInUseError(
-                _port_in_use("redis", self.host, self.port, self.data_dir, "redis.port")
-            )
+            raise PortInUseError(_port_in_use("redis", self.host, self.port, self.data_dir, "redis.port"))
         self.pid_file.unlink(missing_ok=True)  # stale: its process is gone
         log_start = self.log_file.stat().st_size if self.log_file.exists() else 0
         cmd = [
@@ -559,14 +626,17 @@ class RedisService:
             self.pid_file.unlink(missing_ok=True)
             return "not running"
         cli = shutil.which(self.cli_bin)
-        if cli is not None:
+        # Only talk to the port if our process is the one answering there: never shut down a
+        # foreign Redis that took over the configured port.
+        used_cli = cli is not None and _redis_server_pid(self.host, self.port) == pid
+        if used_cli:
             _run(
-                [cli, "-h", self.host, "-p", str(self.port), "shutdown", "nosave"],
+                [cli, "-h", self.host, "-p", str(self.port), "shutdown", "nosave"],  # type: ignore[list-item]
                 timeout=self.timeout,
                 what="redis-cli shutdown",
             )
-        if _pid_alive(pid) and not _wait_until_dead(pid, 2.0 if cli else 0.0):
-            # redis-cli missing or the server listens elsewhere: SIGTERM also shuts down cleanly.
+        if _pid_alive(pid) and not _wait_until_dead(pid, 2.0 if used_cli else 0.0):
+            # No redis-cli, or the server listens elsewhere: SIGTERM also shuts down cleanly.
             os.kill(pid, signal.SIGTERM)
         if not _wait_until_dead(pid, self.timeout):
             raise ServiceError(
@@ -589,9 +659,7 @@ class RedisService:
                 return
             log = _tail(self.log_file, start=log_start)
             if "Address already in use" in log:
-                raise PortInUseError(
-                    _port_in_use("redis", self.host, self.port, self.data_dir, "redis.port")
-                )
+                raise PortInUseError(_port_in_use("redis", self.host, self.port, self.data_dir, "redis.port"))
             if "aborting" in log.lower() or "Fatal" in log:
                 raise ServiceError(f"redis-server failed to start:\n{log}\n(log: {self.log_file})")
             time.sleep(0.05)

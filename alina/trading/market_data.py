@@ -13,10 +13,11 @@ import math
 import re
 import statistics
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 from alina.trading.data import DATA_DIR
 
@@ -47,9 +48,7 @@ class UnknownSymbolError(LookupError):
     def __init__(self, symbol: str, available: Iterable[str]) -> None:
         self.symbol = symbol
         self.available = sorted(available)
-        super().__init__(
-            f"unknown symbol {symbol!r}; available: {', '.join(self.available) or 'none'}"
-        )
+        super().__init__(f"unknown symbol {symbol!r}; available: {', '.join(self.available) or 'none'}")
 
 
 class UnsupportedTimeframeError(ValueError):
@@ -68,7 +67,7 @@ def _to_ms(value: Any) -> int:
     if isinstance(value, str):
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
         if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
+            dt = dt.replace(tzinfo=UTC)
         return int(round(dt.timestamp() * 1000))
     raise ValueError(f"bad timestamp {value!r}")
 
@@ -166,11 +165,11 @@ def normalize_symbol(text: str, available: Iterable[str]) -> str:
 
 def iso_utc(ts_ms: int) -> str:
     """Format epoch milliseconds as ``YYYY-MM-DDTHH:MM:SSZ`` (ISO-8601, UTC)."""
-    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _short_utc(ts_ms: int) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def format_price(x: float) -> str:
@@ -196,7 +195,9 @@ def regression_slope(values: list[float]) -> float:
     return sxy / sxx
 
 
-def classify_trend(change_pct: float, fitted_move_pct: float, threshold_pct: float = TREND_THRESHOLD_PCT) -> str:
+def classify_trend(
+    change_pct: float, fitted_move_pct: float, threshold_pct: float = TREND_THRESHOLD_PCT
+) -> str:
     """Label a window ``"uptrend"``, ``"downtrend"`` or ``"sideways"``.
 
     Rule: uptrend when the open→close change AND the move of the least-squares line through
@@ -290,7 +291,7 @@ def summarize(
     closes = [c.close for c in window]
     first, last = window[0], window[-1]
     change_pct = (last.close - first.open) / first.open * 100 if first.open else 0.0
-    log_returns = [math.log(b / a) for a, b in zip(closes, closes[1:]) if a > 0 and b > 0]
+    log_returns = [math.log(b / a) for a, b in zip(closes, closes[1:], strict=False) if a > 0 and b > 0]
     vol = statistics.stdev(log_returns) * 100 if len(log_returns) >= 2 else 0.0
     mean_close = sum(closes) / len(closes)
     fitted = regression_slope(closes) * (len(closes) - 1) / mean_close * 100 if mean_close else 0.0
@@ -358,7 +359,9 @@ class MarketData:
         last = self.candles(symbol)[-1]
         return last.close, last.ts_ms
 
-    def summary(self, symbol: str, hours: float = 24, trend_threshold_pct: float = TREND_THRESHOLD_PCT) -> CandleSummary:
+    def summary(
+        self, symbol: str, hours: float = 24, trend_threshold_pct: float = TREND_THRESHOLD_PCT
+    ) -> CandleSummary:
         """Summary over the last ``hours`` of DATA (not wall-clock time); see :func:`summarize`."""
         sym = self.resolve(symbol)
         return summarize(self.candles(sym), sym, hours, self._timeframe, trend_threshold_pct)

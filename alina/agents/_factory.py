@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from autogen_agentchat.agents import AssistantAgent
+from autogen_core.model_context import BufferedChatCompletionContext
+from autogen_core.models import ChatCompletionClient
+from autogen_core.tools import BaseTool
+
+from alina.config import ORCHESTRATOR, SPECIALISTS, AlinaConfig
+from alina.meta_prompts import Prompt, load_prompt
+from alina.skills.builtin import tools_for
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """What the router and the team need to know about one agent."""
+
+    name: str
+    prompt: Prompt
+    tool_names: tuple[str, ...]
+
+    @property
+    def description(self) -> str:
+        return self.prompt.description
+
+
+def agent_specs(config: AlinaConfig) -> dict[str, AgentSpec]:
+    """Specs of ALINA and every specialist, in a fixed order (ALINA first)."""
+    specs = {}
+    for name in (ORCHESTRATOR, *SPECIALISTS):
+        prompt = load_prompt(config.agents[name].prompt or name)
+        tools = tools_for(name) if name in SPECIALISTS else []
+        specs[name] = AgentSpec(name, prompt, tuple(t.name for t in tools))
+    return specs
+
+
+def build_agent(
+    name: str, config: AlinaConfig, client: ChatCompletionClient, *, tools: list[BaseTool] | None = None
+) -> AssistantAgent:
+    """One AutoGen AssistantAgent with its versioned prompt, tools and a windowed context.
+
+    Specialists call a tool first (the provider's ``tool_policy``); with
+    ``agents.NAME.reflect_on_tool_use`` a second model call rewrites the result in prose,
+    otherwise the turn is the tool result itself. The context window keeps the system
+    prompt plus the last ``team.history_window`` messages, so prompts stay short on a CPU.
+    """
+    prompt = load_prompt(config.agents[name].prompt or name)
+    agent_tools: list[BaseTool] = list(tools) if tools is not None else (
+        list(tools_for(name)) if name in SPECIALISTS else []
+    )
+    return AssistantAgent(
+        name,
+        model_client=client,
+        tools=agent_tools or None,
+        description=prompt.description,
+        system_message=prompt.render(),
+        reflect_on_tool_use=bool(agent_tools) and config.agents[name].reflect_on_tool_use,
+        tool_call_summary_format="{result}",
+        max_tool_iterations=1,
+        model_context=BufferedChatCompletionContext(buffer_size=config.team.history_window),
+    )

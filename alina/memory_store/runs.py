@@ -1,0 +1,232 @@
+"""Durable record of team runs and their messages, in Postgres (psycopg 3, async pool)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from alina.memory_store.migrate import migrate
+
+__all__ = ["FINAL_STATUSES", "RunStore", "StoreUnavailableError", "redact_dsn"]
+
+FINAL_STATUSES = ("completed", "failed", "stopped")
+
+_RUN_COLUMNS = (
+    "id, task, status, started_at, finished_at, config_json, turns, model_calls, tool_calls, "
+    "prompt_tokens, completion_tokens, wall_s, error"
+)
+
+
+class StoreUnavailableError(RuntimeError):
+    """The Postgres server cannot be reached; the operator must start it (``alina up``)."""
+
+
+def redact_dsn(dsn: str) -> str:
+    """Render ``dsn`` (URL or ``key=value`` form) as ``postgresql://user@host:port/db``, no password."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "<unparseable DSN>"
+    user = str(params.get("user", ""))
+    host = params.get("host", "localhost")
+    port = params.get("port", "5432")
+    dbname = params.get("dbname", user)
+    return f"postgresql://{user + '@' if user else ''}{host}:{port}/{dbname}"
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """True for "cannot talk to the server" errors, False for SQL errors such as a lock timeout."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
+def _unavailable(dsn: str, exc: BaseException) -> StoreUnavailableError:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return StoreUnavailableError(
+        f"cannot reach Postgres at {redact_dsn(dsn)} ({reason}). "
+        "Is the server running? Run `alina up` (and check postgres.port in config.yaml)."
+    )
+
+
+class RunStore:
+    """Runs and messages in Postgres. ``open()`` connects and migrates; ``close()`` disconnects.
+
+    Usable as ``async with RunStore(dsn) as store: ...``.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 4,
+        connect_timeout: int = 3,
+        open_timeout: float = 10.0,
+        acquire_timeout: float = 10.0,
+    ) -> None:
+        self._dsn = dsn
+        self._min_size = min_size
+        self._max_size = max_size
+        # libpq rounds connect_timeout below 2 s up to 2 s.
+        self._connect_timeout = max(2, int(connect_timeout))
+        self._open_timeout = open_timeout
+        self._acquire_timeout = acquire_timeout
+        self._pool: AsyncConnectionPool | None = None
+
+    async def open(self) -> None:
+        """Connect the pool and apply pending migrations.
+
+        Raises StoreUnavailableError (naming the DSN without password) if the server cannot be
+        reached within the timeouts.
+        """
+        if self._pool is not None:
+            return
+        # One direct connection first: it fails fast with the real reason (refused, unknown
+        # database...), whereas the pool would retry silently until its timeout.
+        try:
+            probe = await AsyncConnection.connect(self._dsn, connect_timeout=self._connect_timeout)
+        except psycopg.OperationalError as exc:
+            raise _unavailable(self._dsn, exc) from exc
+        await probe.close()
+        pool = AsyncConnectionPool(
+            self._dsn,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            open=False,
+            kwargs={"connect_timeout": self._connect_timeout},
+            timeout=self._acquire_timeout,
+            check=AsyncConnectionPool.check_connection,
+            name="alina-runs",
+        )
+        try:
+            await pool.open(wait=True, timeout=self._open_timeout)
+            await migrate(pool)
+        except BaseException as exc:
+            await pool.close()
+            if _is_connection_error(exc):
+                raise _unavailable(self._dsn, exc) from exc
+            raise
+        self._pool = pool
+
+    async def close(self) -> None:
+        """Close the pool. Safe to call twice."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def __aenter__(self) -> RunStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def create_run(self, run_id: str, task: str, config_json: dict[str, Any]) -> None:
+        """Insert a new run with status ``running``; a duplicate ``run_id`` raises UniqueViolation."""
+        async with self._connection() as conn:
+            await conn.execute(
+                "INSERT INTO runs (id, task, status, config_json) VALUES (%s, %s, 'running', %s)",
+                (run_id, task, Jsonb(config_json)),
+            )
+
+    async def add_message(
+        self,
+        run_id: str,
+        seq: int,
+        source: str,
+        type: str,  # noqa: A002 - the column's name
+        content: str,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+        latency_ms: float | None = None,
+    ) -> None:
+        """Record message ``seq`` of a run. Idempotent: a second write of the same seq is ignored."""
+        async with self._connection() as conn:
+            await conn.execute(
+                "INSERT INTO messages (run_id, seq, source, type, content, prompt_tokens, "
+                "completion_tokens, latency_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (run_id, seq) DO NOTHING",
+                (run_id, seq, source, type, content, prompt_tokens, completion_tokens, latency_ms),
+            )
+
+    async def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        turns: int,
+        model_calls: int,
+        tool_calls: int,
+        prompt_tokens: int,
+        completion_tokens: int,
+        wall_s: float,
+        error: str | None = None,
+    ) -> None:
+        """Set a run's final status, counters and ``finished_at``.
+
+        Raises ValueError for a status not in FINAL_STATUSES, LookupError for an unknown run.
+        """
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(FINAL_STATUSES)} (got {status!r})")
+        async with self._connection() as conn:
+            cur = await conn.execute(
+                "UPDATE runs SET status = %s, finished_at = now(), turns = %s, model_calls = %s, "
+                "tool_calls = %s, prompt_tokens = %s, completion_tokens = %s, wall_s = %s, "
+                "error = %s WHERE id = %s",
+                (
+                    status, turns, model_calls, tool_calls, prompt_tokens, completion_tokens,
+                    wall_s, error, run_id,
+                ),
+            )  # fmt: skip
+            if cur.rowcount == 0:
+                raise LookupError(f"no run with id {run_id!r}")
+
+    async def get_run(self, run_id: str) -> dict[str, Any] | None:
+        """The run's row as a dict plus ``messages`` (dicts ordered by seq), or None if unknown."""
+        async with self._connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = %s", (run_id,))
+            run = await cur.fetchone()
+            if run is None:
+                return None
+            await cur.execute(
+                "SELECT seq, source, type, content, prompt_tokens, completion_tokens, latency_ms, "
+                "created_at FROM messages WHERE run_id = %s ORDER BY seq",
+                (run_id,),
+            )
+            run["messages"] = await cur.fetchall()
+            return run
+
+    async def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Up to ``limit`` runs, newest first, each with a ``message_count``."""
+        async with self._connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                f"SELECT {_RUN_COLUMNS}, (SELECT count(*) FROM messages m WHERE m.run_id = r.id) "
+                "AS message_count FROM runs r ORDER BY started_at DESC, id LIMIT %s",
+                (limit,),
+            )
+            return await cur.fetchall()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection]:
+        if self._pool is None:
+            raise RuntimeError("RunStore is not open: call `await store.open()` first")
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except (PoolTimeout, psycopg.OperationalError) as exc:
+            if not _is_connection_error(exc):
+                raise
+            raise _unavailable(self._dsn, exc) from exc

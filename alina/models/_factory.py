@@ -1,0 +1,62 @@
+"""Build model clients from configuration (the only place that maps config to providers)."""
+
+from __future__ import annotations
+
+import os
+
+from alina.config import AlinaConfig, ModelConfig
+from alina.models._client import JsonToolClient
+from alina.models._errors import ModelUnavailableError
+from alina.models._resilient import Governor, Listener, ResilientClient
+
+
+def build_provider(cfg: ModelConfig, *, max_tokens: int | None = None) -> JsonToolClient:
+    """One provider client for a model entry of config.yaml."""
+    common = dict(
+        model=cfg.model,
+        n_ctx=cfg.n_ctx,
+        max_tokens=max_tokens or cfg.max_tokens,
+        temperature=cfg.temperature,
+        timeout_s=cfg.timeout_s,
+        tool_policy=cfg.tool_policy,
+        seed=cfg.seed,
+        repeat_penalty=cfg.repeat_penalty,
+    )
+    if cfg.provider == "llamacpp":
+        from alina.models.llamacpp import LlamaCppClient
+
+        return LlamaCppClient(model_path=cfg.path, n_threads=cfg.n_threads, **common)  # type: ignore[arg-type]
+    assert cfg.base_url is not None  # enforced by the config's cross-field rules
+    if cfg.provider == "openai":
+        from alina.models.openai_compat import OpenAICompatClient
+
+        api_key = None
+        if cfg.api_key_env:
+            api_key = os.environ.get(cfg.api_key_env)
+            if not api_key:
+                raise ModelUnavailableError(
+                    f"environment variable {cfg.api_key_env} (models.*.api_key_env) is not set"
+                )
+        return OpenAICompatClient(
+            base_url=cfg.base_url, api_key=api_key, json_schema_style=cfg.json_schema_style, **common  # type: ignore[arg-type]
+        )
+    from alina.models.ollama import OllamaClient
+
+    return OllamaClient(base_url=cfg.base_url, **common)  # type: ignore[arg-type]
+
+
+def build_agent_client(
+    config: AlinaConfig, agent: str, *, governor: Governor, listener: Listener | None = None
+) -> ResilientClient:
+    """The resilient client for one agent: its model, retries, fallback and the shared governor."""
+    agent_cfg = config.agents[agent]
+    model_cfg = config.models[agent_cfg.model]
+    primary = build_provider(model_cfg, max_tokens=agent_cfg.max_tokens)
+    fallback = (
+        build_provider(config.models[model_cfg.fallback], max_tokens=agent_cfg.max_tokens)
+        if model_cfg.fallback
+        else None
+    )
+    return ResilientClient(
+        agent, primary, retries=model_cfg.retries, fallback=fallback, governor=governor, listener=listener
+    )

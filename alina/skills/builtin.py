@@ -1,0 +1,304 @@
+"""Built-in tools of the specialist agents, and their AutoGen ``FunctionTool`` wrappers.
+
+Each tool is a plain function with flat, primitive, defaulted arguments that returns one
+short string a small model can use. Handled failures return a string starting with
+:data:`ERROR_PREFIX` instead of raising. :func:`tools_for` wraps every function so each call
+is timed and recorded with :func:`alina.monitoring.metrics.observe_tool_call`, and so the
+``Args:`` lines of its docstring become the parameter descriptions in the JSON schema.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import psutil
+from autogen_core.tools import FunctionTool
+
+from alina.meta_prompts.rubric import score as rubric_score
+from alina.monitoring.metrics import LATENCY, LatencyWindow, observe_tool_call
+from alina.trading.market_data import MarketData, UnknownSymbolError, available_symbols, format_price
+
+ERROR_PREFIX = "error:"
+
+# Health thresholds (documented in system_health).
+MEMORY_DEGRADED_PCT = 90.0
+P95_DEGRADED_S = 30.0
+LOAD_PER_CPU_DEGRADED = 2.0
+
+_market: MarketData | None = None
+_market_lock = threading.Lock()
+
+
+def market_data() -> MarketData:
+    """The shared :class:`MarketData` used by the trader tools (created on first use)."""
+    global _market
+    with _market_lock:
+        if _market is None:
+            _market = MarketData()
+        return _market
+
+
+def set_market_data(md: MarketData | None) -> None:
+    """Replace the shared :class:`MarketData` (``None`` = bundled data on next use)."""
+    global _market
+    with _market_lock:
+        _market = md
+
+
+# --------------------------------------------------------------------------- trader
+
+# The symbols with packaged data, as an enum in the tool schema: a grammar-constrained small
+# model can then only name a pair that exists (it invents "json" or the tool name otherwise).
+Symbol = Literal[tuple(sorted(available_symbols()))]  # type: ignore[valid-type]
+
+
+def get_price(symbol: Symbol = "BTC/USDT") -> str:
+    """Get the last price of a trading pair from the bundled historical market data.
+
+    Args:
+        symbol: Trading pair, e.g. "BTC/USDT".
+    """
+    md = market_data()
+    try:
+        sym = md.resolve(symbol)
+        price, ts_ms = md.last_price(sym)
+    except UnknownSymbolError as exc:
+        return f"{ERROR_PREFIX} unknown symbol {exc.symbol!r}; available: {', '.join(exc.available)}"
+    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts_ms / 1000))
+    return f"{sym} last price {format_price(price)} (close of the 5m candle at {when} UTC, historical data)"
+
+
+def candle_summary(symbol: Symbol = "BTC/USDT", hours: float = 24.0) -> str:
+    """Summarise recent candles of a trading pair: open, close, change, high, low, trend, volatility.
+
+    Args:
+        symbol: Trading pair, e.g. "BTC/USDT".
+        hours: How many hours back from the end of the data to summarise, e.g. 24.
+    """
+    md = market_data()
+    try:
+        hours = float(hours)
+    except (TypeError, ValueError):
+        return f"{ERROR_PREFIX} hours must be a number, got {hours!r}"
+    if not (math.isfinite(hours) and hours > 0):
+        return f"{ERROR_PREFIX} hours must be a positive number, got {hours:g}"
+    try:
+        return md.summary(symbol, hours).to_text()
+    except UnknownSymbolError as exc:
+        return f"{ERROR_PREFIX} unknown symbol {exc.symbol!r}; available: {', '.join(exc.available)}"
+
+
+# --------------------------------------------------------------------------- monitor
+
+_proc = psutil.Process()
+_cpu_lock = threading.Lock()
+_cpu_primed = False
+
+
+def _process_cpu_percent() -> float:
+    """Process CPU % since the previous call; the first call samples 0.1 s instead."""
+    global _cpu_primed
+    with _cpu_lock:
+        if not _cpu_primed:
+            _cpu_primed = True
+            return _proc.cpu_percent(interval=0.1)
+        return _proc.cpu_percent(interval=None)
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """Numbers behind :func:`system_health` and the verdict derived from them."""
+
+    cpu_pct: float
+    rss_mb: float
+    mem_used_pct: float
+    load: tuple[float, float, float]
+    n_cpu: int
+    latency: dict[str, dict[str, float]]
+    verdict: str
+    reasons: list[str]
+
+
+def evaluate_health(
+    mem_used_pct: float,
+    load1: float,
+    n_cpu: int,
+    latency: dict[str, dict[str, float]],
+) -> tuple[str, list[str]]:
+    """Return ``("healthy"|"degraded", reasons)``.
+
+    Degraded when system memory use > 90 %, or any agent's p95 model latency > 30 s, or the
+    1-minute load average > 2 × the CPU count.
+    """
+    reasons = []
+    if mem_used_pct > MEMORY_DEGRADED_PCT:
+        reasons.append(f"memory {mem_used_pct:.0f}% > {MEMORY_DEGRADED_PCT:.0f}%")
+    for agent, st in latency.items():
+        if st["p95_s"] > P95_DEGRADED_S:
+            reasons.append(f"{agent} p95 {st['p95_s']:.1f}s > {P95_DEGRADED_S:.0f}s")
+    if load1 > LOAD_PER_CPU_DEGRADED * max(1, n_cpu):
+        reasons.append(f"load {load1:.1f} > {LOAD_PER_CPU_DEGRADED:g}x{n_cpu} cpu")
+    return ("degraded" if reasons else "healthy"), reasons
+
+
+def health_report(latency: LatencyWindow | None = None) -> HealthReport:
+    """Collect process/system numbers and model latency, and judge them."""
+    window = latency if latency is not None else LATENCY
+    stats = window.stats()
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    n_cpu = psutil.cpu_count() or 1
+    mem = psutil.virtual_memory().percent
+    verdict, reasons = evaluate_health(mem, load[0], n_cpu, stats)
+    return HealthReport(
+        cpu_pct=_process_cpu_percent(),
+        rss_mb=_proc.memory_info().rss / 1e6,
+        mem_used_pct=mem,
+        load=(load[0], load[1], load[2]),
+        n_cpu=n_cpu,
+        latency=stats,
+        verdict=verdict,
+        reasons=reasons,
+    )
+
+
+def format_health(r: HealthReport) -> str:
+    """Two short lines: verdict + resources, then model latency per agent."""
+    why = f" ({'; '.join(r.reasons)})" if r.reasons else ""
+    line1 = (
+        f"{r.verdict}{why}: process cpu {r.cpu_pct:.1f}%, rss {r.rss_mb:.0f} MB, "
+        f"system memory {r.mem_used_pct:.0f}% used, load {r.load[0]:.2f}/{r.load[1]:.2f}/{r.load[2]:.2f} "
+        f"({r.n_cpu} cpu)"
+    )
+    if r.latency:
+        parts = [
+            f"{a} p50 {s['p50_s']:.2f}s p95 {s['p95_s']:.2f}s last {s['last_s']:.2f}s ({s['calls']} calls)"
+            for a, s in r.latency.items()
+        ]
+        line2 = "model latency: " + "; ".join(parts)
+    else:
+        line2 = "model latency: no model calls recorded yet"
+    return f"{line1}\n{line2}"
+
+
+def system_health() -> str:
+    """Report process CPU and memory, system memory and load, model latency, and a health verdict.
+
+    The verdict is "degraded" when system memory use > 90%, any agent's p95 model latency
+    > 30 s, or the 1-minute load average > 2x the CPU count; otherwise "healthy".
+    """
+    return format_health(health_report())
+
+
+# --------------------------------------------------------------------------- optimizer
+
+
+def score_answer(answer: str, task: str = "") -> str:
+    """Score an answer from 0 to 1 with a fixed rubric and list which criteria pass or fail.
+
+    Args:
+        answer: The answer text to score.
+        task: The task or question the answer responds to (optional, improves the score).
+    """
+    result = rubric_score(answer, task)
+    failed = [n for n in result.notes if not n.endswith("n/a")]
+    return result.to_text() + (f" ({'; '.join(failed[:2])})" if failed else "")
+
+
+# --------------------------------------------------------------------------- registry
+
+BUILTIN_SKILLS: dict[str, list[Callable[..., Any]]] = {
+    "trader": [get_price, candle_summary],
+    "monitor": [system_health],
+    "optimizer": [score_answer],
+}
+
+
+def description_of(func: Callable[..., Any]) -> str:
+    """First line of the function's docstring (the tool description)."""
+    doc = inspect.getdoc(func) or ""
+    return doc.strip().splitlines()[0].strip() if doc.strip() else func.__name__
+
+
+def parse_args_doc(func: Callable[..., Any]) -> dict[str, str]:
+    """Map parameter names to their descriptions from a Google-style ``Args:`` section."""
+    doc = inspect.getdoc(func) or ""
+    out: dict[str, str] = {}
+    in_args, current = False, None
+    for line in doc.splitlines():
+        if re.match(r"^(Args|Arguments|Parameters):\s*$", line):
+            in_args = True
+            continue
+        if not in_args:
+            continue
+        if line and not line.startswith(" "):  # next section
+            break
+        m = re.match(r"^\s{2,8}(\w+)(?:\s*\([^)]*\))?:\s*(.*)$", line)
+        if m:
+            current = m.group(1)
+            out[current] = m.group(2).strip()
+        elif current and line.strip():
+            out[current] += " " + line.strip()
+    return out
+
+
+def instrument(func: Callable[..., Any], agent: str) -> Callable[..., Any]:
+    """Wrap ``func`` so each call is timed and recorded via ``observe_tool_call``.
+
+    Outcome is ``error`` when the call raises (the exception propagates) or returns a string
+    starting with ``error:``, else ``ok``. The wrapper keeps the signature (functools.wraps)
+    and its annotations become ``Annotated[type, <Args: description>]``, which is where
+    AutoGen's ``FunctionTool`` takes parameter descriptions from.
+    """
+    hints = inspect.get_annotations(func, eval_str=True)
+    docs = parse_args_doc(func)
+    tool = func.__name__
+
+    def _outcome(result: Any) -> str:
+        return "error" if isinstance(result, str) and result.startswith(ERROR_PREFIX) else "ok"
+
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t0, outcome = time.perf_counter(), "error"
+            try:
+                result = await func(*args, **kwargs)
+                outcome = _outcome(result)
+                return result
+            finally:
+                observe_tool_call(agent, tool, time.perf_counter() - t0, outcome)
+
+    else:
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            t0, outcome = time.perf_counter(), "error"
+            try:
+                result = func(*args, **kwargs)
+                outcome = _outcome(result)
+                return result
+            finally:
+                observe_tool_call(agent, tool, time.perf_counter() - t0, outcome)
+
+    wrapper.__annotations__ = {
+        name: (Annotated[hint, docs[name]] if name in docs and name != "return" else hint)
+        for name, hint in hints.items()
+    }
+    return wrapper
+
+
+def tools_for(agent: str) -> list[FunctionTool]:
+    """AutoGen tools for ``agent``'s built-in skills (empty list for an agent without any)."""
+    return [
+        FunctionTool(instrument(f, agent), description=description_of(f), name=f.__name__)
+        for f in BUILTIN_SKILLS.get(agent, [])
+    ]

@@ -1,0 +1,88 @@
+"""Team assembly: ALINA's SelectorGroupChat over the specialists, with explicit termination."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from autogen_agentchat.base import TerminationCondition
+from autogen_agentchat.conditions import (
+    MaxMessageTermination,
+    SourceMatchTermination,
+    TimeoutTermination,
+)
+from autogen_agentchat.teams import SelectorGroupChat
+from autogen_core.model_context import BufferedChatCompletionContext
+from autogen_core.models import ChatCompletionClient
+
+from alina.agents import agent_specs, build_agent
+from alina.config import ORCHESTRATOR, SPECIALISTS, AlinaConfig
+from alina.models import Governor, build_agent_client
+from alina.models._resilient import Listener
+from alina.team._routing import SELECTOR_PROMPT, Router
+
+
+@dataclass
+class AlinaTeam:
+    """The assembled team plus what the run loop needs to observe it."""
+
+    team: SelectorGroupChat
+    router: Router
+    clients: dict[str, ChatCompletionClient]
+    prompt_versions: dict[str, int]
+
+    async def close(self) -> None:
+        closed: set[int] = set()
+        for c in self.clients.values():
+            if id(c) not in closed:
+                closed.add(id(c))
+                await c.close()
+
+
+def termination(config: AlinaConfig) -> TerminationCondition:
+    """ALINA's answer ends the run (its done marker); max turns and wall time bound it.
+
+    ``MaxMessageTermination`` counts the task message too, hence ``max_turns + 1``.
+    """
+    return (
+        SourceMatchTermination([ORCHESTRATOR])
+        | MaxMessageTermination(config.team.max_turns + 1)
+        | TimeoutTermination(config.team.wall_time_s)
+    )
+
+
+def build_team(
+    config: AlinaConfig,
+    *,
+    clients: dict[str, ChatCompletionClient] | None = None,
+    listener: Listener | None = None,
+) -> AlinaTeam:
+    """Build ALINA's team from config. ``clients`` replaces model clients (unit tests pass
+    ReplayChatCompletionClients; key ``"selector"`` is the router's model)."""
+    specs = agent_specs(config)
+    if clients is None:
+        governor = Governor(config.team.max_concurrent_model_calls)
+        clients = {
+            name: build_agent_client(config, name, governor=governor, listener=listener)
+            for name in (ORCHESTRATOR, *SPECIALISTS)
+        }
+        clients["selector"] = build_agent_client(
+            config, ORCHESTRATOR, governor=governor, listener=listener
+        )
+        clients["selector"].agent = "selector"  # type: ignore[attr-defined]
+    agents = [build_agent(name, config, clients[name]) for name in (*SPECIALISTS, ORCHESTRATOR)]
+    router = Router({name: specs[name].prompt.keywords for name in SPECIALISTS})
+    team = SelectorGroupChat(
+        agents,
+        model_client=clients["selector"],
+        termination_condition=termination(config),
+        selector_prompt=SELECTOR_PROMPT,
+        selector_func=router.selector_func,
+        candidate_func=router.candidate_func,
+        model_context=BufferedChatCompletionContext(buffer_size=config.team.history_window),
+    )
+    return AlinaTeam(
+        team=team,
+        router=router,
+        clients=clients,
+        prompt_versions={name: spec.prompt.version for name, spec in specs.items()},
+    )

@@ -1,0 +1,83 @@
+"""Fixtures that start real Postgres and Redis servers for the integration tests.
+
+Self-contained so they can move to a shared conftest: ``infra_root``, ``free_port``,
+``pg_service``, ``redis_service``, ``fresh_pg_dsn``.
+
+Data lives under ``<repo>/.alina/test-*`` rather than pytest's tmp dir: Postgres runs as OS
+user ``postgres`` (it refuses root), which must be able to traverse every parent directory, and
+pytest's default basetemp may sit under a 0700 home directory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from alina.runtime.services import PostgresService, RedisService
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def free_port() -> Callable[[], int]:
+    """Factory returning a TCP port that is free on 127.0.0.1 right now."""
+    return _free_port
+
+
+@pytest.fixture(scope="session")
+def infra_root() -> Iterator[Path]:
+    """A session directory under ``<repo>/.alina`` that user ``postgres`` can traverse."""
+    base = REPO_ROOT / ".alina"
+    base.mkdir(exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="test-", dir=base))
+    root.chmod(0o755)  # mkdtemp creates 0700
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_service(infra_root: Path) -> Iterator[PostgresService]:
+    """A running Postgres (fsync off) on a free port for the whole session; stopped at the end."""
+    service = PostgresService(data_dir=infra_root / "pg", port=_free_port(), fast=True)
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_service(infra_root: Path) -> Iterator[RedisService]:
+    """A running redis-server on a free port for the whole session; stopped at the end."""
+    service = RedisService(data_dir=infra_root / "redis", port=_free_port())
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture
+def fresh_pg_dsn(pg_service: PostgresService) -> Iterator[str]:
+    """DSN of a new, empty database on ``pg_service``; dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = pg_service.dsn_for("postgres")
+    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield pg_service.dsn_for(name)
+    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
