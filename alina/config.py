@@ -149,7 +149,10 @@ class AlinaConfig(_Strict):
     paths: PathsConfig = PathsConfig()
     models: dict[str, ModelConfig] = Field(default_factory=lambda: {"embedded": ModelConfig()})
     agents: dict[str, AgentConfig] = Field(
-        default_factory=lambda: {name: AgentConfig() for name in (ORCHESTRATOR, *SPECIALISTS)}
+        default_factory=lambda: {
+            ORCHESTRATOR: AgentConfig(max_tokens=128),
+            **{name: AgentConfig() for name in SPECIALISTS},
+        }
     )
     team: TeamConfig = TeamConfig()
     postgres: PostgresConfig = PostgresConfig()

@@ -628,13 +628,14 @@ class RedisService:
         cli = shutil.which(self.cli_bin)
         # Only talk to the port if our process is the one answering there: never shut down a
         # foreign Redis that took over the configured port.
-        used_cli = cli is not None and _redis_server_pid(self.host, self.port) == pid
-        if used_cli:
+        used_cli = False
+        if cli is not None and _redis_server_pid(self.host, self.port) == pid:
             _run(
-                [cli, "-h", self.host, "-p", str(self.port), "shutdown", "nosave"],  # type: ignore[list-item]
+                [cli, "-h", self.host, "-p", str(self.port), "shutdown", "nosave"],
                 timeout=self.timeout,
                 what="redis-cli shutdown",
             )
+            used_cli = True
         if _pid_alive(pid) and not _wait_until_dead(pid, 2.0 if used_cli else 0.0):
             # No redis-cli, or the server listens elsewhere: SIGTERM also shuts down cleanly.
             os.kill(pid, signal.SIGTERM)

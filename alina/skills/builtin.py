@@ -78,7 +78,7 @@ def get_price(symbol: Symbol = "BTC/USDT") -> str:
 
 
 def candle_summary(symbol: Symbol = "BTC/USDT", hours: float = 24.0) -> str:
-    """Summarise recent candles of a trading pair: open, close, change, high, low, trend, volatility.
+    """Summarise the trend of a trading pair over the last hours or days of market data: change, high, low, volatility.
 
     Args:
         symbol: Trading pair, e.g. "BTC/USDT".

@@ -26,6 +26,7 @@ from autogen_core import CancellationToken
 from autogen_core.models import ChatCompletionClient
 
 from alina.config import ORCHESTRATOR, AlinaConfig
+from alina.memory_store.hot import HotState
 from alina.models import CallRecord
 from alina.monitoring import metrics
 from alina.team._routing import RouteDecision
@@ -117,9 +118,11 @@ class TeamRunner:
         sink: RunSink | None = None,
         clients: dict[str, ChatCompletionClient] | None = None,
         on_event: Callable[[RunEvent], None] | None = None,
+        hot: HotState | None = None,
     ) -> None:
         self.config = config
         self.sink = sink
+        self.hot = hot
         self.on_event = on_event
         self._calls: list[CallRecord] = []
         self.team: AlinaTeam = build_team(config, clients=clients, listener=self._calls.append)
@@ -138,6 +141,8 @@ class TeamRunner:
         routing_before = len(self.team.router.decisions)
         if self.sink is not None:
             await self.sink.create_run(run_id, task, self.config.model_dump(mode="json"))
+        if self.hot is not None:
+            await self.hot.set_run_status(run_id, "running", task)
         start = last = time.monotonic()
         token = CancellationToken()
         try:
@@ -171,6 +176,8 @@ class TeamRunner:
                 run_id, result.status, result.turns, result.model_calls, result.tool_calls,
                 result.prompt_tokens, result.completion_tokens, result.wall_s, result.error,
             )
+        if self.hot is not None:
+            await self.hot.set_run_status(run_id, result.status)
         return result
 
     async def _record(self, result: RunResult, item: BaseAgentEvent | BaseChatMessage, latency_ms: float) -> None:

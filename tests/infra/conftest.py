@@ -10,6 +10,7 @@ pytest's default basetemp may sit under a 0700 home directory.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import tempfile
@@ -21,7 +22,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from alina.runtime.services import PostgresService, RedisService
+from alina.runtime.services import PostgresService, RedisService, ServiceError, ensure_traversable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,10 +41,17 @@ def free_port() -> Callable[[], int]:
 
 @pytest.fixture(scope="session")
 def infra_root() -> Iterator[Path]:
-    """A session directory under ``<repo>/.alina`` that user ``postgres`` can traverse."""
+    """A session directory that user ``postgres`` can traverse: ``<repo>/.alina/test-*``, or
+    ``$TMPDIR/alina-test-*`` when the checkout sits under a directory ``postgres`` cannot enter."""
     base = REPO_ROOT / ".alina"
     base.mkdir(exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="test-", dir=base))
+    if os.geteuid() == 0:
+        try:
+            ensure_traversable(base / "x", "postgres")
+        except ServiceError:
+            # Checkout under a 0700 directory (e.g. /root): fall back to the system temp dir.
+            base = Path(tempfile.gettempdir())
+    root = Path(tempfile.mkdtemp(prefix="alina-test-" if base.name != ".alina" else "test-", dir=base))
     root.chmod(0o755)  # mkdtemp creates 0700
     yield root
     shutil.rmtree(root, ignore_errors=True)

@@ -82,6 +82,9 @@ def test_redis_start_stop_idempotent(infra_root: Path, free_port: Callable[[], i
         client = redis.Redis.from_url(service.url, socket_timeout=3)
         assert client.ping()
         assert client.config_get("save") == {"save": ""}
+        other = RedisService(data_dir=infra_root / "redis-idem", port=free_port())
+        with pytest.raises(ServiceError, match="another port"):
+            other.start()
         assert service.stop() == "stopped"
         assert not service.is_running()
         assert service.stop() == "not running"
