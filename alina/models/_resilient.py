@@ -19,7 +19,6 @@ from typing import Any, Literal
 from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, ModelInfo, RequestUsage
 from autogen_core.tools import Tool, ToolSchema
 
-from alina.models._client import JsonToolClient
 from alina.models._errors import ModelError, ModelTimeoutError
 from alina.monitoring import metrics
 
@@ -61,10 +60,10 @@ class ResilientClient(ChatCompletionClient):
     def __init__(
         self,
         agent: str,
-        primary: JsonToolClient,
+        primary: ChatCompletionClient,
         *,
         retries: int = 2,
-        fallback: JsonToolClient | None = None,
+        fallback: ChatCompletionClient | None = None,
         governor: Governor | None = None,
         listener: Listener | None = None,
     ) -> None:
@@ -75,12 +74,13 @@ class ResilientClient(ChatCompletionClient):
         self.governor = governor or Governor(4)
         self.listener = listener
 
-    def _record(self, client: JsonToolClient, seconds: float, result: CreateResult | None, outcome: Any) -> None:
+    def _record(self, client: ChatCompletionClient, seconds: float, result: CreateResult | None, outcome: Any) -> None:
         usage = result.usage if result else RequestUsage(prompt_tokens=0, completion_tokens=0)
         rec = CallRecord(
             agent=self.agent,
-            provider=client.provider,
-            model=client.model,
+            # getattr: any ChatCompletionClient may be wrapped (tests wrap scripted clients)
+            provider=getattr(client, "provider", type(client).__name__),
+            model=str(getattr(client, "model", "?")),
             seconds=seconds,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
@@ -94,7 +94,7 @@ class ResilientClient(ChatCompletionClient):
         if self.listener is not None:
             self.listener(rec)
 
-    async def _attempt(self, client: JsonToolClient, outcome_ok: str, *args: Any, **kwargs: Any) -> CreateResult:
+    async def _attempt(self, client: ChatCompletionClient, outcome_ok: str, *args: Any, **kwargs: Any) -> CreateResult:
         start = time.monotonic()
         try:
             async with self.governor:

@@ -1,0 +1,174 @@
+"""Team logic with scripted models (ReplayChatCompletionClient): routing, termination, accounting.
+
+The selector's replay client starts empty, so any speaker selection that reaches the model when
+the rules should have decided fails the test ("No more mock responses available").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from autogen_core import FunctionCall
+from autogen_core.models import CreateResult, ModelFamily, RequestUsage
+from autogen_ext.models.replay import ReplayChatCompletionClient
+
+from alina.config import AlinaConfig
+from alina.models import ModelTimeoutError, RealModelCallBlocked, ResilientClient
+from alina.models.openai_compat import OpenAICompatClient
+from alina.team import TeamRunner
+
+INFO = {
+    "vision": False, "function_calling": True, "json_output": True,
+    "family": ModelFamily.UNKNOWN, "structured_output": True, "multiple_system_messages": True,
+}  # fmt: skip
+TASK = "What is the BTC/USDT trend over the last day of data, and is the system healthy?"
+
+
+def call(name: str, args: str = "{}") -> CreateResult:
+    return CreateResult(
+        finish_reason="function_calls",
+        content=[FunctionCall(id=f"c-{name}", name=name, arguments=args)],
+        usage=RequestUsage(prompt_tokens=10, completion_tokens=5),
+        cached=False,
+    )
+
+
+def replay(*steps: Any) -> ReplayChatCompletionClient:
+    return ReplayChatCompletionClient(list(steps), model_info=INFO)  # type: ignore[arg-type]
+
+
+def clients(**scripts: list[Any]) -> dict[str, Any]:
+    names = ("alina", "trader", "monitor", "optimizer", "selector")
+    return {n: ResilientClient(n, replay(*scripts.get(n, [])), retries=0) for n in names}  # type: ignore[arg-type]
+
+
+class MemorySink:
+    """Records what the run loop would write to Postgres (the real store is tested in e2e)."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.messages: list[tuple[str, int, str, str]] = []
+
+    async def create_run(self, run_id: str, task: str, config_json: dict[str, Any]) -> None:
+        self.runs[run_id] = {"task": task, "status": "running"}
+
+    async def add_message(self, run_id: str, seq: int, source: str, type: str, content: str, *a: Any) -> None:
+        self.messages.append((run_id, seq, source, type))
+
+    async def finish_run(self, run_id: str, status: str, turns: int, model_calls: int, tool_calls: int, *a: Any) -> None:
+        self.runs[run_id].update(status=status, turns=turns, model_calls=model_calls, tool_calls=tool_calls)
+
+
+async def test_trend_and_health_task_routes_by_rules_without_selector_calls() -> None:
+    sink = MemorySink()
+    runner = TeamRunner(
+        AlinaConfig(),
+        sink=sink,
+        clients=clients(
+            trader=[call("candle_summary", '{"symbol": "BTC/USDT", "hours": 24}')],
+            monitor=[call("system_health")],
+            alina=["BTC/USDT fell 4.25% over the last day (downtrend); the system is healthy."],
+        ),
+    )
+    r = await runner.run(TASK)
+    assert r.status == "completed", r.error
+    assert [d.speaker for d in r.routing] == ["trader", "monitor", "alina"]
+    assert [d.method for d in r.routing] == ["rules", "rules", "done"]
+    assert (r.turns, r.tool_calls, r.model_calls) == (3, 2, 3)
+    assert r.prompt_tokens > 0 and r.completion_tokens > 0
+    sources = [(e.source, e.type) for e in r.events]
+    assert ("trader", "ToolCallExecutionEvent") in sources and ("monitor", "ToolCallExecutionEvent") in sources
+    trader_report = next(e.content for e in r.events if e.source == "trader" and e.type == "ToolCallSummaryMessage")
+    assert "downtrend" in trader_report and "21,925.7" in trader_report  # the real tool ran on real data
+    assert r.answer.startswith("BTC/USDT fell")
+    assert sink.runs[r.run_id] == {"task": TASK, "status": "completed", "turns": 3, "model_calls": 3, "tool_calls": 2}
+    assert [m[1] for m in sink.messages] == list(range(1, len(r.events) + 1))
+    out = r.to_json()
+    assert set(out) >= {"run_id", "status", "turns", "model_calls", "tool_calls", "tokens", "wall_s", "messages"}
+    assert out["messages"][0] == {"source": "user", "type": "TextMessage", "content": TASK}
+
+
+async def test_explicit_mention_wins_over_keywords() -> None:
+    runner = TeamRunner(
+        AlinaConfig(),
+        clients=clients(optimizer=[call("score_answer", '{"answer": "BTC rose 3%", "task": "trend?"}')], alina=["Scored."]),
+    )
+    r = await runner.run("@optimizer score this answer about the BTC price trend: BTC rose 3%")
+    assert r.status == "completed", r.error
+    assert [(d.speaker, d.method) for d in r.routing] == [("optimizer", "mention"), ("alina", "done")]
+
+
+async def test_model_picks_the_speaker_when_no_rule_applies_then_alina_concludes() -> None:
+    runner = TeamRunner(
+        AlinaConfig(),
+        clients=clients(selector=["monitor"], monitor=[call("system_health")], alina=["All good."]),
+    )
+    r = await runner.run("Hello there, anything I should know?")
+    assert r.status == "completed", r.error
+    assert [d.method for d in r.routing] == ["model", "done"]
+    assert [e.source for e in r.events if e.type == "ToolCallExecutionEvent"] == ["monitor"]
+    assert r.model_calls == 3  # selector + monitor + alina
+
+
+async def test_follow_up_continues_the_same_conversation() -> None:
+    runner = TeamRunner(
+        AlinaConfig(),
+        clients=clients(
+            trader=[call("get_price"), call("candle_summary")],
+            alina=["Price given.", "Trend given."],
+        ),
+    )
+    first = await runner.run("What is the BTC price?")
+    second = await runner.run("And the trend over the last day?")
+    assert first.status == second.status == "completed"
+    assert [d.speaker for d in second.routing] == ["trader", "alina"]
+    assert first.run_id != second.run_id
+
+
+async def test_max_turns_stops_the_run() -> None:
+    cfg = AlinaConfig()
+    cfg.team.max_turns = 1
+    runner = TeamRunner(cfg, clients=clients(trader=[call("get_price")]))
+    r = await runner.run(TASK)
+    assert r.status == "stopped"
+    assert r.turns == 1
+    assert "Maximum number of messages" in r.stop_reason
+
+
+class TimesOut(ReplayChatCompletionClient):
+    attempts = 0
+
+    async def create(self, *args: Any, **kwargs: Any) -> CreateResult:
+        TimesOut.attempts += 1
+        raise ModelTimeoutError("scripted timeout")
+
+
+async def test_timeouts_are_retried_then_the_run_fails_with_a_reason() -> None:
+    c = clients(alina=[])
+    c["trader"] = ResilientClient("trader", TimesOut([], model_info=INFO), retries=2)  # type: ignore[arg-type]
+    TimesOut.attempts = 0
+    r = await TeamRunner(AlinaConfig(), clients=c).run(TASK)
+    assert r.status == "failed"
+    assert TimesOut.attempts == 3  # the call and 2 retries
+    assert "after 2 retries" in (r.error or "")
+
+
+async def test_fallback_model_answers_after_retries() -> None:
+    c = clients(monitor=[call("system_health")], alina=["ok"])
+    c["trader"] = ResilientClient(
+        "trader", TimesOut([], model_info=INFO), retries=1, fallback=replay(call("get_price"))  # type: ignore[arg-type]
+    )
+    records: list[Any] = []
+    c["trader"].listener = records.append
+    r = await TeamRunner(AlinaConfig(), clients=c).run(TASK)
+    assert r.status == "completed", r.error
+    assert [x.outcome for x in records] == ["timeout", "timeout", "fallback"]
+
+
+async def test_real_model_requests_are_blocked_in_unit_tests() -> None:
+    client = OpenAICompatClient(base_url="http://127.0.0.1:9/v1", model="x")
+    from autogen_core.models import UserMessage
+
+    with pytest.raises(RealModelCallBlocked):
+        await client.create([UserMessage(content="hi", source="user")])
