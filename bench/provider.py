@@ -105,8 +105,9 @@ class _Raw:
     async def call(self, chat: list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
         self.llama.reset()
         with stopwatch() as sw:
-            r = self.llama.create_chat_completion(
-                messages=chat, max_tokens=max_tokens, temperature=0.0, seed=SEED, repeat_penalty=1.0
+            r: Any = self.llama.create_chat_completion(
+                messages=chat,  # type: ignore[arg-type]
+                max_tokens=max_tokens, temperature=0.0, seed=SEED, repeat_penalty=1.0
             )
         usage = r["usage"]
         return {"s": sw.elapsed, "prompt_tokens": usage["prompt_tokens"],
@@ -128,9 +129,9 @@ class _Provider:
         )
 
     async def call(self, chat: list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
-        from autogen_core.models import SystemMessage, UserMessage
+        from autogen_core.models import LLMMessage, SystemMessage, UserMessage
 
-        messages = [SystemMessage(content=chat[0]["content"]),
+        messages: list[LLMMessage] = [SystemMessage(content=chat[0]["content"]),
                     UserMessage(content=chat[1]["content"], source="user")]
         self.client.llama.reset()  # safe: no call of this client is in flight
         with stopwatch() as sw:
