@@ -107,7 +107,9 @@ def _services(cfg: AlinaConfig) -> tuple[Any, Any]:
 
 
 @config_app.command("check")
-def config_check(path: Path = typer.Argument(None, help="file to check (default: the active config)")) -> None:
+def config_check(
+    path: Path = typer.Argument(None, help="file to check (default: the active config)"),
+) -> None:
     """Validate a config file; print every problem as `path.to.field: what is wrong (got X)`."""
     cfg = _load(path)
     agents = ", ".join(f"{a}->{c.model}" for a, c in cfg.agents.items())
@@ -182,7 +184,13 @@ def doctor(config: Path | None = ConfigOption, as_json: bool = typer.Option(Fals
 
 # --------------------------------------------------------------------------- runs
 
-_COLORS = {"user": "bold white", "alina": "bold magenta", "trader": "cyan", "monitor": "green", "optimizer": "yellow"}
+_COLORS = {
+    "user": "bold white",
+    "alina": "bold magenta",
+    "trader": "cyan",
+    "monitor": "green",
+    "optimizer": "yellow",
+}
 
 
 def _print_event(e: Any) -> None:

@@ -146,7 +146,7 @@ class PathsConfig(_Strict):
 class AlinaConfig(_Strict):
     """The whole configuration (``config.yaml``)."""
 
-    paths: PathsConfig = PathsConfig()
+    paths: PathsConfig = Field(default_factory=PathsConfig)
     models: dict[str, ModelConfig] = Field(default_factory=lambda: {"embedded": ModelConfig()})
     agents: dict[str, AgentConfig] = Field(
         default_factory=lambda: {
@@ -154,9 +154,9 @@ class AlinaConfig(_Strict):
             **{name: AgentConfig() for name in SPECIALISTS},
         }
     )
-    team: TeamConfig = TeamConfig()
-    postgres: PostgresConfig = PostgresConfig()
-    redis: RedisConfig = RedisConfig()
+    team: TeamConfig = Field(default_factory=TeamConfig)
+    postgres: PostgresConfig = Field(default_factory=PostgresConfig)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
 
     def data_dir(self) -> Path:
         """Absolute data directory (relative paths resolve against the project root)."""
@@ -307,7 +307,9 @@ def load_config(
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-            raise ConfigError([f"(file): not valid YAML at {where} (got {_short(str(exc))})"], source)
+            raise ConfigError(
+                [f"(file): not valid YAML at {where} (got {_short(str(exc))})"], source
+            ) from None
         except OSError as exc:
             raise ConfigError([f"(file): cannot read ({exc.strerror})"], source) from exc
         if raw is None:

@@ -46,13 +46,13 @@ def build_agent(
     prompt plus the last ``team.history_window`` messages, so prompts stay short on a CPU.
     """
     prompt = load_prompt(config.agents[name].prompt or name)
-    agent_tools: list[BaseTool] = list(tools) if tools is not None else (
-        list(tools_for(name)) if name in SPECIALISTS else []
+    agent_tools: list[BaseTool] = (
+        list(tools) if tools is not None else (list(tools_for(name)) if name in SPECIALISTS else [])
     )
     return AssistantAgent(
         name,
         model_client=client,
-        tools=agent_tools or None,
+        tools=list(agent_tools) or None,  # type: ignore[arg-type]
         description=prompt.description,
         system_message=prompt.render(),
         reflect_on_tool_use=bool(agent_tools) and config.agents[name].reflect_on_tool_use,

@@ -16,7 +16,8 @@ from alina.monitoring.metrics import REGISTRY
 
 log = logging.getLogger(__name__)
 REDIS_UNAVAILABLE = Counter(
-    "alina_redis_unavailable_total", "Redis operations skipped because Redis was unreachable",
+    "alina_redis_unavailable_total",
+    "Redis operations skipped because Redis was unreachable",
     registry=REGISTRY,
 )
 RUN_TTL_S = 24 * 3600
@@ -45,14 +46,17 @@ class HotState:
 
     async def set_run_status(self, run_id: str, status: str, task: str | None = None) -> None:
         """Record the run's live status (``alina:run:ID``), expiring after a day."""
-        mapping = {"status": status, "updated_at": f"{time.time():.3f}"}
+        mapping: dict[str | bytes, str | bytes | int | float] = {
+            "status": status,
+            "updated_at": f"{time.time():.3f}",
+        }
         if task is not None:
             mapping["task"] = task[:500]
 
         async def write() -> None:
             key = f"alina:run:{run_id}"
             async with self._redis.pipeline(transaction=True) as p:
-                p.hset(key, mapping=mapping)
+                p.hset(key, mapping=mapping)  # type: ignore[arg-type]
                 p.expire(key, RUN_TTL_S)
                 if status == "running":
                     p.set("alina:current_run", run_id, ex=RUN_TTL_S)

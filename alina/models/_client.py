@@ -85,7 +85,11 @@ class JsonToolClient(ChatCompletionClient, ABC):
     # -- what a backend provides -------------------------------------------------------------
     @abstractmethod
     async def _complete(
-        self, chat: list[proto.ChatDict], *, schema: dict[str, Any] | None, max_tokens: int,
+        self,
+        chat: list[proto.ChatDict],
+        *,
+        schema: dict[str, Any] | None,
+        max_tokens: int,
         deadline: float,
     ) -> Completion:
         """One completion; must give up by ``deadline`` (time.monotonic())."""
@@ -138,7 +142,7 @@ class JsonToolClient(ChatCompletionClient, ABC):
             cancellation_token.link_future(task)
         try:
             done = await asyncio.wait_for(task, timeout=timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ModelTimeoutError(
                 f"{self.provider}:{self.model} did not answer within {timeout:g}s"
             ) from None
@@ -153,7 +157,9 @@ class JsonToolClient(ChatCompletionClient, ABC):
                 finish_reason=done.finish_reason, content=done.text.strip(), usage=usage, cached=False
             )
         if kind == "text":  # json_output: hand the JSON text back as the content
-            return CreateResult(finish_reason=done.finish_reason, content=done.text, usage=usage, cached=False)
+            return CreateResult(
+                finish_reason=done.finish_reason, content=done.text, usage=usage, cached=False
+            )
         try:
             parsed = proto.parse_structured(done.text, specs)
         except ModelOutputError:
@@ -179,8 +185,12 @@ class JsonToolClient(ChatCompletionClient, ABC):
     ) -> AsyncGenerator[str | CreateResult, None]:
         """Not token streaming: yields the whole text once, then the result (documented)."""
         result = await self.create(
-            messages, tools=tools, tool_choice=tool_choice, json_output=json_output,
-            extra_create_args=extra_create_args, cancellation_token=cancellation_token,
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            json_output=json_output,
+            extra_create_args=extra_create_args,
+            cancellation_token=cancellation_token,
         )
         if isinstance(result.content, str) and result.content:
             yield result.content
@@ -202,7 +212,9 @@ class JsonToolClient(ChatCompletionClient, ABC):
             n += self._count_text(json.dumps({"name": s.name, "parameters": s.parameters}))
         return n
 
-    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
+    def remaining_tokens(
+        self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []
+    ) -> int:
         return self.n_ctx - self.count_tokens(messages, tools=tools)
 
     @property

@@ -38,7 +38,10 @@ def build_provider(cfg: ModelConfig, *, max_tokens: int | None = None) -> JsonTo
                     f"environment variable {cfg.api_key_env} (models.*.api_key_env) is not set"
                 )
         return OpenAICompatClient(
-            base_url=cfg.base_url, api_key=api_key, json_schema_style=cfg.json_schema_style, **common  # type: ignore[arg-type]
+            base_url=cfg.base_url,
+            api_key=api_key,
+            json_schema_style=cfg.json_schema_style,
+            **common,  # type: ignore[arg-type]
         )
     from alina.models.ollama import OllamaClient
 

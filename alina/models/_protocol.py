@@ -80,13 +80,10 @@ def to_chat(messages: Sequence[LLMMessage]) -> list[ChatDict]:
             if isinstance(m.content, str):
                 out.append({"role": "assistant", "content": m.content})
             else:
-                out.append(
-                    {"role": "assistant", "content": "\n".join(_render_call(c) for c in m.content)}
-                )
+                out.append({"role": "assistant", "content": "\n".join(_render_call(c) for c in m.content)})
         elif isinstance(m, FunctionExecutionResultMessage):
             parts = [
-                f"Tool result ({r.name}{', error' if r.is_error else ''}): {r.content}"
-                for r in m.content
+                f"Tool result ({r.name}{', error' if r.is_error else ''}): {r.content}" for r in m.content
             ]
             out.append({"role": "user", "content": "\n".join(parts)})
         else:  # pragma: no cover - AutoGen has no other LLMMessage types in 0.7.5
@@ -163,8 +160,11 @@ def preselect(specs: Sequence[ToolSpec], messages: Sequence[LLMMessage]) -> list
     if len(specs) < 2:
         return list(specs)
     request = next(
-        (m.content for m in reversed(messages)
-         if isinstance(m, UserMessage) and m.source == "user" and isinstance(m.content, str)),
+        (
+            m.content
+            for m in reversed(messages)
+            if isinstance(m, UserMessage) and m.source == "user" and isinstance(m.content, str)
+        ),
         "",
     )
     words = _words(request)
@@ -178,7 +178,7 @@ def preselect(specs: Sequence[ToolSpec], messages: Sequence[LLMMessage]) -> list
 def tool_instruction(specs: Sequence[ToolSpec]) -> str:
     """A short system line naming the tools; the grammar does the real constraining."""
     listing = "; ".join(f"{s.name}: {s.description}" for s in specs)
-    return f"Call one tool as JSON {{\"tool\": name, \"arguments\": {{...}}}}. Tools: {listing}"
+    return f'Call one tool as JSON {{"tool": name, "arguments": {{...}}}}. Tools: {listing}'
 
 
 def parse_structured(text: str, specs: Sequence[ToolSpec]) -> list[FunctionCall] | str:

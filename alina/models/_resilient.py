@@ -74,7 +74,9 @@ class ResilientClient(ChatCompletionClient):
         self.governor = governor or Governor(4)
         self.listener = listener
 
-    def _record(self, client: ChatCompletionClient, seconds: float, result: CreateResult | None, outcome: Any) -> None:
+    def _record(
+        self, client: ChatCompletionClient, seconds: float, result: CreateResult | None, outcome: Any
+    ) -> None:
         usage = result.usage if result else RequestUsage(prompt_tokens=0, completion_tokens=0)
         rec = CallRecord(
             agent=self.agent,
@@ -88,13 +90,20 @@ class ResilientClient(ChatCompletionClient):
             tool_call=bool(result and not isinstance(result.content, str)),
         )
         metrics.observe_model_call(
-            rec.agent, rec.provider, rec.model, rec.seconds, rec.prompt_tokens, rec.completion_tokens,
+            rec.agent,
+            rec.provider,
+            rec.model,
+            rec.seconds,
+            rec.prompt_tokens,
+            rec.completion_tokens,
             outcome=rec.outcome,
         )
         if self.listener is not None:
             self.listener(rec)
 
-    async def _attempt(self, client: ChatCompletionClient, outcome_ok: str, *args: Any, **kwargs: Any) -> CreateResult:
+    async def _attempt(
+        self, client: ChatCompletionClient, outcome_ok: str, *args: Any, **kwargs: Any
+    ) -> CreateResult:
         start = time.monotonic()
         try:
             async with self.governor:
@@ -142,7 +151,9 @@ class ResilientClient(ChatCompletionClient):
     def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
         return self.primary.count_tokens(messages, tools=tools)
 
-    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
+    def remaining_tokens(
+        self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []
+    ) -> int:
         return self.primary.remaining_tokens(messages, tools=tools)
 
     @property
@@ -152,4 +163,3 @@ class ResilientClient(ChatCompletionClient):
     @property
     def model_info(self) -> ModelInfo:
         return self.primary.model_info
-

@@ -48,9 +48,7 @@ class _Engine:
             raise ModelUnavailableError("llama-cpp-python is not installed: run `make setup`") from exc
         if not path.is_file():
             raise ModelUnavailableError(f"model file not found: {path}")
-        self.llama = Llama(
-            model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, seed=seed, verbose=False
-        )
+        self.llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, seed=seed, verbose=False)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
         self.lock = threading.Lock()
         self._grammars: dict[str, Any] = {}
@@ -133,7 +131,7 @@ class LlamaCppClient(JsonToolClient):
             kwargs["logits_processor"] = LogitsProcessorList([stop_at_deadline])
         with self._engine.lock:
             try:
-                r = llama.create_chat_completion(**kwargs)
+                r: Any = llama.create_chat_completion(**kwargs)
             except ValueError as exc:  # e.g. prompt longer than the context window
                 raise ModelUnavailableError(f"llamacpp:{self.model}: {exc}") from exc
         if expired:

@@ -58,10 +58,10 @@ def set_market_data(md: MarketData | None) -> None:
 
 # The symbols with packaged data, as an enum in the tool schema: a grammar-constrained small
 # model can then only name a pair that exists (it invents "json" or the tool name otherwise).
-Symbol = Literal[tuple(sorted(available_symbols()))]  # type: ignore[valid-type]
+Symbol = Literal[tuple(sorted(available_symbols()))]  # type: ignore[valid-type]  # noqa: PGH003
 
 
-def get_price(symbol: Symbol = "BTC/USDT") -> str:
+def get_price(symbol: Symbol = "BTC/USDT") -> str:  # type: ignore[valid-type]
     """Get the last price of a trading pair from the bundled historical market data.
 
     Args:
@@ -77,8 +77,8 @@ def get_price(symbol: Symbol = "BTC/USDT") -> str:
     return f"{sym} last price {format_price(price)} (close of the 5m candle at {when} UTC, historical data)"
 
 
-def candle_summary(symbol: Symbol = "BTC/USDT", hours: float = 24.0) -> str:
-    """Summarise the trend of a trading pair over the last hours or days of market data: change, high, low, volatility.
+def candle_summary(symbol: Symbol = "BTC/USDT", hours: float = 24.0) -> str:  # type: ignore[valid-type]
+    """Summarise the trend of a pair over the last hours or days of market data: change, high, low.
 
     Args:
         symbol: Trading pair, e.g. "BTC/USDT".

@@ -41,13 +41,28 @@ class RunSink(Protocol):
     async def create_run(self, run_id: str, task: str, config_json: dict[str, Any]) -> None: ...
 
     async def add_message(
-        self, run_id: str, seq: int, source: str, type: str, content: str,
-        prompt_tokens: int | None, completion_tokens: int | None, latency_ms: float | None,
+        self,
+        run_id: str,
+        seq: int,
+        source: str,
+        type: str,
+        content: str,
+        prompt_tokens: int | None,
+        completion_tokens: int | None,
+        latency_ms: float | None,
     ) -> None: ...
 
     async def finish_run(
-        self, run_id: str, status: str, turns: int, model_calls: int, tool_calls: int,
-        prompt_tokens: int, completion_tokens: int, wall_s: float, error: str | None,
+        self,
+        run_id: str,
+        status: str,
+        turns: int,
+        model_calls: int,
+        tool_calls: int,
+        prompt_tokens: int,
+        completion_tokens: int,
+        wall_s: float,
+        error: str | None,
     ) -> None: ...
 
 
@@ -173,14 +188,23 @@ class TeamRunner:
         metrics.observe_run(result.status, result.turns)
         if self.sink is not None:
             await self.sink.finish_run(
-                run_id, result.status, result.turns, result.model_calls, result.tool_calls,
-                result.prompt_tokens, result.completion_tokens, result.wall_s, result.error,
+                run_id,
+                result.status,
+                result.turns,
+                result.model_calls,
+                result.tool_calls,
+                result.prompt_tokens,
+                result.completion_tokens,
+                result.wall_s,
+                result.error,
             )
         if self.hot is not None:
             await self.hot.set_run_status(run_id, result.status)
         return result
 
-    async def _record(self, result: RunResult, item: BaseAgentEvent | BaseChatMessage, latency_ms: float) -> None:
+    async def _record(
+        self, result: RunResult, item: BaseAgentEvent | BaseChatMessage, latency_ms: float
+    ) -> None:
         usage = getattr(item, "models_usage", None)
         event = RunEvent(
             seq=len(result.events) + 1,
@@ -200,8 +224,14 @@ class TeamRunner:
             result.tool_calls += len(item.content)
         if self.sink is not None:
             await self.sink.add_message(
-                result.run_id, event.seq, event.source, event.type, event.content,
-                event.prompt_tokens, event.completion_tokens, event.latency_ms,
+                result.run_id,
+                event.seq,
+                event.source,
+                event.type,
+                event.content,
+                event.prompt_tokens,
+                event.completion_tokens,
+                event.latency_ms,
             )
         if self.on_event is not None:
             self.on_event(event)

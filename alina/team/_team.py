@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from autogen_agentchat.base import TerminationCondition
+from autogen_agentchat.base import ChatAgent, Team, TerminationCondition
 from autogen_agentchat.conditions import (
     MaxMessageTermination,
     SourceMatchTermination,
@@ -65,11 +65,11 @@ def build_team(
             name: build_agent_client(config, name, governor=governor, listener=listener)
             for name in (ORCHESTRATOR, *SPECIALISTS)
         }
-        clients["selector"] = build_agent_client(
-            config, ORCHESTRATOR, governor=governor, listener=listener
-        )
+        clients["selector"] = build_agent_client(config, ORCHESTRATOR, governor=governor, listener=listener)
         clients["selector"].agent = "selector"  # type: ignore[attr-defined]
-    agents = [build_agent(name, config, clients[name]) for name in (*SPECIALISTS, ORCHESTRATOR)]
+    agents: list[ChatAgent | Team] = [
+        build_agent(name, config, clients[name]) for name in (*SPECIALISTS, ORCHESTRATOR)
+    ]
     router = Router({name: specs[name].prompt.keywords for name in SPECIALISTS})
     team = SelectorGroupChat(
         agents,

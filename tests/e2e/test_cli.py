@@ -19,7 +19,9 @@ import yaml
 TASK = "What is the BTC/USDT trend over the last day of data, and is the system healthy?"
 
 
-def alina(*args: str, config: Path | None = None, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def alina(
+    *args: str, config: Path | None = None, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "ALINA_ALLOW_MODEL_REQUESTS": "1", **(env or {})}
     full_env.pop("ALINA_CONFIG", None)
     cmd = [sys.executable, "-m", "alina", *args]
@@ -30,7 +32,9 @@ def alina(*args: str, config: Path | None = None, timeout: float = 600, env: dic
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_run_json_completes_with_specialist_tool_calls_and_is_recorded(alina_config_file: Path, pg_service) -> None:
+def test_run_json_completes_with_specialist_tool_calls_and_is_recorded(
+    alina_config_file: Path, pg_service
+) -> None:
     p = alina("run", TASK, "--json", config=alina_config_file)
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)  # stdout holds exactly one JSON object
@@ -52,7 +56,9 @@ def test_run_json_completes_with_specialist_tool_calls_and_is_recorded(alina_con
             "SELECT seq, source, type, content FROM messages WHERE run_id = %s ORDER BY seq", (out["run_id"],)
         ).fetchall()
     assert run == ("completed", out["turns"], out["tool_calls"], out["model_calls"])
-    assert [(r[1], r[2], r[3]) for r in rows] == [(m["source"], m["type"], m["content"]) for m in out["messages"]]
+    assert [(r[1], r[2], r[3]) for r in rows] == [
+        (m["source"], m["type"], m["content"]) for m in out["messages"]
+    ]
     assert [r[0] for r in rows] == list(range(1, len(rows) + 1))
 
 
@@ -85,8 +91,14 @@ def test_config_check_ok() -> None:
     ("content", "field"),
     [
         ("team:\n  max_turns: -3\n", "team.max_turns:"),
-        ("models:\n  embedded:\n    provider: llamacpp\n    temprature: 0.2\n", "models.embedded.temprature: unknown field"),
-        ("agents:\n  alina: {}\n  trader: {model: big}\n  monitor: {}\n  optimizer: {}\n", "agents.trader.model:"),
+        (
+            "models:\n  embedded:\n    provider: llamacpp\n    temprature: 0.2\n",
+            "models.embedded.temprature: unknown field",
+        ),
+        (
+            "agents:\n  alina: {}\n  trader: {model: big}\n  monitor: {}\n  optimizer: {}\n",
+            "agents.trader.model:",
+        ),
         ("redis: {port: not-a-port}\n", "redis.port:"),
         ("team: [unclosed\n", "(file): not valid YAML"),
     ],
@@ -94,7 +106,11 @@ def test_config_check_ok() -> None:
 def test_broken_configs_exit_2_naming_the_field(tmp_path: Path, content: str, field: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(content)
-    for args in (("config", "check", str(path)), ("run", "x", "--config", str(path)), ("up", "--config", str(path))):
+    for args in (
+        ("config", "check", str(path)),
+        ("run", "x", "--config", str(path)),
+        ("up", "--config", str(path)),
+    ):
         p = alina(*args)
         assert p.returncode == 2, (args, p.stdout, p.stderr)
         assert field in p.stderr, p.stderr
@@ -118,7 +134,12 @@ def test_doctor_all_ok_with_services_up(alina_config_file: Path) -> None:
     p = alina("doctor", "--json", config=alina_config_file)
     checks = json.loads(p.stdout)
     assert p.returncode == 0, checks
-    assert {c["name"]: c["ok"] for c in checks} == {"model": True, "postgres": True, "redis": True, "disk": True}
+    assert {c["name"]: c["ok"] for c in checks} == {
+        "model": True,
+        "postgres": True,
+        "redis": True,
+        "disk": True,
+    }
 
 
 @pytest.mark.integration
@@ -135,10 +156,20 @@ def test_doctor_reports_a_fix_for_each_failure(tmp_path: Path, free_port) -> Non
 
 
 @pytest.mark.integration
-def test_up_and_down_are_idempotent_and_report_a_taken_port(tmp_path: Path, infra_root: Path, free_port, pg_service) -> None:
+def test_up_and_down_are_idempotent_and_report_a_taken_port(
+    tmp_path: Path, infra_root: Path, free_port, pg_service
+) -> None:
     data = infra_root / "updown"
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"paths": {"data_dir": str(data)}, "postgres": {"port": free_port()}, "redis": {"port": free_port()}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "paths": {"data_dir": str(data)},
+                "postgres": {"port": free_port()},
+                "redis": {"port": free_port()},
+            }
+        )
+    )
     try:
         first = alina("up", config=cfg)
         assert first.returncode == 0, first.stderr
@@ -150,7 +181,9 @@ def test_up_and_down_are_idempotent_and_report_a_taken_port(tmp_path: Path, infr
         assert alina("down", config=cfg).returncode == 0
     assert alina("down", config=cfg).stdout.count("not running") == 2
     taken = tmp_path / "taken.yaml"
-    taken.write_text(yaml.safe_dump({"paths": {"data_dir": str(data)}, "postgres": {"port": pg_service.port}}))
+    taken.write_text(
+        yaml.safe_dump({"paths": {"data_dir": str(data)}, "postgres": {"port": pg_service.port}})
+    )
     p = alina("up", config=taken)
     assert p.returncode == 1
     assert str(pg_service.port) in p.stderr and "postgres.port" in p.stderr

@@ -108,8 +108,13 @@ def _result() -> h.Result:
         raw={"reps": [{"rep": 0, "demo": 96.0, "anchor": 100.0, "missing": math.nan}]},
         params={"reps": 1, "quick": True},
         notes=["a note"],
-        machine={"cpu_count": 2, "python": "3.11", "platform": "Linux", "llama_cpp_python": "0.3.36",
-                 "date": "2026-01-01T00:00:00+00:00"},
+        machine={
+            "cpu_count": 2,
+            "python": "3.11",
+            "platform": "Linux",
+            "llama_cpp_python": "0.3.36",
+            "date": "2026-01-01T00:00:00+00:00",
+        },
     )
 
 

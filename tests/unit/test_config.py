@@ -41,7 +41,9 @@ def test_env_overrides_nested_keys_and_parse_scalars(tmp_path: Path) -> None:
 
 def test_env_override_with_bad_value_names_the_field(tmp_path: Path) -> None:
     got = problems(write(tmp_path, {}), {"ALINA__TEAM__MAX_TURNS": "lots"})
-    assert got == ["team.max_turns: Input should be a valid integer, unable to parse string as an integer (got 'lots')"]
+    assert got == [
+        "team.max_turns: Input should be a valid integer, unable to parse string as an integer (got 'lots')"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -49,19 +51,63 @@ def test_env_override_with_bad_value_names_the_field(tmp_path: Path) -> None:
     [
         ({"team": {"max_turns": 0}}, "team.max_turns: Input should be greater than or equal to 1 (got 0)"),
         ({"team": {"max_turn": 5}}, "team.max_turn: unknown field"),
-        ({"models": {"embedded": {"provider": "gpt"}}}, "models.embedded.provider: Input should be 'llamacpp', 'ollama' or 'openai' (got 'gpt')"),
-        ({"models": {"embedded": {"timeout_s": -1}}}, "models.embedded.timeout_s: Input should be greater than 0 (got -1)"),
-        ({"models": {"embedded": {"api_key": "sk-123"}}}, "models.embedded.api_key: unknown field (check the spelling; secrets belong in the environment)"),
-        ({"postgres": {"port": 70000}}, "postgres.port: Input should be less than or equal to 65535 (got 70000)"),
-        ({"agents": {"trader": {"model": "missing"}}}, "agents.trader.model: no model of that name under models: ['embedded'] (got 'missing')"),
+        (
+            {"models": {"embedded": {"provider": "gpt"}}},
+            "models.embedded.provider: Input should be 'llamacpp', 'ollama' or 'openai' (got 'gpt')",
+        ),
+        (
+            {"models": {"embedded": {"timeout_s": -1}}},
+            "models.embedded.timeout_s: Input should be greater than 0 (got -1)",
+        ),
+        (
+            {"models": {"embedded": {"api_key": "sk-123"}}},
+            "models.embedded.api_key: unknown field (check the spelling; secrets belong in the environment)",
+        ),
+        (
+            {"postgres": {"port": 70000}},
+            "postgres.port: Input should be less than or equal to 65535 (got 70000)",
+        ),
+        (
+            {"agents": {"trader": {"model": "missing"}}},
+            "agents.trader.model: no model of that name under models: ['embedded'] (got 'missing')",
+        ),
         ({"agents": {"trader": {}}}, "agents.alina: required agent is missing"),
-        ({"agents": {"alina": {}, "trader": {}, "monitor": {}, "optimizer": {}, "chef": {}}}, "agents.chef: unknown agent"),
-        ({"agents": {"alina": {"prompt": "nope"}, "trader": {}, "monitor": {}, "optimizer": {}}}, "agents.alina.prompt: no prompt file"),
-        ({"models": {"remote": {"provider": "openai"}}}, "models.remote.base_url: required for provider 'openai' (got None)"),
-        ({"models": {"remote": {"provider": "ollama", "base_url": "localhost:11434"}}}, "models.remote.base_url: must start with http:// or https://"),
-        ({"models": {"embedded": {"path": "/no/such.gguf"}}}, "models.embedded.path: file not found (got '/no/such.gguf')"),
-        ({"models": {"embedded": {"fallback": "embedded"}}}, "models.embedded.fallback: a model cannot be its own fallback"),
-        ({"models": {"r": {"provider": "openai", "base_url": "http://x/v1", "api_key_env": "sk-abcdefghijklmnop-123"}}}, "models.r.api_key_env: must be the NAME of an environment variable, not a key (got '***')"),
+        (
+            {"agents": {"alina": {}, "trader": {}, "monitor": {}, "optimizer": {}, "chef": {}}},
+            "agents.chef: unknown agent",
+        ),
+        (
+            {"agents": {"alina": {"prompt": "nope"}, "trader": {}, "monitor": {}, "optimizer": {}}},
+            "agents.alina.prompt: no prompt file",
+        ),
+        (
+            {"models": {"remote": {"provider": "openai"}}},
+            "models.remote.base_url: required for provider 'openai' (got None)",
+        ),
+        (
+            {"models": {"remote": {"provider": "ollama", "base_url": "localhost:11434"}}},
+            "models.remote.base_url: must start with http:// or https://",
+        ),
+        (
+            {"models": {"embedded": {"path": "/no/such.gguf"}}},
+            "models.embedded.path: file not found (got '/no/such.gguf')",
+        ),
+        (
+            {"models": {"embedded": {"fallback": "embedded"}}},
+            "models.embedded.fallback: a model cannot be its own fallback",
+        ),
+        (
+            {
+                "models": {
+                    "r": {
+                        "provider": "openai",
+                        "base_url": "http://x/v1",
+                        "api_key_env": "sk-abcdefghijklmnop-123",
+                    }
+                }
+            },
+            "models.r.api_key_env: must be the NAME of an environment variable, not a key (got '***')",
+        ),
         ({"redis": {"port": 55432}}, "redis.port: same port as postgres.port (got 55432)"),
         ("team: [1, 2", "(file): not valid YAML at line"),
         ("- just\n- a list\n", "(root): must be a mapping of sections"),
@@ -79,7 +125,12 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 
 def test_secret_values_never_appear_in_errors(tmp_path: Path) -> None:
     secret = "sk-live-THIS-IS-A-SECRET-KEY-0123456789"
-    got = problems(write(tmp_path, {"models": {"r": {"provider": "openai", "base_url": "http://x/v1", "api_key_env": secret}}}))
+    got = problems(
+        write(
+            tmp_path,
+            {"models": {"r": {"provider": "openai", "base_url": "http://x/v1", "api_key_env": secret}}},
+        )
+    )
     assert not any(secret in p for p in got)
 
 

@@ -30,7 +30,10 @@ def trend(symbol: str = "BTC/USDT", hours: float = 24.0) -> str:
     return "up"
 
 
-TOOLS = [FunctionTool(price, "Get the last price of a pair"), FunctionTool(trend, "Summarise the trend over the last hours")]
+TOOLS = [
+    FunctionTool(price, "Get the last price of a pair"),
+    FunctionTool(trend, "Summarise the trend over the last hours"),
+]
 SPECS = proto.tool_specs(TOOLS)
 
 
@@ -39,8 +42,12 @@ def test_tool_round_renders_as_plain_chat_turns() -> None:
         SystemMessage(content="sys"),
         UserMessage(content="task", source="user"),
         UserMessage(content="I checked", source="monitor"),
-        AssistantMessage(content=[FunctionCall(id="1", name="price", arguments='{"symbol": "BTC/USDT"}')], source="trader"),
-        FunctionExecutionResultMessage(content=[FunctionExecutionResult(content="42", name="price", call_id="1", is_error=False)]),
+        AssistantMessage(
+            content=[FunctionCall(id="1", name="price", arguments='{"symbol": "BTC/USDT"}')], source="trader"
+        ),
+        FunctionExecutionResultMessage(
+            content=[FunctionExecutionResult(content="42", name="price", call_id="1", is_error=False)]
+        ),
         AssistantMessage(content="It is 42.", source="trader"),
     ]
     assert proto.to_chat(msgs) == [
@@ -69,7 +76,9 @@ def test_tool_call_schema_keeps_full_argument_schemas() -> None:
 def test_parse_returns_function_calls_with_unique_ids() -> None:
     a = proto.parse_structured('{"tool": "price", "arguments": {"symbol": "ETH/USDT"}}', SPECS)
     b = proto.parse_structured('{"tool": "price", "arguments": {}}', SPECS)
-    assert isinstance(a, list) and a[0].name == "price" and json.loads(a[0].arguments) == {"symbol": "ETH/USDT"}
+    assert (
+        isinstance(a, list) and a[0].name == "price" and json.loads(a[0].arguments) == {"symbol": "ETH/USDT"}
+    )
     assert isinstance(b, list) and a[0].id != b[0].id
 
 
@@ -77,7 +86,9 @@ def test_parse_choice_answer() -> None:
     assert proto.parse_structured('{"answer": "no tool needed"}', SPECS) == "no tool needed"
 
 
-@pytest.mark.parametrize("garbage", ["not json", '{"tool": "rm_rf", "arguments": {}}', '{"tool": "price", "arguments": [1]}', "[]"])
+@pytest.mark.parametrize(
+    "garbage", ["not json", '{"tool": "rm_rf", "arguments": {}}', '{"tool": "price", "arguments": [1]}', "[]"]
+)
 def test_garbage_output_is_a_model_output_error_quoting_it(garbage: str) -> None:
     with pytest.raises(ModelOutputError) as info:
         proto.parse_structured(garbage, SPECS)
@@ -86,7 +97,11 @@ def test_garbage_output_is_a_model_output_error_quoting_it(garbage: str) -> None
 
 def test_turn_kind_policy() -> None:
     task = [UserMessage(content="t", source="user")]
-    after = task + [FunctionExecutionResultMessage(content=[FunctionExecutionResult(content="1", name="price", call_id="1")])]
+    after = task + [
+        FunctionExecutionResultMessage(
+            content=[FunctionExecutionResult(content="1", name="price", call_id="1")]
+        )
+    ]
     assert proto.turn_kind(task, True, "auto", "first") == "tool"
     assert proto.turn_kind(after, True, "auto", "first") == "text"
     assert proto.turn_kind(task, True, "auto", "model") == "choice"

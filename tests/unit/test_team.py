@@ -56,7 +56,9 @@ class MemorySink:
     async def add_message(self, run_id: str, seq: int, source: str, type: str, content: str, *a: Any) -> None:
         self.messages.append((run_id, seq, source, type))
 
-    async def finish_run(self, run_id: str, status: str, turns: int, model_calls: int, tool_calls: int, *a: Any) -> None:
+    async def finish_run(
+        self, run_id: str, status: str, turns: int, model_calls: int, tool_calls: int, *a: Any
+    ) -> None:
         self.runs[run_id].update(status=status, turns=turns, model_calls=model_calls, tool_calls=tool_calls)
 
 
@@ -78,21 +80,43 @@ async def test_trend_and_health_task_routes_by_rules_without_selector_calls() ->
     assert (r.turns, r.tool_calls, r.model_calls) == (3, 2, 3)
     assert r.prompt_tokens > 0 and r.completion_tokens > 0
     sources = [(e.source, e.type) for e in r.events]
-    assert ("trader", "ToolCallExecutionEvent") in sources and ("monitor", "ToolCallExecutionEvent") in sources
-    trader_report = next(e.content for e in r.events if e.source == "trader" and e.type == "ToolCallSummaryMessage")
+    assert ("trader", "ToolCallExecutionEvent") in sources and (
+        "monitor",
+        "ToolCallExecutionEvent",
+    ) in sources
+    trader_report = next(
+        e.content for e in r.events if e.source == "trader" and e.type == "ToolCallSummaryMessage"
+    )
     assert "downtrend" in trader_report and "21,925.7" in trader_report  # the real tool ran on real data
     assert r.answer.startswith("BTC/USDT fell")
-    assert sink.runs[r.run_id] == {"task": TASK, "status": "completed", "turns": 3, "model_calls": 3, "tool_calls": 2}
+    assert sink.runs[r.run_id] == {
+        "task": TASK,
+        "status": "completed",
+        "turns": 3,
+        "model_calls": 3,
+        "tool_calls": 2,
+    }
     assert [m[1] for m in sink.messages] == list(range(1, len(r.events) + 1))
     out = r.to_json()
-    assert set(out) >= {"run_id", "status", "turns", "model_calls", "tool_calls", "tokens", "wall_s", "messages"}
+    assert set(out) >= {
+        "run_id",
+        "status",
+        "turns",
+        "model_calls",
+        "tool_calls",
+        "tokens",
+        "wall_s",
+        "messages",
+    }
     assert out["messages"][0] == {"source": "user", "type": "TextMessage", "content": TASK}
 
 
 async def test_explicit_mention_wins_over_keywords() -> None:
     runner = TeamRunner(
         AlinaConfig(),
-        clients=clients(optimizer=[call("score_answer", '{"answer": "BTC rose 3%", "task": "trend?"}')], alina=["Scored."]),
+        clients=clients(
+            optimizer=[call("score_answer", '{"answer": "BTC rose 3%", "task": "trend?"}')], alina=["Scored."]
+        ),
     )
     r = await runner.run("@optimizer score this answer about the BTC price trend: BTC rose 3%")
     assert r.status == "completed", r.error
@@ -157,7 +181,10 @@ async def test_timeouts_are_retried_then_the_run_fails_with_a_reason() -> None:
 async def test_fallback_model_answers_after_retries() -> None:
     c = clients(monitor=[call("system_health")], alina=["ok"])
     c["trader"] = ResilientClient(
-        "trader", TimesOut([], model_info=INFO), retries=1, fallback=replay(call("get_price"))  # type: ignore[arg-type]
+        "trader",
+        TimesOut([], model_info=INFO),
+        retries=1,
+        fallback=replay(call("get_price")),  # type: ignore[arg-type]
     )
     records: list[Any] = []
     c["trader"].listener = records.append
