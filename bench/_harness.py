@@ -78,8 +78,10 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(finite) if finite else math.nan
 
 
-def ratio(value: float, anchor: float) -> float:
-    """``value / anchor``; NaN when the anchor is zero or either side is not a finite number."""
+def ratio(value: float | None, anchor: float | None) -> float:
+    """``value / anchor``; NaN when the anchor is zero or either side is missing or not finite."""
+    if value is None or anchor is None:
+        return math.nan
     if not (math.isfinite(value) and math.isfinite(anchor)) or anchor == 0:
         return math.nan
     return value / anchor

@@ -203,50 +203,41 @@ def run(reps: int, quick: bool) -> Result:
 
     # A decode repetition counts only when both sides ran to DECODE_TOKENS.
     decode_rows = [r for r in rows if r["provider"]["decode_ok"] and r["raw"]["decode_ok"]]
-
-    def med(side: str, key: str, rows_: list[dict[str, Any]] = rows) -> float:
-        return median([r[side][key] for r in rows_])
-
-    def med_call(side: str, call: str) -> float:
-        return median([r[side][call]["s"] for r in rows])
-
-    fig = {
-        side: {
-            "prefill_tps": med(side, "prefill_tps"),
-            "decode_tps": med(side, "decode_tps", decode_rows),
-            "prefill_call_s": med_call(side, "prefill"),
-            "decode_call_s": med_call(side, "decode_n"),
-            "one_token_call_s": med_call(side, "decode_1"),
-        }
-        for side in ("provider", "raw")
-    }
-    prefill_ratio = ratio(fig["provider"]["prefill_tps"], fig["raw"]["prefill_tps"])
-    decode_ratio = ratio(fig["provider"]["decode_tps"], fig["raw"]["decode_tps"])
     prompt_tokens = rows[0]["raw"]["prefill"]["prompt_tokens"] if rows else 0
-
-    table = [
-        ["prefill tok/s", fig["provider"]["prefill_tps"], fig["raw"]["prefill_tps"], prefill_ratio],
-        ["decode tok/s", fig["provider"]["decode_tps"], fig["raw"]["decode_tps"], decode_ratio],
+    figures: list[tuple[str, str, Any, list[dict[str, Any]]]] = [  # label, key, value of a side
+        ("prefill tok/s", "prefill_tps", lambda s: s["prefill_tps"], rows),
+        ("decode tok/s", "decode_tps", lambda s: s["decode_tps"], decode_rows),
+        (f"prefill call latency s ({prompt_tokens} prompt tok, 1 out)", "prefill_call_s",
+         lambda s: s["prefill"]["s"], rows),
+        (f"decode call latency s (short prompt, {DECODE_TOKENS} out)", "decode_call_s",
+         lambda s: s["decode_n"]["s"], rows),
+        ("short call latency s (short prompt, 1 out)", "one_token_call_s",
+         lambda s: s["decode_1"]["s"], rows),
     ]
-    for label, key in (
-        (f"prefill call latency s ({prompt_tokens} prompt tok, 1 out)", "prefill_call_s"),
-        (f"decode call latency s (short prompt, {DECODE_TOKENS} out)", "decode_call_s"),
-        ("short call latency s (short prompt, 1 out)", "one_token_call_s"),
-    ):
-        table.append([label, fig["provider"][key], fig["raw"][key],
-                      ratio(fig["provider"][key], fig["raw"][key])])
+    fig: dict[str, dict[str, float]] = {"provider": {}, "raw": {}, "ratio": {}, "paired_ratio": {}}
+    table = []
+    for label, key, value, subset in figures:
+        p_med = median([value(r["provider"]) for r in subset])
+        r_med = median([value(r["raw"]) for r in subset])
+        paired = median([ratio(value(r["provider"]), value(r["raw"])) for r in subset])
+        fig["provider"][key], fig["raw"][key] = p_med, r_med
+        fig["ratio"][key], fig["paired_ratio"][key] = ratio(p_med, r_med), paired
+        table.append([label, p_med, r_med, ratio(p_med, r_med), paired])
+    prefill_ratio, decode_ratio = fig["ratio"]["prefill_tps"], fig["ratio"]["decode_tps"]
 
     notes = [
         f"{len(decode_rows)}/{len(rows)} decode repetitions kept (both sides reached "
         f"{DECODE_TOKENS} tokens).",
         f"same prompt token count on both sides: {all(r['same_prompt_tokens'] for r in rows)}; "
         f"same decoded text on both sides: {all(r['same_decode_text'] for r in rows)}.",
-        "ratio = provider / raw: above 1 is faster for tok/s, slower for latency.",
+        "ratio = median(provider) / median(raw), the goal value; paired ratio = median over "
+        "repetitions of provider/raw within the repetition (runs seconds apart, so more robust to "
+        "neighbours' CPU load). Above 1 is faster for tok/s, slower for latency.",
     ]
     return Result(
         name="provider",
         title="Embedded provider (LlamaCppClient) vs raw llama-cpp-python",
-        headers=["figure", "provider", "raw", "ratio"],
+        headers=["figure", "provider", "raw", "ratio", "paired ratio"],
         rows=table,
         goals=[
             Goal("provider_prefill_ratio", prefill_ratio, TARGET_RATIO),

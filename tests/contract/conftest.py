@@ -218,7 +218,7 @@ async def provider(request: pytest.FixtureRequest, gguf_path: Path) -> AsyncIter
         p = Provider(
             name,
             lambda **kw: OpenAICompatClient(
-                base_url=server.base_url, api_key=None, json_schema_style="llamacpp", model=OPENAI_MODEL, **kw
+                base_url=server.base_url, api_key=None, model=OPENAI_MODEL, **{"json_schema_style": "llamacpp", **kw}
             ),
             frozenset({("127.0.0.1", server.port)}),
             server,

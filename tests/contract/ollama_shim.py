@@ -11,8 +11,8 @@ Implemented:
     ``top_k`` / ``top_p`` / ``stop``. The reply has Ollama's non-streaming shape: ``model``,
     ``created_at``, ``message.role/content``, ``done``, ``done_reason`` ("stop"/"length"),
     ``prompt_eval_count``, ``eval_count`` and the ``*_duration`` fields (nanoseconds).
-  * Generation stops when the client disconnects (as Ollama does), so a timed-out call does
-    not keep the CPU busy.
+  * Free-text generation stops when the client disconnects (as Ollama does), so a timed-out
+    call does not keep the CPU busy; grammar-constrained generation runs to its end.
   * ``GET /api/tags``, ``GET /api/version``, ``GET /`` ("Ollama is running"); errors as
     ``{"error": ...}`` with 400 (bad request), 404 (unknown model) or 500.
 
@@ -159,7 +159,8 @@ class OllamaShim:
 
     def chat(self, body: dict[str, Any], conn: socket.socket | None = None) -> tuple[int, dict[str, Any]]:
         """Answer one ``/api/chat`` request body: (HTTP status, JSON reply)."""
-        from llama_cpp import StoppingCriteriaList
+        import numpy as np
+        from llama_cpp import LogitsProcessorList
 
         if body.get("model") != self.model_name:
             return 404, {"error": f"model \"{body.get('model')}\" not found, try pulling it first"}
@@ -191,14 +192,22 @@ class OllamaShim:
             return 400, {"error": f"invalid format: {exc}"}
 
         gone = False
+        eos = self.model.llama.token_eos()
 
-        def stop_if_client_gone(_ids: Any, _logits: Any) -> bool:
+        def stop_if_client_gone(_ids: Any, scores: Any) -> Any:
+            # Called per token; exceptions here would be swallowed by llama.cpp's ctypes
+            # callback, so once the client is gone every token but end-of-sequence is masked.
             nonlocal gone
-            if conn is not None and _client_gone(conn):
+            if gone or (conn is not None and _client_gone(conn)):
                 gone = True
-            return gone
+                scores[:] = -np.inf
+                scores[eos] = 0.0
+            return scores
 
-        kwargs["stopping_criteria"] = StoppingCriteriaList([stop_if_client_gone])
+        if kwargs["grammar"] is None:
+            # A grammar may forbid end-of-sequence mid-object, so constrained output (short,
+            # bounded by num_predict) is not aborted.
+            kwargs["logits_processor"] = LogitsProcessorList([stop_if_client_gone])
         started = time.monotonic_ns()
         with self.model.lock:
             if conn is not None and _client_gone(conn):

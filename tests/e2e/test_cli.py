@@ -187,3 +187,13 @@ def test_up_and_down_are_idempotent_and_report_a_taken_port(
     p = alina("up", config=taken)
     assert p.returncode == 1
     assert str(pg_service.port) in p.stderr and "postgres.port" in p.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_run_continues_when_redis_is_down(tmp_path: Path, pg_service, free_port) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"postgres": {"port": pg_service.port}, "redis": {"port": free_port()}}))
+    p = alina("run", TASK, "--json", config=cfg)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["status"] == "completed"

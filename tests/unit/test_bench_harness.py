@@ -80,6 +80,7 @@ def test_ratio() -> None:
     assert math.isnan(h.ratio(1.0, 0.0))
     assert math.isnan(h.ratio(math.nan, 1.0))
     assert math.isnan(h.ratio(1.0, math.inf))
+    assert math.isnan(h.ratio(None, 1.0))
 
 
 def test_stopwatch_records_a_non_negative_elapsed() -> None:
