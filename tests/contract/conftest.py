@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,11 +54,13 @@ class NetGuard:
             return
         self.blocked.append(address)
         allowed = sorted(f"{h}:{p}" for h, p in self.allowed) or ["nothing"]
-        raise NetworkBlocked(f"contract test network guard: connect to {address!r} blocked (allowed: {allowed})")
+        raise NetworkBlocked(
+            f"contract test network guard: connect to {address!r} blocked (allowed: {allowed})"
+        )
 
 
 @contextlib.contextmanager
-def block_network(allowed: set[tuple[str, int]] | frozenset[tuple[str, int]] = frozenset()) -> Iterator[NetGuard]:
+def block_network(allowed: Collection[tuple[str, int]] = frozenset()) -> Iterator[NetGuard]:
     """Make every socket connect fail unless it goes to one of ``allowed`` (host, port)."""
     guard = NetGuard(frozenset(allowed))
     saved = {name: socket.socket.__dict__.get(name) for name in ("connect", "connect_ex")}
@@ -77,8 +79,8 @@ def block_network(allowed: set[tuple[str, int]] | frozenset[tuple[str, int]] = f
         guard.check(tuple(address))
         return orig_create_connection(address, *args, **kwargs)
 
-    socket.socket.connect = connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+    socket.socket.connect = connect  # type: ignore[method-assign,assignment]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign,assignment]
     socket.create_connection = create_connection  # type: ignore[assignment]
     try:
         yield guard
@@ -130,7 +132,9 @@ def llama_server(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     def fail(why: str) -> None:
         _stop(proc)
         tail = log.read_text(errors="replace")[-4000:]
-        pytest.fail(f"llama_cpp.server {why}\ncommand: {' '.join(cmd)}\n--- log ({log}) ---\n{tail}", pytrace=False)
+        pytest.fail(
+            f"llama_cpp.server {why}\ncommand: {' '.join(cmd)}\n--- log ({log}) ---\n{tail}", pytrace=False
+        )
 
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     while True:
@@ -210,7 +214,9 @@ async def provider(request: pytest.FixtureRequest, gguf_path: Path) -> AsyncIter
     if name == "llamacpp":
         from alina.models.llamacpp import LlamaCppClient
 
-        p = Provider(name, lambda **kw: LlamaCppClient(model="smollm2", model_path=gguf_path, **kw), frozenset())
+        p = Provider(
+            name, lambda **kw: LlamaCppClient(model="smollm2", model_path=gguf_path, **kw), frozenset()
+        )
     elif name == "openai":
         from alina.models.openai_compat import OpenAICompatClient
 
@@ -218,7 +224,8 @@ async def provider(request: pytest.FixtureRequest, gguf_path: Path) -> AsyncIter
         p = Provider(
             name,
             lambda **kw: OpenAICompatClient(
-                base_url=server.base_url, api_key=None, model=OPENAI_MODEL, **{"json_schema_style": "llamacpp", **kw}
+                base_url=server.base_url, api_key=None, model=OPENAI_MODEL,
+                **{"json_schema_style": "llamacpp", **kw},
             ),
             frozenset({("127.0.0.1", server.port)}),
             server,

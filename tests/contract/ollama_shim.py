@@ -150,7 +150,7 @@ class OllamaShim:
 
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
-        self.host, self.port = self.server.server_address[:2]
+        self.host, self.port = host, int(self.server.server_address[1])
         self._thread: threading.Thread | None = None
 
     @property
@@ -214,7 +214,7 @@ class OllamaShim:
                 self.aborted += 1
                 return 499, {}
             try:
-                r = self.model.llama.create_chat_completion(**kwargs)
+                r: Any = self.model.llama.create_chat_completion(**kwargs)  # stream=False: a dict
             except Exception as exc:  # e.g. prompt longer than the context window
                 return 500, {"error": f"{type(exc).__name__}: {exc}"}
         if gone:

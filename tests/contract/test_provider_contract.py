@@ -54,7 +54,7 @@ class ToolLog:
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
-    def tools(self) -> list[FunctionTool]:
+    def tools(self) -> list[Any]:  # FunctionTools (typed Any: AssistantAgent wants a wider list type)
         async def get_weather(
             city: Annotated[str, "Name of the city"],
             unit: Annotated[Literal["celsius", "fahrenheit"], "Temperature unit"],
@@ -308,7 +308,8 @@ def _chat_reply(provider: str, content: str) -> dict[str, Any]:
     }
 
 
-# variant -> (status, content type, body or None to drop the connection, expected error)
+# variant -> (what the server sends: a content type, "chat-reply", "other-json" or None to drop the
+# connection after reading the request; the ModelError the client must raise)
 GARBAGE: dict[str, tuple[str | None, type[ModelError]]] = {
     "content-not-json": ("chat-reply", ModelOutputError),  # a well-formed reply whose text is garbage
     "body-not-json": ("text/html", ModelOutputError),  # HTTP 200, body is not JSON at all
@@ -395,7 +396,9 @@ def garbage_server(request: pytest.FixtureRequest) -> Iterator[GarbageServer]:
     ids=[f"{p}-{v}" for p in ("openai", "ollama") for v in GARBAGE],
     indirect=True,
 )
-async def test_garbage_from_server_on_tool_turn(garbage_server: GarbageServer, request, network_guard) -> None:
+async def test_garbage_from_server_on_tool_turn(
+    garbage_server: GarbageServer, request: pytest.FixtureRequest, network_guard: Any
+) -> None:
     provider, variant = request.node.callspec.params["garbage_server"]
     expected = GARBAGE[variant][1]
     client, url = _http_client(provider, garbage_server.port)
