@@ -55,6 +55,15 @@ class OllamaClient(JsonToolClient):
             raise ModelUnavailableError(
                 f"ollama:{self.model} at {self.base_url}: HTTP {exc.status_code}: {exc.error[:200]}"
             ) from None
+        except httpx.HTTPError as exc:  # RemoteProtocolError, ReadError, ... (timeouts caught above)
+            raise ModelUnavailableError(
+                f"ollama:{self.model}: {self.base_url} failed mid-request ({type(exc).__name__}: {exc})"
+            ) from None
+        except ValueError as exc:  # JSONDecodeError / pydantic ValidationError on an HTTP 200
+            raise ModelOutputError(
+                f"ollama:{self.model} at {self.base_url}: response is not an Ollama chat reply: "
+                f"{str(exc)[:200]}"
+            ) from None
         if r.message is None:
             raise ModelOutputError(f"ollama:{self.model}: response has no message")
         return Completion(

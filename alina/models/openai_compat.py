@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
+from openai.types.chat import ChatCompletion
+
 from alina.models._client import Completion, JsonToolClient, estimate_tokens
 from alina.models._errors import ModelOutputError, ModelTimeoutError, ModelUnavailableError
 from alina.models._protocol import ChatDict
@@ -71,6 +73,14 @@ class OpenAICompatClient(JsonToolClient):
                 f"openai:{self.model} at {self.base_url} answered HTTP {exc.status_code}: "
                 f"{str(exc.message)[:200]}"
             ) from None
+        except ValueError as exc:  # json.JSONDecodeError: a 200 body labelled JSON that is not JSON
+            raise ModelOutputError(
+                f"openai:{self.model} at {self.base_url}: response body is not JSON ({exc})"
+            ) from None
+        if not isinstance(r, ChatCompletion):  # the SDK returns the raw text of a non-JSON body
+            raise ModelOutputError(
+                f"openai:{self.model} at {self.base_url}: response is not a chat completion: {str(r)[:200]!r}"
+            )
         if not r.choices:
             raise ModelOutputError(f"openai:{self.model}: response has no choices")
         choice = r.choices[0]
