@@ -197,3 +197,39 @@ def test_run_continues_when_redis_is_down(tmp_path: Path, pg_service, free_port)
     p = alina("run", TASK, "--json", config=cfg)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["status"] == "completed"
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_chat_takes_tasks_and_follow_ups_until_quit(alina_config_file: Path, pg_service) -> None:
+    full_env = {**os.environ, "ALINA_ALLOW_MODEL_REQUESTS": "1"}
+    p = subprocess.run(
+        [sys.executable, "-m", "alina", "chat", "--config", str(alina_config_file)],
+        input="What is the BTC/USDT price?\nAnd the trend over the last day?\n/quit\n",
+        capture_output=True, text=True, timeout=600, env=full_env,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("completed run") == 2
+    assert "get_price" in p.stdout and "candle_summary" in p.stdout
+    with psycopg.connect(pg_service.dsn) as conn:
+        tasks = [r[0] for r in conn.execute("SELECT task FROM runs ORDER BY started_at DESC LIMIT 2")]
+    assert tasks == ["And the trend over the last day?", "What is the BTC/USDT price?"]
+
+
+@pytest.mark.integration
+def test_chat_without_postgres_fails_before_the_prompt(tmp_path: Path, free_port) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"postgres": {"port": free_port(), "connect_timeout_s": 2}}))
+    p = alina("chat", config=cfg, timeout=60)
+    assert p.returncode == 1 and "alina up" in p.stderr
+
+
+@pytest.mark.integration
+def test_chat_ends_on_ctrl_d(alina_config_file: Path) -> None:
+    full_env = {**os.environ, "ALINA_ALLOW_MODEL_REQUESTS": "1"}
+    p = subprocess.run(
+        [sys.executable, "-m", "alina", "chat", "--config", str(alina_config_file)],
+        input="", capture_output=True, text=True, timeout=120, env=full_env,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert "ALINA ready" in p.stdout and "completed run" not in p.stdout
