@@ -48,15 +48,11 @@ class CommandFailed(Exception):
 
 
 def _exit_code(exc: BaseException) -> int:
-    from alina.memory_store import StoreUnavailableError
+    """The one place exceptions become exit codes: bad input/config 2, anything else 1."""
     from alina.meta_prompts import PromptError
-    from alina.models import ModelError
-    from alina.runtime.services import ServiceError
 
     if isinstance(exc, (ConfigError, PromptError, typer.BadParameter)):
         return EXIT_BAD_INPUT
-    if isinstance(exc, (StoreUnavailableError, ServiceError, ModelError, CommandFailed)):
-        return EXIT_FAILURE
     return EXIT_FAILURE
 
 

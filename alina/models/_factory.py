@@ -49,9 +49,18 @@ def build_provider(cfg: ModelConfig, *, max_tokens: int | None = None) -> JsonTo
 
 
 def build_agent_client(
-    config: AlinaConfig, agent: str, *, governor: Governor, listener: Listener | None = None
+    config: AlinaConfig,
+    agent: str,
+    *,
+    governor: Governor,
+    listener: Listener | None = None,
+    label: str | None = None,
 ) -> ResilientClient:
-    """The resilient client for one agent: its model, retries, fallback and the shared governor."""
+    """The resilient client for one agent: its model, retries, fallback and the shared governor.
+
+    ``label`` names the caller in metrics and call records (default: the agent's name); ALINA's
+    speaker selector uses ALINA's model under the label ``selector``.
+    """
     agent_cfg = config.agents[agent]
     model_cfg = config.models[agent_cfg.model]
     primary = build_provider(model_cfg, max_tokens=agent_cfg.max_tokens)
@@ -61,5 +70,10 @@ def build_agent_client(
         else None
     )
     return ResilientClient(
-        agent, primary, retries=model_cfg.retries, fallback=fallback, governor=governor, listener=listener
+        label or agent,
+        primary,
+        retries=model_cfg.retries,
+        fallback=fallback,
+        governor=governor,
+        listener=listener,
     )
