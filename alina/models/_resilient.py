@@ -19,6 +19,7 @@ from typing import Any, Literal
 from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, ModelInfo, RequestUsage
 from autogen_core.tools import Tool, ToolSchema
 
+from alina.models._cache import ResponseCache, client_identity
 from alina.models._errors import ModelError, ModelTimeoutError
 from alina.monitoring import metrics
 
@@ -66,8 +67,12 @@ class ResilientClient(ChatCompletionClient):
         fallback: ChatCompletionClient | None = None,
         governor: Governor | None = None,
         listener: Listener | None = None,
+        cache: ResponseCache | None = None,
+        prompt_version: str = "0",
     ) -> None:
         self.agent = agent
+        self.cache = cache
+        self.prompt_version = prompt_version
         self.primary = primary
         self.retries = retries
         self.fallback = fallback
@@ -118,6 +123,28 @@ class ResilientClient(ChatCompletionClient):
         return result
 
     async def create(self, messages: Sequence[LLMMessage], **kwargs: Any) -> CreateResult:  # type: ignore[override]
+        """Answer from the cache when an identical deterministic call was made, else the model."""
+        key = None
+        if self.cache is not None and getattr(self.primary, "temperature", None) == 0:
+            key = self.cache.key(
+                agent=self.agent,
+                prompt_version=self.prompt_version,
+                client=client_identity(self.primary),
+                messages=messages,
+                tools=kwargs.get("tools", ()),
+                tool_choice=kwargs.get("tool_choice", "auto"),
+                json_output=kwargs.get("json_output"),
+                extra={k: v for k, v in (kwargs.get("extra_create_args") or {}).items() if k != "timeout"},
+            )
+            hit = await self.cache.get(key)
+            if hit is not None:
+                return hit
+        result = await self._call(messages, **kwargs)
+        if key is not None and self.cache is not None:
+            await self.cache.set(key, result)
+        return result
+
+    async def _call(self, messages: Sequence[LLMMessage], **kwargs: Any) -> CreateResult:
         last: ModelTimeoutError | None = None
         for _ in range(self.retries + 1):
             try:
