@@ -138,6 +138,12 @@ class RedisConfig(_Strict):
         return f"redis://{self.host}:{self.port}/{self.db}"
 
 
+class CacheConfig(_Strict):
+    enabled: bool = True
+    """Answer identical deterministic (temperature 0) model calls from Redis."""
+    ttl_s: int = Field(86400, ge=1, le=30 * 86400)
+
+
 class PathsConfig(_Strict):
     data_dir: str = ".alina"
     """Local state: Postgres and Redis data, logs. Relative paths are relative to the project."""
@@ -157,6 +163,7 @@ class AlinaConfig(_Strict):
     team: TeamConfig = Field(default_factory=TeamConfig)
     postgres: PostgresConfig = Field(default_factory=PostgresConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
 
     def data_dir(self) -> Path:
         """Absolute data directory (relative paths resolve against the project root)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 from alina.config import AlinaConfig, ModelConfig
+from alina.meta_prompts import load_prompt
+from alina.models._cache import ResponseCache
 from alina.models._client import JsonToolClient
 from alina.models._errors import ModelUnavailableError
 from alina.models._resilient import Governor, Listener, ResilientClient
@@ -55,12 +57,15 @@ def build_agent_client(
     governor: Governor,
     listener: Listener | None = None,
     label: str | None = None,
+    cache: ResponseCache | None = None,
 ) -> ResilientClient:
     """The resilient client for one agent: its model, retries, fallback and the shared governor.
 
     ``label`` names the caller in metrics and call records (default: the agent's name); ALINA's
-    speaker selector uses ALINA's model under the label ``selector``.
+    speaker selector uses ALINA's model under the label ``selector``. With a ``cache``, entries
+    are namespaced by the agent's prompt version and content digest.
     """
+    prompt = load_prompt(config.agents[agent].prompt or agent)
     agent_cfg = config.agents[agent]
     model_cfg = config.models[agent_cfg.model]
     primary = build_provider(model_cfg, max_tokens=agent_cfg.max_tokens)
@@ -76,4 +81,6 @@ def build_agent_client(
         fallback=fallback,
         governor=governor,
         listener=listener,
+        cache=cache,
+        prompt_version=f"v{prompt.version}-{prompt.digest}",
     )
