@@ -33,7 +33,7 @@ test-unit: setup ## only the fast unit tests
 	@$(PY) -m pytest -p no:cacheprovider -m "not integration and not slow"
 
 bench: setup ## run every benchmark (writes bench/results/)
-	@$(PY) -m bench provider
+	@$(PY) -m bench provider && $(PY) -m bench trading
 
 doctor: setup ## check model, Postgres, Redis and disk
 	@$(ALINA) doctor

@@ -144,6 +144,13 @@ class CacheConfig(_Strict):
     ttl_s: int = Field(86400, ge=1, le=30 * 86400)
 
 
+class SkillsConfig(_Strict):
+    plugin_dir: str | None = None
+    """Folder of skill plugin files (*.py with register(skills)); relative to the project."""
+    enabled: list[str] | None = None
+    """Allow-list of skill names (null = all that load); ALINA_SKILLS=a,b replaces it."""
+
+
 class PathsConfig(_Strict):
     data_dir: str = ".alina"
     """Local state: Postgres and Redis data, logs. Relative paths are relative to the project."""
@@ -164,6 +171,7 @@ class AlinaConfig(_Strict):
     postgres: PostgresConfig = Field(default_factory=PostgresConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    skills: SkillsConfig = Field(default_factory=SkillsConfig)
 
     def data_dir(self) -> Path:
         """Absolute data directory (relative paths resolve against the project root)."""
@@ -288,6 +296,11 @@ def _cross_field_problems(cfg: AlinaConfig) -> list[str]:
                 problems.append(f"{where}.fallback: no model of that name (got {m.fallback!r})")
             elif m.fallback == key:
                 problems.append(f"{where}.fallback: a model cannot be its own fallback (got {key!r})")
+    if cfg.skills.plugin_dir is not None:
+        folder = Path(cfg.skills.plugin_dir)
+        folder = folder if folder.is_absolute() else project_root() / folder
+        if not folder.is_dir():
+            problems.append(f"skills.plugin_dir: not a folder (got {cfg.skills.plugin_dir!r})")
     if cfg.postgres.port == cfg.redis.port and cfg.postgres.host == cfg.redis.host:
         problems.append(f"redis.port: same port as postgres.port (got {cfg.redis.port})")
     return problems

@@ -1,0 +1,234 @@
+"""Every tool call recorded in memory: the recorder protocol, secret masking, a Postgres recorder.
+
+The loader's tool wrapper builds one :class:`ToolCallRecord` per call (arguments already
+masked by :func:`mask_secrets`) and hands it to the configured :class:`ToolCallRecorder`.
+Recording fails open: a recorder error is logged and the tool result still reaches the agent.
+The run a call belongs to comes from :func:`run_scope` (a context variable), so tools built
+once per team are attributed to whichever run is calling them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol, runtime_checkable
+
+__all__ = [
+    "MASK",
+    "InMemoryToolCallRecorder",
+    "PostgresToolCallRecorder",
+    "ToolCallRecord",
+    "ToolCallRecorder",
+    "current_run_id",
+    "is_secret_name",
+    "mask_secrets",
+    "run_scope",
+    "summarize_result",
+]
+
+logger = logging.getLogger(__name__)
+
+MASK = "***"
+SUMMARY_CHARS = 500
+_SECRET_WORDS = frozenset(
+    {
+        "key",
+        "apikey",
+        "secret",
+        "token",
+        "password",
+        "passwd",
+        "passphrase",
+        "pwd",
+        "pass",
+        "credential",
+        "credentials",
+        "auth",
+        "authorization",
+        "cookie",
+        "signature",
+        "privatekey",
+    }
+)
+_RUN_ID: ContextVar[str | None] = ContextVar("alina_run_id", default=None)
+Outcome = Literal["ok", "error", "timeout"]
+
+
+def current_run_id() -> str | None:
+    """The run id set by the innermost :func:`run_scope`, or None outside any run."""
+    return _RUN_ID.get()
+
+
+@contextmanager
+def run_scope(run_id: str | None) -> Iterator[None]:
+    """Attribute every tool call made inside this block (and tasks it starts) to ``run_id``."""
+    token = _RUN_ID.set(run_id)
+    try:
+        yield
+    finally:
+        _RUN_ID.reset(token)
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether an argument called ``name`` holds a secret (see :func:`mask_secrets`)."""
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name).lower()
+    parts = [w for w in re.split(r"[^a-z0-9]+", words) if w]
+    return bool(_SECRET_WORDS.intersection(parts)) or "".join(parts) in _SECRET_WORDS
+
+
+def mask_secrets(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``arguments`` whose values under secret-looking names are replaced by ``***``.
+
+    A name is secret-looking when one of its words (split at ``_``, ``-``, ``.`` and camelCase)
+    or the whole name is key, secret, token, password, passphrase, pwd, credential, auth, ...:
+    ``api_key``, ``apiKey``, ``access_token``, ``db_password`` are masked; ``max_tokens`` and
+    ``keyword`` are not. Applies at any depth of nested dicts and lists.
+    """
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: (MASK if is_secret_name(str(k)) else walk(v)) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [walk(v) for v in value]
+        return value
+
+    return dict(walk(dict(arguments)))
+
+
+def summarize_result(result: Any, limit: int = SUMMARY_CHARS) -> str:
+    """The first ``limit`` characters of ``str(result)`` (with ``...`` when cut)."""
+    text = result if isinstance(result, str) else repr(result)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class ToolCallRecord:
+    """One tool call as stored in the ``tool_calls`` table."""
+
+    run_id: str | None
+    agent: str
+    tool: str
+    arguments: dict[str, Any]
+    """Already masked (see :func:`mask_secrets`)."""
+    result_summary: str
+    duration_ms: float
+    outcome: Outcome
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@runtime_checkable
+class ToolCallRecorder(Protocol):
+    """Where tool calls are recorded. Implementations should not raise for a lost record."""
+
+    async def record(self, call: ToolCallRecord) -> None:
+        """Store one tool call."""
+        ...
+
+
+class InMemoryToolCallRecorder:
+    """Keeps records in a list (notebooks, tests, a team run without Postgres)."""
+
+    def __init__(self) -> None:
+        self.calls: list[ToolCallRecord] = []
+
+    async def record(self, call: ToolCallRecord) -> None:
+        """Append ``call`` to :attr:`calls`."""
+        self.calls.append(call)
+
+
+_INSERT = (
+    "INSERT INTO tool_calls (run_id, agent, tool, arguments, result_summary, duration_ms, outcome, "
+    "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+class PostgresToolCallRecorder:
+    """Writes tool calls to the Postgres table ``tool_calls`` (migration 0004_tool_calls.sql).
+
+    ``open()`` connects and applies pending migrations; use as ``async with``. A failed insert
+    is logged and dropped (the tool call itself is not affected).
+    """
+
+    def __init__(self, dsn: str, *, max_size: int = 2, timeout_s: float = 5.0) -> None:
+        self._dsn, self._max_size, self._timeout_s = dsn, max_size, timeout_s
+        self._pool: Any = None
+        self.dropped = 0
+        """How many records could not be written."""
+
+    async def open(self) -> PostgresToolCallRecorder:
+        """Open the connection pool and bring the schema up to date."""
+        from psycopg_pool import AsyncConnectionPool
+
+        from alina.memory_store.migrate import migrate
+
+        pool = AsyncConnectionPool(
+            self._dsn,
+            min_size=1,
+            max_size=self._max_size,
+            open=False,
+            timeout=self._timeout_s,
+            kwargs={"autocommit": True, "connect_timeout": max(1, int(self._timeout_s))},
+        )
+        await pool.open(wait=True, timeout=self._timeout_s)
+        await migrate(pool)
+        self._pool = pool
+        return self
+
+    async def close(self) -> None:
+        """Close the pool (idempotent)."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def __aenter__(self) -> PostgresToolCallRecorder:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def record(self, call: ToolCallRecord) -> None:
+        """Insert ``call``; on any database error log a warning and count it in :attr:`dropped`."""
+        from psycopg.types.json import Jsonb
+
+        if self._pool is None:
+            raise RuntimeError("PostgresToolCallRecorder.open() was not called")
+        row = asdict(call)
+        try:
+            async with self._pool.connection() as conn:
+                await conn.execute(
+                    _INSERT,
+                    (
+                        row["run_id"],
+                        row["agent"],
+                        row["tool"],
+                        Jsonb(row["arguments"]),
+                        row["result_summary"],
+                        row["duration_ms"],
+                        row["outcome"],
+                        row["created_at"],
+                    ),
+                )
+        except Exception as exc:  # noqa: BLE001 - recording fails open
+            self.dropped += 1
+            logger.warning("tool call %s/%s not recorded: %s", call.agent, call.tool, exc)
+
+    async def recent(self, run_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest ``limit`` tool calls (of ``run_id`` when given), newest first."""
+        from psycopg.rows import dict_row
+
+        if self._pool is None:
+            raise RuntimeError("PostgresToolCallRecorder.open() was not called")
+        where, params = ("WHERE run_id = %s", [run_id]) if run_id else ("", [])
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "SELECT run_id, agent, tool, arguments, result_summary, duration_ms, outcome, created_at "
+                f"FROM tool_calls {where} ORDER BY id DESC LIMIT %s",
+                [*params, limit],
+            )
+            return list(await cur.fetchall())
