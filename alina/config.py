@@ -23,6 +23,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from alina.trading.config import TradingConfig
+
 __all__ = [
     "AgentConfig",
     "AlinaConfig",
@@ -172,6 +174,7 @@ class AlinaConfig(_Strict):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
+    trading: TradingConfig = Field(default_factory=TradingConfig)
 
     def data_dir(self) -> Path:
         """Absolute data directory (relative paths resolve against the project root)."""
@@ -301,6 +304,7 @@ def _cross_field_problems(cfg: AlinaConfig) -> list[str]:
         folder = folder if folder.is_absolute() else project_root() / folder
         if not folder.is_dir():
             problems.append(f"skills.plugin_dir: not a folder (got {cfg.skills.plugin_dir!r})")
+    problems += cfg.trading.cross_field_problems()
     if cfg.postgres.port == cfg.redis.port and cfg.postgres.host == cfg.redis.host:
         problems.append(f"redis.port: same port as postgres.port (got {cfg.redis.port})")
     return problems

@@ -77,6 +77,7 @@ FOLDER_MODULE_PREFIX = "alina_skill_plugins"
 _CANCEL_GRACE_S = 1.0
 BUILTIN_PLUGINS: dict[str, str] = {
     "builtin": "alina.skills.loader:register_builtin",
+    "trading": "alina.skills.trading",
 }
 """The package's own plugins, as entry-point values (``module`` or ``module:function``)."""
 _BUILTIN_TIMEOUTS_S = {"get_price": 5.0, "candle_summary": 10.0, "system_health": 5.0, "score_answer": 5.0}

@@ -63,7 +63,8 @@ def test_cli_rejects_zero_reps() -> None:
 
 def test_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--list"]) == 0
-    assert capsys.readouterr().out.startswith("provider")
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert "provider" in listed and listed == sorted(listed)
 
 
 # -- statistics ------------------------------------------------------------------------------

@@ -1,0 +1,237 @@
+"""Trader skills over the trading desk: prices, account, orders, market regime.
+
+Plain async functions with flat primitive arguments and one short string result each. Handled
+failures (risk rejections, invalid orders, safe mode, unknown symbols) return a string starting
+with ``error:`` instead of raising. Orders go through :class:`~alina.trading.desk.TradingDesk`,
+so every placement passes the risk guard and is recorded as an intent before it is sent.
+
+Wiring: :func:`configure` sets the desk and the system-mode source (``"safe"`` refuses placement
+and cancels). Without it, the first call opens a paper desk on the packaged data with an
+in-memory intent store (fine for notebooks and tests, not durable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+from alina.trading.config import TradingConfig
+from alina.trading.desk import TradingDesk, open_desk
+from alina.trading.errors import OrderOutcomeUnknown, RiskRejection, TradingError
+from alina.trading.market_data import UnknownSymbolError, format_price
+from alina.trading.orders import Order
+from alina.trading.regime import market_regime as _regime
+
+__all__ = [
+    "SIDE_EFFECT_SKILLS",
+    "TRADING_SKILLS",
+    "balance",
+    "cancel_order",
+    "configure",
+    "market_regime",
+    "open_orders",
+    "place_order",
+    "positions",
+    "register",
+    "ticker",
+]
+
+logger = logging.getLogger(__name__)
+ERROR = "error:"
+
+_desk: TradingDesk | None = None
+_mode_source: Callable[[], str] | None = None
+_desk_lock = asyncio.Lock()
+
+
+def configure(desk: TradingDesk | None = None, mode: str | Callable[[], str] | None = None) -> None:
+    """Use ``desk`` for every skill; ``mode`` is the system mode or a callable returning it
+    (``"safe"`` refuses placement). ``configure()`` resets to the lazy default paper desk."""
+    global _desk, _mode_source
+    _desk = desk
+    if mode is not None:
+        _mode_source = mode if callable(mode) else (lambda m=mode: m)  # type: ignore[misc]
+    elif desk is None:
+        _mode_source = None
+    if _desk is not None and _mode_source is not None:
+        _desk.mode_source = _mode_source
+
+
+async def _get_desk() -> TradingDesk:
+    global _desk
+    async with _desk_lock:
+        if _desk is None:
+            logger.warning("trading skills: no desk configured; opening an in-memory paper desk")
+            _desk = await open_desk(TradingConfig())
+            if _mode_source is not None:
+                _desk.mode_source = _mode_source
+        return _desk
+
+
+def _when(ts_ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts_ms / 1000)) + " UTC"
+
+
+def _num(x: float) -> str:
+    return f"{x:.8g}"
+
+
+def _describe(o: Order) -> str:
+    at = f" @ {format_price(o.price)}" if o.price is not None else ""
+    return f"{o.side} {o.type} {_num(o.amount)} {o.symbol}{at}"
+
+
+def _error(exc: Exception) -> str:
+    if isinstance(exc, RiskRejection):
+        return f"{ERROR} refused by the risk guard ({exc.rule}): {exc.reason}"
+    if isinstance(exc, UnknownSymbolError):
+        return f"{ERROR} unknown symbol {exc.symbol!r}; available: {', '.join(exc.available)}"
+    if isinstance(exc, OrderOutcomeUnknown):
+        return f"{ERROR} {exc} Do not place it again; check open_orders."
+    return f"{ERROR} {exc}"
+
+
+async def ticker(symbol: str = "BTC/USDT") -> str:
+    """Get the current price of a trading pair from the trading desk (paper replay or live exchange).
+
+    Args:
+        symbol: Trading pair, e.g. "BTC/USDT".
+    """
+    try:
+        t = await (await _get_desk()).ticker(symbol)
+    except (TradingError, UnknownSymbolError) as exc:
+        return _error(exc)
+    book = f", bid {format_price(t.bid)} ask {format_price(t.ask)}" if t.bid and t.ask else ""
+    src = "5m candle close, replayed historical data" if t.source == "replay" else "live exchange ticker"
+    return f"{t.symbol} last {format_price(t.last)}{book} ({src}, {_when(t.timestamp)})"
+
+
+async def balance() -> str:
+    """Show the trading account's balances (free and reserved) and its equity in the quote currency."""
+    try:
+        desk = await _get_desk()
+        bals = await desk.balances()
+        pnl = await desk.pnl()
+    except TradingError as exc:
+        return _error(exc)
+    parts = [
+        f"{c} free {_num(b.free)}" + (f" reserved {_num(b.used)}" if b.used else "") for c, b in bals.items()
+    ]
+    extra = f", PnL {pnl['total_pnl']:+,.2f}" if "total_pnl" in pnl else ""
+    return f"{'; '.join(parts) or 'no balances'} | equity {pnl['equity']:,.2f}{extra} ({desk.exchange.mode})"
+
+
+async def positions() -> str:
+    """List open positions with entry price, last price and profit or loss."""
+    try:
+        held = await (await _get_desk()).positions()
+    except TradingError as exc:
+        return _error(exc)
+    if not held:
+        return "no open positions"
+    return "; ".join(
+        f"{p.symbol} {_num(p.amount)} entry {format_price(p.entry_price)} last {format_price(p.last_price)} "
+        f"unrealized {p.unrealized_pnl:+,.2f} realized {p.realized_pnl:+,.2f}"
+        for p in held
+    )
+
+
+async def open_orders(symbol: str = "") -> str:
+    """List resting (unfilled) orders.
+
+    Args:
+        symbol: Only this trading pair, e.g. "BTC/USDT"; empty for all pairs.
+    """
+    try:
+        orders = await (await _get_desk()).open_orders(symbol or None)
+    except (TradingError, UnknownSymbolError) as exc:
+        return _error(exc)
+    if not orders:
+        return "no open orders"
+    return "; ".join(f"{o.id}: {_describe(o)}, filled {_num(o.filled)}" for o in orders[:10]) + (
+        f"; and {len(orders) - 10} more" if len(orders) > 10 else ""
+    )
+
+
+async def place_order(
+    symbol: str,
+    side: Literal["buy", "sell"],
+    amount: float,
+    order_type: Literal["market", "limit"] = "market",
+    price: float = 0.0,
+) -> str:
+    """Place a buy or sell order; it passes the risk guard and is recorded before it is sent.
+
+    Args:
+        symbol: Trading pair, e.g. "BTC/USDT".
+        side: "buy" or "sell".
+        amount: Amount of the base currency, e.g. 0.01 (BTC for BTC/USDT).
+        order_type: "market" (fill now) or "limit" (rest at price).
+        price: Limit price in the quote currency; ignored for market orders.
+    """
+    try:
+        desk = await _get_desk()
+        placed = await desk.place_order(
+            symbol, side, order_type, amount, price if order_type == "limit" else None
+        )
+    except (TradingError, UnknownSymbolError) as exc:
+        return _error(exc)
+    o = placed.order
+    if o is None:
+        return f"placed order {placed.client_order_id} (details not available yet)"
+    if o.status == "closed":
+        fill = f"filled {_num(o.filled)} @ {format_price(o.average or 0.0)}, fee {o.fee:.4f}"
+    else:
+        fill = f"{o.status}, filled {_num(o.filled)}"
+    return f"placed {_describe(o)}: {fill} (order {o.id})"
+
+
+async def cancel_order(order_id: str) -> str:
+    """Cancel a resting order.
+
+    Args:
+        order_id: The order id shown by open_orders, e.g. "paper-3".
+    """
+    try:
+        o = await (await _get_desk()).cancel_order(order_id)
+    except (TradingError, UnknownSymbolError) as exc:
+        return _error(exc)
+    return f"canceled order {o.id} ({_describe(o)}, filled {_num(o.filled)})"
+
+
+async def market_regime(symbol: str = "BTC/USDT") -> str:
+    """Summarise the market regime of a pair: trend, volatility versus its recent past, range position.
+
+    Args:
+        symbol: Trading pair, e.g. "BTC/USDT".
+    """
+    try:
+        desk = await _get_desk()
+        sym = desk.resolve(symbol)
+        candles = await desk.candles(sym)
+        return _regime(candles, sym).to_text()
+    except (TradingError, UnknownSymbolError, ValueError) as exc:
+        return _error(exc)
+
+
+TRADING_SKILLS: list[Callable[..., Any]] = [
+    ticker,
+    balance,
+    positions,
+    open_orders,
+    place_order,
+    cancel_order,
+    market_regime,
+]
+"""The trader's desk skills (``candle_summary`` stays in :mod:`alina.skills.builtin`)."""
+
+SIDE_EFFECT_SKILLS = frozenset({"place_order", "cancel_order"})
+
+
+def register(skills: Any) -> None:
+    """Plugin hook: declare every trading skill for the trader (orders have side effects)."""
+    for func in TRADING_SKILLS:
+        skills.add(func, agents=["trader"], side_effects=func.__name__ in SIDE_EFFECT_SKILLS, timeout_s=30)
