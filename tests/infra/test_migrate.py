@@ -13,6 +13,8 @@ from psycopg_pool import AsyncConnectionPool
 from alina.memory_store import migrate
 from alina.memory_store.migrate import load_migrations
 
+ALL = [m.name for m in load_migrations()]
+
 
 async def _tables(conn: AsyncConnection) -> set[str]:
     cur = await conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
@@ -41,12 +43,13 @@ def test_bad_migration_file_names_are_rejected(tmp_path: Path) -> None:
 async def test_migrate_from_empty_then_idempotent(fresh_pg_dsn: str) -> None:
     async with await AsyncConnection.connect(fresh_pg_dsn, autocommit=True) as conn:
         assert await _tables(conn) == set()
-        assert await migrate(conn) == ["0001_runs_messages"]
+        assert await migrate(conn) == ALL
         assert {"runs", "messages", "schema_migrations"} <= await _tables(conn)
         assert await migrate(conn) == []
-        cur = await conn.execute("SELECT version, name, applied_at FROM schema_migrations")
+        cur = await conn.execute("SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
         rows = await cur.fetchall()
-        assert [(v, n) for v, n, _ in rows] == [(1, "0001_runs_messages")]
+        assert [n for _, n, _ in rows] == ALL
+        assert rows[0][:2] == (1, "0001_runs_messages")
         assert rows[0][2] is not None
         cur = await conn.execute(
             "SELECT indexname FROM pg_indexes WHERE tablename = 'runs' AND indexdef LIKE '%DESC%'"
@@ -60,7 +63,7 @@ async def test_migrate_with_pool_and_non_autocommit_connection(fresh_pg_dsn: str
     pool = AsyncConnectionPool(fresh_pg_dsn, min_size=1, max_size=2, open=False)
     await pool.open(wait=True, timeout=10)
     try:
-        assert await migrate(pool) == ["0001_runs_messages"]
+        assert await migrate(pool) == ALL
     finally:
         await pool.close()
     async with await AsyncConnection.connect(fresh_pg_dsn) as conn:  # autocommit off
@@ -77,7 +80,7 @@ async def test_concurrent_migrations_apply_each_file_once(fresh_pg_dsn: str) -> 
         for conn in conns:
             await conn.close()
     applied = [name for result in results for name in result]
-    assert applied == ["0001_runs_messages"]
+    assert sorted(applied) == ALL
 
 
 @pytest.mark.integration
