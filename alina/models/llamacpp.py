@@ -9,11 +9,11 @@ criterion, so a timed-out call stops burning the CPU at the next token instead o
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +64,28 @@ class _Engine:
         return g
 
 
-@lru_cache(maxsize=8)
+_ENGINES: dict[tuple[str, int, int | None, int], _Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
 def _engine(path: str, n_ctx: int, n_threads: int | None, seed: int) -> _Engine:
-    return _Engine(Path(path), n_ctx, n_threads, seed)
+    """The shared engine for these settings, loaded on first use."""
+    key = (path, n_ctx, n_threads, seed)
+    with _ENGINES_LOCK:
+        if key not in _ENGINES:
+            _ENGINES[key] = _Engine(Path(path), n_ctx, n_threads, seed)
+        return _ENGINES[key]
+
+
+@atexit.register
+def _close_engines() -> None:
+    # Free the models while the interpreter is intact; left to garbage collection at shutdown,
+    # llama-cpp-python's finalizers run after its ctypes bindings are gone and print tracebacks.
+    with _ENGINES_LOCK:
+        for engine in _ENGINES.values():
+            engine.executor.shutdown(wait=True)
+            engine.llama.close()
+        _ENGINES.clear()
 
 
 class LlamaCppClient(JsonToolClient):
