@@ -43,8 +43,9 @@ if [ -f "$STAMPS/install" ] && [ "$(cat "$STAMPS/install")" = "$want" ] && "$VEN
   done_ "already installed (pyproject.toml and constraints.txt unchanged)"
 else
   done_ "installing; llama-cpp-python compiles from source the first time (about 8 minutes) ..."
-  # torch is not a dependency; if one ever appears, keep torch==2.13.0 (the local CPU build) here.
   set +e
+  # torch first, pinned: 2.13.0 is the local CPU build; any other version downloads a CUDA build.
+  "$VENV/bin/pip" install --progress-bar off -c constraints.txt "torch==2.13.0" 2>&1 | grep --line-buffered -v "is ignored"
   "$VENV/bin/pip" install --progress-bar off -c constraints.txt -e ".[dev]" 2>&1 \
     | grep --line-buffered -v -e "is ignored" -e "^Requirement already satisfied"
   rc=${PIPESTATUS[0]}

@@ -1,0 +1,293 @@
+"""EventWriter: batching, back pressure, no loss on failure (scripted store), then the real thing
+on Postgres: a 10,000-event burst, and Postgres stopped mid-burst and started again."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from alina.memory_store.runs import RunStore, StoreUnavailableError
+from alina.memory_store.writer import EventWriter
+from alina.runtime.services import PostgresService
+
+
+# -- a scripted store (unit tests of the writer's logic) -----------------------------------------
+class _Copy:
+    def __init__(self, buffer: list[tuple[Any, ...]]) -> None:
+        self.buffer = buffer
+
+    async def __aenter__(self) -> _Copy:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def write_row(self, row: tuple[Any, ...]) -> None:
+        self.buffer.append(row)
+
+
+class _Conn:
+    def __init__(self, store: FakeStore) -> None:
+        self.store, self.buffer = store, []  # type: ignore[var-annotated]
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        yield
+        if self.store.fail_on_commit:
+            raise StoreUnavailableError("cannot reach Postgres (scripted: commit lost)")
+        self.store.rows.extend(self.buffer)  # committed only when the block succeeds
+        self.store.copies += 1
+
+    def cursor(self) -> _Conn:
+        return self
+
+    def copy(self, statement: str) -> _Copy:
+        assert statement.startswith("COPY events (run_id, kind, payload, created_at)")
+        return _Copy(self.buffer)
+
+
+class FakeStore:
+    """Stands in for RunStore: commits COPY rows to ``rows``; can block (``gate``) or fail."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Any, ...]] = []
+        self.copies = 0
+        self.fail = False
+        self.fail_on_commit = False
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[_Conn]:
+        await self.gate.wait()
+        if self.fail:
+            raise StoreUnavailableError("cannot reach Postgres at postgresql://test (scripted)")
+        yield _Conn(self)
+
+
+def writer(store: Any, **kw: Any) -> EventWriter:
+    kw.setdefault("retry_backoff_s", (0.01, 0.05))
+    return EventWriter(store, **kw)
+
+
+async def until(condition: Callable[[], bool], what: str, polls: int = 2000) -> None:
+    """Yield to the event loop until ``condition()`` holds (bounded, so a bug fails, not hangs)."""
+    for _ in range(polls):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"never reached: {what}")
+
+
+def seqs(rows: list[tuple[Any, ...]]) -> list[int]:
+    return [json.loads(r[2])["i"] for r in rows]
+
+
+async def test_events_are_written_in_batches_in_order() -> None:
+    store = FakeStore()
+    w = writer(store, batch_size=100, flush_interval_s=0.01)
+    for i in range(1050):
+        await w.emit("tick", {"i": i}, run_id="r1")
+    await w.flush()
+    assert seqs(store.rows) == list(range(1050))
+    assert store.copies <= 1050 // 100 + 3  # batched, not one write per event
+    run_id, kind, _, created_at = store.rows[0]
+    assert (run_id, kind, created_at.tzinfo is not None) == ("r1", "tick", True)
+    assert w.written == 1050 and w.pending == 0
+    await w.close()
+
+
+async def test_back_pressure_bounds_memory_and_never_drops() -> None:
+    store = FakeStore()
+    store.gate.clear()  # the database is slow: every write waits
+    w = writer(store, max_queue=10, batch_size=5, flush_interval_s=0)
+    accepted = 0
+
+    async def produce() -> None:
+        nonlocal accepted
+        for i in range(40):
+            await w.emit("tick", {"i": i})
+            accepted += 1
+
+    producer = asyncio.create_task(produce())
+    await until(lambda: w.pending > 10, "queue full and a batch in flight")
+    for _ in range(50):
+        await asyncio.sleep(0)
+    # emit waits for room: at most the queue plus one batch is held, and nothing is dropped
+    assert not producer.done() and w.pending == accepted <= 10 + 5
+    store.gate.set()
+    await producer
+    await w.close()
+    assert seqs(store.rows) == list(range(40))
+
+
+async def test_failed_writes_keep_events_and_flush_reports_them() -> None:
+    store = FakeStore()
+    store.fail = True
+    w = writer(store, batch_size=10, flush_interval_s=0)
+    for i in range(25):
+        await w.emit("tick", {"i": i})
+    with pytest.raises(StoreUnavailableError, match="cannot reach Postgres"):
+        await w.flush()
+    assert w.pending == 25 and store.rows == [] and w.last_error is not None
+    store.fail = False
+    await w.flush()
+    assert w.pending == 0
+    assert seqs(store.rows) == list(range(25)) and w.last_error is None
+    await w.close()
+
+
+async def test_a_lost_commit_is_retried_at_least_once() -> None:
+    store = FakeStore()
+    store.fail_on_commit = True
+    w = writer(store, batch_size=10, flush_interval_s=10)
+    await w.emit("tick", {"i": 0})
+    with pytest.raises(StoreUnavailableError):
+        await w.flush()
+    store.fail_on_commit = False
+    await w.close()
+    assert seqs(store.rows) == [0]  # a commit that raised is not counted as written
+
+
+async def test_emit_fails_fast_when_the_store_is_down_and_the_queue_is_full() -> None:
+    store = FakeStore()
+    store.fail = True
+    w = writer(store, max_queue=5, batch_size=5, flush_interval_s=0)
+    await w.emit("tick", {"i": 0})
+    await until(lambda: w.last_error is not None, "worker failed")
+    accepted = 1
+    with pytest.raises(StoreUnavailableError, match="event not accepted: .* the last write failed"):
+        for i in range(1, 100):
+            await w.emit("tick", {"i": i})
+            accepted += 1
+    assert w.pending == accepted <= 5 + 5  # the queue plus the failed batch; the rest refused
+    store.fail = False
+    await w.close()
+    assert seqs(store.rows) == list(range(accepted))
+
+
+async def test_close_drains_everything_then_refuses_new_events() -> None:
+    store = FakeStore()
+    w = writer(store, batch_size=1000, flush_interval_s=60)  # the worker would wait a minute
+    for i in range(7):
+        await w.emit("tick", {"i": i})
+    await w.close()
+    assert seqs(store.rows) == list(range(7))
+    with pytest.raises(RuntimeError, match="closed"):
+        await w.emit("tick", {})
+
+
+async def test_a_failed_close_can_be_retried() -> None:
+    store = FakeStore()
+    w = writer(store, flush_interval_s=60)
+    await w.emit("tick", {"i": 0})
+    store.fail = True
+    with pytest.raises(StoreUnavailableError):
+        await w.close()
+    assert w.pending == 1
+    store.fail = False
+    await w.close()
+    assert seqs(store.rows) == [0]
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload", "match"),
+    [
+        ("", {}, "non-empty"),
+        ("tick", {"x": {1, 2}}, "not JSON-serialisable"),
+        ("tick", {"x": math.nan}, "not JSON-serialisable"),
+        ("tick", {"x": "a\x00b"}, "NUL"),
+    ],
+)
+async def test_bad_events_are_refused_at_emit(kind: str, payload: Any, match: str) -> None:
+    w = writer(FakeStore())
+    with pytest.raises(ValueError, match=match):
+        await w.emit(kind, payload)
+    assert w.pending == 0
+    await w.close()
+
+
+# -- real Postgres (integration) ---------------------------------------------------------------
+def _payload(i: int) -> dict[str, Any]:
+    return {"i": i, "h": hashlib.sha256(str(i).encode()).hexdigest()[:16], "text": f"event {i} ✓"}
+
+
+def _checksum(payloads: list[dict[str, Any]]) -> str:
+    canonical = sorted(json.dumps(p, sort_keys=True, ensure_ascii=False) for p in payloads)
+    return hashlib.sha256("\n".join(canonical).encode()).hexdigest()
+
+
+async def _stored(dsn: str) -> list[dict[str, Any]]:
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        cur = await conn.execute("SELECT payload FROM events")
+        return [row[0] for row in await cur.fetchall()]
+
+
+@pytest.mark.integration
+async def test_burst_of_10000_events_is_persisted_without_loss(fresh_pg_dsn: str) -> None:
+    async with RunStore(fresh_pg_dsn) as store:
+        w = EventWriter(store, max_queue=1000, batch_size=500, flush_interval_s=0.05)
+
+        async def produce(start: int) -> None:
+            for i in range(start, start + 1000):
+                await w.emit("burst", _payload(i), run_id=f"run-{start // 1000}")
+
+        await asyncio.gather(*(produce(s) for s in range(0, 10_000, 1000)))
+        await w.close()
+        assert w.written == 10_000
+    stored = await _stored(fresh_pg_dsn)
+    assert len(stored) == 10_000
+    assert _checksum(stored) == _checksum([_payload(i) for i in range(10_000)])
+    async with await psycopg.AsyncConnection.connect(fresh_pg_dsn) as conn:
+        cur = await conn.execute(
+            "SELECT count(DISTINCT run_id), count(*) FILTER (WHERE kind = 'burst') FROM events"
+        )
+        assert await cur.fetchone() == (10, 10_000)
+
+
+@pytest.mark.integration
+async def test_postgres_stopped_mid_burst_loses_nothing(
+    infra_root: Path, free_port: Callable[[], int]
+) -> None:
+    service = PostgresService(data_dir=infra_root / "pg-writer", port=free_port(), fast=True)
+    await asyncio.to_thread(service.start)
+    try:
+        store = RunStore(service.dsn, acquire_timeout=2.0)
+        await store.open()
+        w = EventWriter(store, max_queue=10_000, batch_size=500, flush_interval_s=0.05,
+                        retry_backoff_s=(0.1, 0.5))  # fmt: skip
+        for i in range(4000):
+            await w.emit("burst", _payload(i))
+        await until(lambda: w.written >= 2000, "first batches written", polls=4000)
+
+        await asyncio.to_thread(service.stop)  # the server goes away in the middle of the burst
+        for i in range(4000, 10_000):
+            await w.emit("burst", _payload(i))
+        with pytest.raises(StoreUnavailableError, match="cannot reach Postgres"):
+            await w.flush()
+        kept = w.pending
+        assert kept > 0 and w.written + kept == 10_000
+
+        await asyncio.to_thread(service.start)
+        for _attempt in range(30):  # the pool reconnects; the caller retries flush
+            try:
+                await w.flush()
+                break
+            except StoreUnavailableError:
+                await asyncio.sleep(0.5)
+        await w.close()
+        await store.close()
+        stored = await _stored(service.dsn)
+        assert len(stored) == 10_000 and w.pending == 0
+        assert _checksum(stored) == _checksum([_payload(i) for i in range(10_000)])
+    finally:
+        await asyncio.to_thread(service.stop)
