@@ -9,7 +9,7 @@ from autogen_core.tools import BaseTool
 
 from alina.config import ORCHESTRATOR, SPECIALISTS, AlinaConfig
 from alina.meta_prompts import Prompt, load_prompt
-from alina.skills.builtin import tools_for
+from alina.skills.loader import tools_for_agent
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ def agent_specs(config: AlinaConfig) -> dict[str, AgentSpec]:
     specs = {}
     for name in (ORCHESTRATOR, *SPECIALISTS):
         prompt = load_prompt(config.agents[name].prompt or name)
-        tools = tools_for(name) if name in SPECIALISTS else []
+        tools = tools_for_agent(name) if name in SPECIALISTS else []
         specs[name] = AgentSpec(name, prompt, tuple(t.name for t in tools))
     return specs
 
@@ -47,7 +47,7 @@ def build_agent(
     """
     prompt = load_prompt(config.agents[name].prompt or name)
     agent_tools: list[BaseTool] = (
-        list(tools) if tools is not None else (list(tools_for(name)) if name in SPECIALISTS else [])
+        list(tools) if tools is not None else (list(tools_for_agent(name)) if name in SPECIALISTS else [])
     )
     return AssistantAgent(
         name,

@@ -154,8 +154,8 @@ def preselect(specs: Sequence[ToolSpec], messages: Sequence[LLMMessage]) -> list
     """Narrow a forced tool call to the tool the request clearly asks for.
 
     Scores each tool by the words its name and description share with the latest user request;
-    a unique best score above zero wins, anything else keeps every tool in the grammar. A small
-    model then only fills in arguments instead of choosing (which it does badly).
+    the best-scoring tools stay in the grammar (all of them when nothing matches). A small model
+    then only fills in arguments instead of choosing (which it does badly).
     """
     if len(specs) < 2:
         return list(specs)
@@ -168,11 +168,13 @@ def preselect(specs: Sequence[ToolSpec], messages: Sequence[LLMMessage]) -> list
         "",
     )
     words = _words(request)
-    scores = [len(words & _words(f"{s.name} {s.description}")) for s in specs]
+    # A word in the tool's name counts twice: "price" points at get_price before a tool that
+    # merely mentions prices.
+    scores = [len(words & _words(f"{s.name} {s.description}")) + len(words & _words(s.name)) for s in specs]
     best = max(scores)
-    if best > 0 and scores.count(best) == 1:
-        return [specs[scores.index(best)]]
-    return list(specs)
+    if best == 0:
+        return list(specs)
+    return [s for s, score in zip(specs, scores, strict=True) if score == best]
 
 
 def tool_instruction(specs: Sequence[ToolSpec]) -> str:
