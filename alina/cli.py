@@ -11,7 +11,8 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -33,11 +34,32 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect and validate config.yaml.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+memory_app = typer.Typer(help="Search and inspect the memory (vectors, graph, stores).", no_args_is_help=True)
+app.add_typer(memory_app, name="memory")
+runs_app = typer.Typer(help="List and show recorded runs.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+def _mount_plugins_apps() -> None:
+    # Imported here, not at the top: these apps pull in ccxt and the backtest engine.
+    from alina.skills.cli import app as skills_app
+    from alina.trading.backtest_cli import app as backtest_app
+
+    app.add_typer(skills_app, name="skills")
+    app.add_typer(backtest_app, name="backtest")
+
+
+_mount_plugins_apps()
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+LiveOption = typer.Option(
+    False,
+    "--live",
+    help="allow live trading (also needs trading.mode: live and the API keys in the environment)",
+)
 ConfigOption = typer.Option(
     None, "--config", "-c", help="config file (default: $ALINA_CONFIG or ./config.yaml)"
 )
@@ -50,8 +72,10 @@ class CommandFailed(Exception):
 def _exit_code(exc: BaseException) -> int:
     """The one place exceptions become exit codes: bad input/config 2, anything else 1."""
     from alina.meta_prompts import PromptError
+    from alina.team import SnapshotError
+    from alina.trading.errors import LiveTradingRefused
 
-    if isinstance(exc, (ConfigError, PromptError, typer.BadParameter)):
+    if isinstance(exc, (ConfigError, PromptError, SnapshotError, LiveTradingRefused, typer.BadParameter)):
         return EXIT_BAD_INPUT
     return EXIT_FAILURE
 
@@ -72,10 +96,15 @@ def _guarded(fn: Callable[[], T]) -> T:
     from alina.meta_prompts import PromptError
     from alina.models import ModelError
     from alina.runtime.services import ServiceError
+    from alina.team import SnapshotError
+    from alina.trading.errors import TradingError
 
     try:
         return fn()
-    except (ConfigError, PromptError, StoreUnavailableError, ServiceError, ModelError, CommandFailed) as exc:
+    except (
+        ConfigError, PromptError, SnapshotError, StoreUnavailableError, ServiceError, ModelError,
+        TradingError, CommandFailed,
+    ) as exc:  # fmt: skip
         _fail(exc)
 
 
@@ -232,21 +261,52 @@ async def _open_stores(cfg: AlinaConfig) -> tuple[Any, Any]:
     return store, HotState(cfg.redis.url())
 
 
-async def _run_task(cfg: AlinaConfig, task: str, as_json: bool, explain: bool) -> int:
+@asynccontextmanager
+async def _team_session(cfg: AlinaConfig, *, live: bool, on_event: Any) -> AsyncIterator[Any]:
+    """Everything a team run needs, opened in order and closed in reverse: the run store, Redis
+    hot state, the trading desk (order intents in Postgres, reconciled on open), the tool-call
+    recorder behind the skill loader, and the team itself."""
+    from alina.skills import trading as trading_skills
+    from alina.skills.loader import SkillLoader, set_default_loader
+    from alina.skills.recorder import PostgresToolCallRecorder
     from alina.team import TeamRunner
+    from alina.trading.desk import open_desk
+    from alina.trading.intents import PgIntentStore
 
-    store, hot = await _open_stores(cfg)
-    try:
-        if not as_json:
-            err.print("[dim]loading models ...[/]")
-        runner = TeamRunner(cfg, sink=store, hot=hot, on_event=None if as_json else _print_event)
-        try:
-            result = await runner.run(task)
-        finally:
-            await runner.close()
-    finally:
-        await store.close()
-        await hot.close()
+    async with AsyncExitStack() as stack:
+        store, hot = await _open_stores(cfg)
+        stack.push_async_callback(store.close)
+        stack.push_async_callback(hot.close)
+        intents = PgIntentStore(cfg.postgres.dsn())
+        await intents.open()
+        stack.push_async_callback(intents.close)
+        desk = await open_desk(cfg.trading, live=live, intents=intents)
+        trading_skills.configure(desk, mode="normal")
+        stack.callback(trading_skills.configure)  # back to the lazy default
+        recorder = await stack.enter_async_context(PostgresToolCallRecorder(cfg.postgres.dsn()))
+        set_default_loader(SkillLoader.from_config(cfg, recorder=recorder))
+        stack.callback(set_default_loader, None)
+        runner = TeamRunner(cfg, sink=store, hot=hot, on_event=on_event)
+        stack.push_async_callback(runner.close)
+        yield runner
+
+
+async def _run_recorded(runner: Any, task: str) -> Any:
+    """One run, with tool calls attributed to it in the tool_calls table."""
+    import uuid
+
+    from alina.skills.recorder import run_scope
+
+    run_id = uuid.uuid4().hex
+    with run_scope(run_id):
+        return await runner.run(task, run_id=run_id)
+
+
+async def _run_task(cfg: AlinaConfig, task: str, as_json: bool, explain: bool, live: bool = False) -> int:
+    if not as_json:
+        err.print("[dim]loading models ...[/]")
+    async with _team_session(cfg, live=live, on_event=None if as_json else _print_event) as runner:
+        result = await _run_recorded(runner, task)
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
     else:
@@ -262,6 +322,7 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of the stream"),
     explain_routing: bool = typer.Option(False, "--explain-routing", help="print every routing decision"),
     max_turns: int | None = typer.Option(None, min=1, max=200, help="override team.max_turns"),
+    live: bool = LiveOption,
     config: Path | None = ConfigOption,
 ) -> None:
     """Run one task headless: stream the conversation, then a summary (exit 0 when completed)."""
@@ -269,20 +330,58 @@ def run(
         _fail(typer.BadParameter("TASK is empty: say what the team should do"))
     overrides = {"team.max_turns": max_turns} if max_turns else None
     cfg = _guarded(lambda: load_config(config, overrides=overrides))
-    raise typer.Exit(_run_async(_run_task(cfg, task, as_json, explain_routing)))
+    raise typer.Exit(_run_async(_run_task(cfg, task, as_json, explain_routing, live)))
+
+
+async def _route(cfg: AlinaConfig, raw: str, mode: str) -> dict[str, Any]:
+    from alina.models import Governor, build_agent_client
+    from alina.team import SnapshotError, build_router, parse_snapshot
+
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SnapshotError(
+            f"stdin is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); expected a "
+            'list like [{"source": "user", "content": "..."}]'
+        ) from None
+    router = build_router(cfg, mode=mode)  # type: ignore[arg-type]
+    turns = parse_snapshot(data, router.names)
+    decision = router.decide(turns)
+    if decision.speaker is None:  # only now load ALINA's model: most snapshots never need it
+        router.client = build_agent_client(cfg, "alina", governor=Governor(1), label="selector")
+        try:
+            decision = await router.route(turns)
+        finally:
+            await router.client.close()
+    return {"speaker": decision.speaker, "method": decision.method, "confidence": decision.confidence}
 
 
 @app.command()
-def chat(config: Path | None = ConfigOption) -> None:
+def route(
+    mode: str = typer.Option("normal", "--mode", help="normal | safe (safe: no order reaches the trader)"),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Read ONE conversation snapshot as JSON on stdin and print who speaks next.
+
+    Input: a list of {"source", "content"} (source "user" or an agent name; optional "type":
+    text | tool_call | tool_result). Output: {"speaker", "method", "confidence"} as JSON. Uses
+    the team's router; ALINA's model is loaded only when the rules are not confident.
+    """
+    if mode not in ("normal", "safe"):
+        _fail(typer.BadParameter(f"--mode must be normal or safe (got {mode!r})"))
+    cfg = _load(config)
+    raw = sys.stdin.read()
+    result = _run_async(_route(cfg, raw, mode))
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+@app.command()
+def chat(config: Path | None = ConfigOption, live: bool = LiveOption) -> None:
     """Console chat with ALINA: each line is a task or a follow-up; /quit or Ctrl-D ends it."""
     cfg = _load(config)
 
     async def loop() -> None:
-        from alina.team import TeamRunner
-
-        store, hot = await _open_stores(cfg)
-        runner = TeamRunner(cfg, sink=store, hot=hot, on_event=_print_event)
-        try:
+        async with _team_session(cfg, live=live, on_event=_print_event) as runner:
             out.print("[bold magenta]ALINA[/] ready. Type a task; /quit or Ctrl-D to leave.")
             while True:
                 try:
@@ -295,17 +394,166 @@ def chat(config: Path | None = ConfigOption) -> None:
                     continue
                 if line in ("/quit", "/exit"):
                     break
-                result = await runner.run(line)
+                result = await _run_recorded(runner, line)
                 _print_summary(result)
-        finally:
-            await runner.close()
-            await store.close()
-            await hot.close()
 
     try:
         _run_async(loop())
     except KeyboardInterrupt:
         out.print("\nbye")
+
+
+# --------------------------------------------------------------------------- runs & memory
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+@runs_app.command("list")
+def runs_list(
+    limit: int = typer.Option(20, min=1, max=1000),
+    as_json: bool = typer.Option(False, "--json"),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Recorded runs, newest first: id, status, task and start time."""
+    cfg = _load(config)
+
+    async def go() -> list[dict[str, Any]]:
+        store, hot = await _open_stores(cfg)
+        try:
+            return await store.list_runs(limit=limit)
+        finally:
+            await store.close()
+            await hot.close()
+
+    rows = _run_async(go())
+    if as_json:
+        sys.stdout.write(json.dumps(_jsonable(rows)) + "\n")
+        return
+    table = Table(title="runs (newest first)")
+    for col in ("id", "status", "started", "turns", "task"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["id"], r["status"], str(r["started_at"])[:19], str(r["turns"]), escape(r["task"][:60])
+        )
+    out.print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: str, as_json: bool = typer.Option(False, "--json"), config: Path | None = ConfigOption
+) -> None:
+    """One run and its messages."""
+    cfg = _load(config)
+
+    async def go() -> dict[str, Any] | None:
+        store, hot = await _open_stores(cfg)
+        try:
+            return await store.get_run(run_id)
+        finally:
+            await store.close()
+            await hot.close()
+
+    run = _run_async(go())
+    if run is None:
+        _fail(typer.BadParameter(f"no run with id {run_id!r} (see `alina runs list`)"))
+    if as_json:
+        sys.stdout.write(json.dumps(_jsonable(run)) + "\n")
+        return
+    out.print(f"run {run['id']} [{run['status']}] {escape(run['task'])}")
+    for m in run["messages"]:
+        out.print(f"  {m['seq']:>3} {m['source']:<10} {m['type']:<24} {escape(str(m['content'])[:200])}")
+
+
+@memory_app.command("graph")
+def memory_graph(
+    entity: str = typer.Argument(..., help="KIND:NAME (e.g. asset:BTC/USDT) or a bare name"),
+    limit: int = typer.Option(50, min=1, max=1000),
+    as_json: bool = typer.Option(False, "--json"),
+    config: Path | None = ConfigOption,
+) -> None:
+    """The neighbourhood of an entity in the memory graph, with provenance."""
+    from alina.memory_store.graph import MemoryGraph, parse_ref
+
+    cfg = _load(config)
+
+    async def go() -> tuple[list[Any], list[Any]]:
+        store, hot = await _open_stores(cfg)
+        try:
+            graph = MemoryGraph(store)
+            found = await graph.find(parse_ref(entity))
+            return found, [e for ref in found for e in await graph.neighbours(ref, limit=limit)]
+        finally:
+            await store.close()
+            await hot.close()
+
+    found, edges = _run_async(go())
+    if not found:
+        _fail(CommandFailed(f"no entity {entity!r} in the memory graph"))
+    if as_json:
+        sys.stdout.write(json.dumps(_jsonable([e.__dict__ for e in edges])) + "\n")
+        return
+    for e in edges:
+        out.print(escape(str(e)))
+
+
+@memory_app.command("search")
+def memory_search(
+    query: str,
+    agent: str | None = typer.Option(None, help="search this agent's memories plus the shared ones"),
+    top_k: int = typer.Option(5, min=1, max=100),
+    as_json: bool = typer.Option(False, "--json"),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Ranked memories for a query, with scores and provenance."""
+    from alina.memory_store.commands import search_memory
+    from alina.memory_store.vector import VectorMemory
+
+    cfg = _load(config)
+
+    async def go() -> Any:
+        memory = VectorMemory(base_dir=cfg.data_dir())
+        try:
+            return await search_memory(memory, query, agent=agent, top_k=top_k)
+        finally:
+            await memory.close()
+
+    report = _run_async(go())
+    if as_json:
+        sys.stdout.write(json.dumps(_jsonable(report.to_dict())) + "\n")
+        return
+    for i, h in enumerate(report.hits, 1):
+        where = f"run {h.run_id[:8]}#{h.message_seq}" if h.run_id else "-"
+        out.print(f"{i:>2} {h.score:.2f} {h.kind:<8} {h.scope:<9} {where:<14} {escape(h.text[:100])}")
+
+
+@memory_app.command("stats")
+def memory_stats_cmd(
+    as_json: bool = typer.Option(False, "--json"), config: Path | None = ConfigOption
+) -> None:
+    """Counts and sizes per store (Postgres tables, Redis keys, vectors)."""
+    from alina.memory_store.commands import memory_stats
+    from alina.memory_store.vector import VectorMemory
+
+    cfg = _load(config)
+
+    async def go() -> Any:
+        memory = VectorMemory(base_dir=cfg.data_dir())
+        try:
+            return await memory_stats(pg_dsn=cfg.postgres.dsn(), redis_url=cfg.redis.url(), memory=memory)
+        finally:
+            await memory.close()
+
+    report = _run_async(go()).to_dict()
+    if as_json:
+        sys.stdout.write(json.dumps(_jsonable(report)) + "\n")
+        return
+    for section, data in report.items():
+        out.print(f"[bold]{section}[/]")
+        for k, v in (data or {}).items():
+            out.print(f"  {k}: {escape(str(v))}")
 
 
 def main() -> None:

@@ -161,6 +161,28 @@ class RunStore:
                 (run_id, seq, source, type, content, prompt_tokens, completion_tokens, latency_ms),
             )
 
+    async def add_routing_decision(
+        self,
+        run_id: str,
+        seq: int,
+        speaker: str | None,
+        method: str,
+        confidence: float,
+        candidates: list[str],
+        reason: str = "",
+    ) -> None:
+        """Record routing decision ``seq`` of a run (who speaks next, by which method, how sure,
+        among which candidates, why). Idempotent: a second write of the same seq is ignored."""
+        async with self._connection() as conn:
+            await conn.execute(
+                "INSERT INTO routing_decisions (run_id, seq, speaker, method, confidence, candidates, "
+                "reason) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, seq) DO NOTHING",
+                (
+                    run_id, seq, speaker, method, min(1.0, max(0.0, float(confidence))),
+                    Jsonb(candidates), reason,
+                ),
+            )  # fmt: skip
+
     async def finish_run(
         self,
         run_id: str,

@@ -11,6 +11,7 @@ import yaml
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
 _REQUIRED = ("name", "version", "description", "system")
+_OPTIONAL = ("keywords", "examples")
 
 
 class PromptError(Exception):
@@ -24,6 +25,9 @@ class Prompt:
     description: str
     system: str
     keywords: tuple[str, ...] = ()
+    """Lower-case words that route a task to this agent without a model call."""
+    examples: tuple[str, ...] = ()
+    """Typical requests this agent handles (the router's lexical scorer reads them)."""
 
     @property
     def digest(self) -> str:
@@ -56,17 +60,22 @@ def load_prompt(name: str) -> Prompt:
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
         raise PromptError(f"{path}: missing keys {missing}")
-    unknown = sorted(set(data) - {*_REQUIRED, "keywords"})
+    unknown = sorted(set(data) - {*_REQUIRED, *_OPTIONAL})
     if unknown:
         raise PromptError(f"{path}: unknown keys {unknown}")
     if data["name"] != name:
         raise PromptError(f"{path}: name {data['name']!r} does not match the file name")
     if not isinstance(data["version"], int) or data["version"] < 1:
         raise PromptError(f"{path}: version must be a positive integer (got {data['version']!r})")
+    for key in _OPTIONAL:
+        value = data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise PromptError(f"{path}: {key} must be a list of non-empty strings (got {value!r:.80})")
     return Prompt(
         name=name,
         version=data["version"],
         description=str(data["description"]).strip(),
         system=str(data["system"]).strip(),
-        keywords=tuple(str(k).lower() for k in data.get("keywords", ())),
+        keywords=tuple(k.strip().lower() for k in data.get("keywords", ())),
+        examples=tuple(e.strip() for e in data.get("examples", ())),
     )

@@ -1,17 +1,33 @@
 """ALINA: team assembly, routing and the run loop (AutoGen lives here and in agents/, models/)."""
 
-from alina.team._routing import RouteDecision, Router
+from alina.team._routing import (
+    AgentProfile,
+    LexicalScorer,
+    RouteDecision,
+    Router,
+    SnapshotError,
+    Turn,
+    match_name,
+    parse_snapshot,
+)
 from alina.team._run import RunEvent, RunResult, RunSink, TeamRunner
-from alina.team._team import AlinaTeam, build_team, termination
+from alina.team._team import AlinaTeam, build_router, build_team, termination
 
 __all__ = [
+    "AgentProfile",
     "AlinaTeam",
+    "LexicalScorer",
     "RouteDecision",
     "Router",
     "RunEvent",
     "RunResult",
     "RunSink",
+    "SnapshotError",
     "TeamRunner",
+    "Turn",
+    "build_router",
     "build_team",
+    "match_name",
+    "parse_snapshot",
     "termination",
 ]

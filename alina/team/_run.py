@@ -29,14 +29,18 @@ from alina.config import ORCHESTRATOR, AlinaConfig
 from alina.memory_store.hot import HotState
 from alina.models import CallRecord
 from alina.monitoring import metrics
-from alina.team._routing import RouteDecision
+from alina.team._routing import Mode, RouteDecision
 from alina.team._team import AlinaTeam, build_team
 
 Status = Literal["completed", "failed", "stopped"]
 
 
 class RunSink(Protocol):
-    """Where runs are recorded (``alina.memory_store.RunStore`` in production)."""
+    """Where runs are recorded (``alina.memory_store.RunStore`` in production).
+
+    A sink may also have ``add_routing_decision(run_id, seq, speaker, method, confidence,
+    candidates, reason)``; when it does, every routing decision of the run is written to it.
+    """
 
     async def create_run(self, run_id: str, task: str, config_json: dict[str, Any]) -> None: ...
 
@@ -134,19 +138,24 @@ class TeamRunner:
         clients: dict[str, ChatCompletionClient] | None = None,
         on_event: Callable[[RunEvent], None] | None = None,
         hot: HotState | None = None,
+        mode: Mode = "normal",
     ) -> None:
         self.config = config
         self.sink = sink
         self.hot = hot
         self.on_event = on_event
         self._calls: list[CallRecord] = []
-        self.team: AlinaTeam = build_team(config, clients=clients, listener=self._calls.append)
+        self.team: AlinaTeam = build_team(config, clients=clients, listener=self._calls.append, mode=mode)
         for client in self.team.clients.values():  # injected clients may be ResilientClients too
             if getattr(client, "listener", "absent") is None:
                 client.listener = self._calls.append  # type: ignore[attr-defined]
 
     async def close(self) -> None:
         await self.team.close()
+
+    def set_mode(self, mode: str) -> None:
+        """Switch the router between ``normal`` and ``safe`` (no order reaches the trader)."""
+        self.team.router.set_mode(mode)
 
     async def run(self, task: str, *, run_id: str | None = None) -> RunResult:
         """Run one task to completion, a limit, or a failure; never raises for model errors."""
@@ -168,6 +177,7 @@ class TeamRunner:
                         continue
                     now = time.monotonic()
                     await self._record(result, item, latency_ms=(now - last) * 1000)
+                    await self._record_routing(result, routing_before)
                     last = now
             last_source = result.events[-1].source if result.events else ""
             result.status = "completed" if last_source == ORCHESTRATOR else "stopped"
@@ -184,7 +194,7 @@ class TeamRunner:
         result.model_calls = len(calls)
         result.prompt_tokens = sum(c.prompt_tokens for c in calls)
         result.completion_tokens = sum(c.completion_tokens for c in calls)
-        result.routing = self.team.router.decisions[routing_before:]
+        await self._record_routing(result, routing_before)
         metrics.observe_run(result.status, result.turns)
         if self.sink is not None:
             await self.sink.finish_run(
@@ -201,6 +211,18 @@ class TeamRunner:
         if self.hot is not None:
             await self.hot.set_run_status(run_id, result.status)
         return result
+
+    async def _record_routing(self, result: RunResult, routing_before: int) -> None:
+        """Move the router's new decisions into the result and the sink (seq 1.. per run)."""
+        new = self.team.router.decisions[routing_before + len(result.routing) :]
+        write = getattr(self.sink, "add_routing_decision", None)
+        for d in new:
+            result.routing.append(d)
+            if write is not None:
+                await write(
+                    result.run_id, len(result.routing), d.speaker, d.method, d.confidence,
+                    list(d.candidates), d.reason,
+                )  # fmt: skip
 
     async def _record(
         self, result: RunResult, item: BaseAgentEvent | BaseChatMessage, latency_ms: float

@@ -18,7 +18,7 @@ from alina.agents import agent_specs, build_agent
 from alina.config import ORCHESTRATOR, SPECIALISTS, AlinaConfig
 from alina.models import Governor, build_agent_client
 from alina.models._resilient import Listener
-from alina.team._routing import SELECTOR_PROMPT, Router
+from alina.team._routing import SELECTOR_PROMPT, Mode, Router, profiles_from_prompts
 
 
 @dataclass
@@ -50,14 +50,25 @@ def termination(config: AlinaConfig) -> TerminationCondition:
     )
 
 
+def build_router(
+    config: AlinaConfig, *, client: ChatCompletionClient | None = None, mode: Mode = "normal"
+) -> Router:
+    """ALINA's router over the configured agents' prompt files (descriptions, keywords,
+    examples); ``client`` is the model it asks when unsure (None: it never calls a model)."""
+    specs = agent_specs(config)
+    return Router(profiles_from_prompts({n: s.prompt for n, s in specs.items()}), client=client, mode=mode)
+
+
 def build_team(
     config: AlinaConfig,
     *,
     clients: dict[str, ChatCompletionClient] | None = None,
     listener: Listener | None = None,
+    mode: Mode = "normal",
 ) -> AlinaTeam:
     """Build ALINA's team from config. ``clients`` replaces model clients (unit tests pass
-    ReplayChatCompletionClients; key ``"selector"`` is the router's model)."""
+    ReplayChatCompletionClients; key ``"selector"`` is the router's model). ``mode`` is the
+    router's starting mode (``safe``: no order reaches the trader)."""
     specs = agent_specs(config)
     if clients is None:
         governor = Governor(config.team.max_concurrent_model_calls)
@@ -65,12 +76,18 @@ def build_team(
             name: build_agent_client(config, name, governor=governor, listener=listener)
             for name in (ORCHESTRATOR, *SPECIALISTS)
         }
-        clients["selector"] = build_agent_client(config, ORCHESTRATOR, governor=governor, listener=listener)
-        clients["selector"].agent = "selector"  # type: ignore[attr-defined]
+        clients["selector"] = build_agent_client(
+            config, ORCHESTRATOR, governor=governor, listener=listener, label="selector"
+        )
     agents: list[ChatAgent | Team] = [
         build_agent(name, config, clients[name]) for name in (*SPECIALISTS, ORCHESTRATOR)
     ]
-    router = Router({name: specs[name].prompt.keywords for name in SPECIALISTS})
+    router = Router(
+        profiles_from_prompts({n: s.prompt for n, s in specs.items()}), client=clients["selector"], mode=mode
+    )
+    # The router asks the selector model itself when unsure (enum-constrained, robust name
+    # matching), so AutoGen's own model selection (case-sensitive, silent fallback) only runs
+    # when the router has no client; candidate_func then narrows it to the likely agents.
     team = SelectorGroupChat(
         agents,
         model_client=clients["selector"],

@@ -16,6 +16,7 @@ from alina.memory_store.migrate import load_migrations
 pytestmark = pytest.mark.integration
 
 BTC = ("asset", "BTC/USDT")
+MIGRATIONS = Path(__file__).resolve().parents[2] / "alina" / "memory_store" / "migrations"
 
 
 @pytest.fixture
@@ -28,7 +29,9 @@ async def graph(fresh_pg_dsn: str):
 
 
 async def test_relations_carry_provenance_and_neighbours_come_newest_first(graph: MemoryGraph) -> None:
-    await graph.relate(("agent", "trader"), "observed", BTC, fact="downtrend -4.25% over 24h", run_id="r1", message_seq=3)
+    await graph.relate(
+        ("agent", "trader"), "observed", BTC, fact="downtrend -4.25% over 24h", run_id="r1", message_seq=3
+    )
     await graph.relate(("agent", "trader"), "used", ("tool", "candle_summary"), run_id="r1", message_seq=2)
     await graph.relate(("agent", "monitor"), "observed", ("model", "smollm2"), fact="p95 1.2s")
     edges = await graph.neighbours(BTC)
@@ -37,7 +40,9 @@ async def test_relations_carry_provenance_and_neighbours_come_newest_first(graph
     ]
     trader = await graph.neighbours(("agent", "trader"))
     assert [e.rel for e in trader] == ["used", "observed"]
-    assert [e.dst for e in await graph.neighbours(("agent", "trader"), rel="used")] == [("tool", "candle_summary")]
+    assert [e.dst for e in await graph.neighbours(("agent", "trader"), rel="used")] == [
+        ("tool", "candle_summary")
+    ]
 
 
 async def test_paths_follow_relations_in_both_directions_shortest_first(graph: MemoryGraph) -> None:
@@ -76,10 +81,9 @@ async def test_schema_upgrades_from_every_earlier_version(fresh_pg_dsn: str, tmp
     latest = [m.name for m in all_migrations]
     for n in range(len(all_migrations) + 1):
         partial = tmp_path / f"upto{n}"
-        partial.mkdir()
-        src = Path(__file__).resolve().parents[2] / "alina" / "memory_store" / "migrations"
+        partial.mkdir()  # noqa: ASYNC240 - test setup on a tmp dir
         for m in all_migrations[:n]:
-            shutil.copy(src / f"{m.name}.sql", partial / f"{m.name}.sql")
+            shutil.copy(MIGRATIONS / f"{m.name}.sql", partial / f"{m.name}.sql")
         async with await psycopg.AsyncConnection.connect(fresh_pg_dsn, autocommit=True) as conn:
             await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
             assert await migrate(conn, directory=partial) == latest[:n]

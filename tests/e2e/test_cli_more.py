@@ -1,0 +1,85 @@
+"""CLI commands around runs, memory, skills, backtests and live-trading refusal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_cli import TASK, alina
+
+DATA = Path(__file__).resolve().parents[2] / "alina" / "trading" / "data" / "BTC_USDT-5m.json.gz"
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_runs_list_and_show_and_tool_calls_recorded(alina_config_file: Path, pg_service) -> None:
+    import psycopg
+
+    done = alina("run", TASK, "--json", config=alina_config_file)
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads(done.stdout)["run_id"]
+    listed = json.loads(alina("runs", "list", "--json", config=alina_config_file).stdout)
+    assert listed[0]["id"] == run_id and listed[0]["status"] == "completed" and listed[0]["task"] == TASK
+    shown = json.loads(alina("runs", "show", run_id, "--json", config=alina_config_file).stdout)
+    assert shown["id"] == run_id and len(shown["messages"]) >= 4
+    assert alina("runs", "show", "nope", config=alina_config_file).returncode == 2
+    with psycopg.connect(pg_service.dsn) as conn:
+        tools = conn.execute(
+            "SELECT agent, tool, outcome FROM tool_calls WHERE run_id = %s ORDER BY id", (run_id,)
+        ).fetchall()
+    assert ("trader", "candle_summary", "ok") in tools and ("monitor", "system_health", "ok") in tools
+
+
+@pytest.mark.integration
+def test_memory_graph_command(alina_config_file: Path, pg_service) -> None:
+    import asyncio
+
+    from alina.memory_store import RunStore
+    from alina.memory_store.graph import MemoryGraph
+
+    async def seed() -> None:
+        async with RunStore(pg_service.dsn) as store:
+            await MemoryGraph(store).relate(
+                ("agent", "trader"), "observed", ("asset", "ETH/USDT"), fact="flat"
+            )
+
+    asyncio.run(seed())
+    p = alina("memory", "graph", "asset:ETH/USDT", config=alina_config_file)
+    assert p.returncode == 0, p.stderr
+    assert "agent:trader -observed-> asset:ETH/USDT: flat" in p.stdout
+    assert alina("memory", "graph", "asset:NOPE", config=alina_config_file).returncode == 1
+
+
+def test_skills_list_shows_builtin_and_trading_skills() -> None:
+    p = alina("skills", "list", "--json")
+    assert p.returncode == 0, p.stderr
+    names = {s["name"] for s in json.loads(p.stdout)["skills"]}
+    assert {"candle_summary", "system_health", "score_answer", "place_order", "balance"} <= names
+
+
+def test_backtest_json_is_deterministic_and_bad_files_exit_2(tmp_path: Path) -> None:
+    args = ("backtest", "--symbol", "BTC/USDT", "--data", str(DATA), "--strategy", "sma_cross", "--json")
+    first, second = alina(*args), alina(*args)
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert report == json.loads(second.stdout)
+    assert report["data"]["candles"] == 10999 and report["trades"] > 0
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    p = alina("backtest", "--symbol", "BTC/USDT", "--data", str(bad), "--strategy", "sma_cross")
+    assert p.returncode == 2 and "bad.json" in p.stderr
+
+
+@pytest.mark.integration
+def test_live_trading_without_all_three_opt_ins_is_refused(alina_config_file: Path) -> None:
+    p = alina(
+        "run",
+        "What is my balance?",
+        "--live",
+        config=alina_config_file,
+        env={"ALINA__TRADING__MODE": "paper"},
+    )
+    assert p.returncode == 2
+    assert "live" in p.stderr.lower()
