@@ -34,7 +34,7 @@ class CallRecord:
     seconds: float
     prompt_tokens: int
     completion_tokens: int
-    outcome: Literal["ok", "timeout", "error", "fallback"]
+    outcome: Literal["ok", "timeout", "error", "fallback", "cached"]
     tool_call: bool
 
 
@@ -94,15 +94,16 @@ class ResilientClient(ChatCompletionClient):
             outcome=outcome,
             tool_call=bool(result and not isinstance(result.content, str)),
         )
-        metrics.observe_model_call(
-            rec.agent,
-            rec.provider,
-            rec.model,
-            rec.seconds,
-            rec.prompt_tokens,
-            rec.completion_tokens,
-            outcome=rec.outcome,
-        )
+        if outcome != "cached":  # a cache hit is not a model call (the cache counts its hits)
+            metrics.observe_model_call(
+                rec.agent,
+                rec.provider,
+                rec.model,
+                rec.seconds,
+                rec.prompt_tokens,
+                rec.completion_tokens,
+                outcome=rec.outcome,
+            )
         if self.listener is not None:
             self.listener(rec)
 
@@ -138,6 +139,7 @@ class ResilientClient(ChatCompletionClient):
             )
             hit = await self.cache.get(key)
             if hit is not None:
+                self._record(self.primary, 0.0, hit, "cached")
                 return hit
         result = await self._call(messages, **kwargs)
         if key is not None and self.cache is not None:

@@ -91,6 +91,8 @@ class RunResult:
     stop_reason: str
     turns: int = 0
     model_calls: int = 0
+    cached_calls: int = 0
+    """Model calls answered from the response cache (no tokens spent; not in model_calls)."""
     tool_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -109,6 +111,7 @@ class RunResult:
             "stop_reason": self.stop_reason,
             "turns": self.turns,
             "model_calls": self.model_calls,
+            "cached_calls": self.cached_calls,
             "tool_calls": self.tool_calls,
             "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},
             "wall_s": round(self.wall_s, 3),
@@ -190,7 +193,8 @@ class TeamRunner:
             result.error = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else repr(exc)
             result.stop_reason = "error"
         result.wall_s = time.monotonic() - start
-        calls = self._calls[calls_before:]
+        calls = [c for c in self._calls[calls_before:] if c.outcome != "cached"]
+        result.cached_calls = len(self._calls) - calls_before - len(calls)
         result.model_calls = len(calls)
         result.prompt_tokens = sum(c.prompt_tokens for c in calls)
         result.completion_tokens = sum(c.completion_tokens for c in calls)

@@ -17,6 +17,7 @@ from autogen_core.models import ChatCompletionClient
 from alina.agents import agent_specs, build_agent
 from alina.config import ORCHESTRATOR, SPECIALISTS, AlinaConfig
 from alina.models import Governor, build_agent_client
+from alina.models._cache import ResponseCache
 from alina.models._resilient import Listener
 from alina.team._routing import SELECTOR_PROMPT, Mode, Router, profiles_from_prompts
 
@@ -29,6 +30,7 @@ class AlinaTeam:
     router: Router
     clients: dict[str, ChatCompletionClient]
     prompt_versions: dict[str, int]
+    cache: ResponseCache | None = None
 
     async def close(self) -> None:
         closed: set[int] = set()
@@ -36,6 +38,8 @@ class AlinaTeam:
             if id(c) not in closed:
                 closed.add(id(c))
                 await c.close()
+        if self.cache is not None:
+            await self.cache.close()
 
 
 def termination(config: AlinaConfig) -> TerminationCondition:
@@ -70,14 +74,17 @@ def build_team(
     ReplayChatCompletionClients; key ``"selector"`` is the router's model). ``mode`` is the
     router's starting mode (``safe``: no order reaches the trader)."""
     specs = agent_specs(config)
+    cache = None
     if clients is None:
         governor = Governor(config.team.max_concurrent_model_calls)
+        if config.cache.enabled:
+            cache = ResponseCache(config.redis.url(), ttl_s=config.cache.ttl_s)
         clients = {
-            name: build_agent_client(config, name, governor=governor, listener=listener)
+            name: build_agent_client(config, name, governor=governor, listener=listener, cache=cache)
             for name in (ORCHESTRATOR, *SPECIALISTS)
         }
         clients["selector"] = build_agent_client(
-            config, ORCHESTRATOR, governor=governor, listener=listener, label="selector"
+            config, ORCHESTRATOR, governor=governor, listener=listener, label="selector", cache=cache
         )
     agents: list[ChatAgent | Team] = [
         build_agent(name, config, clients[name]) for name in (*SPECIALISTS, ORCHESTRATOR)
@@ -102,4 +109,5 @@ def build_team(
         router=router,
         clients=clients,
         prompt_versions={name: spec.prompt.version for name, spec in specs.items()},
+        cache=cache,
     )

@@ -35,7 +35,8 @@ def alina(
 def test_run_json_completes_with_specialist_tool_calls_and_is_recorded(
     alina_config_file: Path, pg_service
 ) -> None:
-    p = alina("run", TASK, "--json", config=alina_config_file)
+    # Cache off: every call must reach the model here (the cache has its own test below).
+    p = alina("run", TASK, "--json", config=alina_config_file, env={"ALINA__CACHE__ENABLED": "false"})
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)  # stdout holds exactly one JSON object
     assert out["status"] == "completed"
@@ -233,3 +234,12 @@ def test_chat_ends_on_ctrl_d(alina_config_file: Path) -> None:
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
     assert "ALINA ready" in p.stdout and "completed run" not in p.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_repeated_run_is_answered_partly_from_the_response_cache(alina_config_file: Path) -> None:
+    runs = [json.loads(alina("run", TASK, "--json", config=alina_config_file).stdout) for _ in range(2)]
+    assert [r["status"] for r in runs] == ["completed", "completed"]
+    assert runs[1]["cached_calls"] >= 1
+    assert runs[1]["model_calls"] + runs[1]["cached_calls"] >= 3
