@@ -9,7 +9,7 @@ from autogen_core.tools import BaseTool
 
 from alina.config import ORCHESTRATOR, SPECIALISTS, AlinaConfig
 from alina.meta_prompts import Prompt, load_prompt
-from alina.skills.loader import tools_for_agent
+from alina.skills.loader import default_loader, tools_for_agent
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,9 @@ def agent_specs(config: AlinaConfig) -> dict[str, AgentSpec]:
     specs = {}
     for name in (ORCHESTRATOR, *SPECIALISTS):
         prompt = load_prompt(config.agents[name].prompt or name)
-        tools = tools_for_agent(name) if name in SPECIALISTS else []
-        specs[name] = AgentSpec(name, prompt, tuple(t.name for t in tools))
+        # Names only: the declared skills, without building (and instrumenting) the tools twice.
+        skills = default_loader().skills_for(name) if name in SPECIALISTS else []
+        specs[name] = AgentSpec(name, prompt, tuple(s.name for s in skills))
     return specs
 
 
