@@ -556,6 +556,45 @@ def memory_stats_cmd(
             out.print(f"  {k}: {escape(str(v))}")
 
 
+@memory_app.command("prune")
+def memory_prune(
+    dry_run: bool = typer.Option(False, "--dry-run", help="report what would be deleted; delete nothing"),
+    as_json: bool = typer.Option(False, "--json"),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Delete history beyond the `retention:` limits of config.yaml, store by store.
+
+    Never touches a running run or order intents, and keeps the latest checkpoint of every run.
+    Exit 0 when every store was pruned, 1 when one was unavailable or failed (the others are
+    still pruned), 2 for a bad configuration.
+    """
+    from alina.memory_store.retention import prune
+
+    cfg = _load(config)
+    report = _run_async(prune(cfg, dry_run=dry_run))
+    if as_json:
+        sys.stdout.write(json.dumps(_jsonable(report.to_dict())) + "\n")
+    else:
+        verb = "would delete" if dry_run else "deleted"
+        table = Table(title="alina memory prune" + (" (dry run: nothing deleted)" if dry_run else ""))
+        for col in ("store", "what", "rule"):
+            table.add_column(col)
+        table.add_column(verb, justify="right")
+        for b in report.backends():
+            for c in b.counts:
+                table.add_row(b.backend, c.target, escape(c.rule), str(c.count))
+        out.print(table)
+        colors = {"ok": "green", "skipped": "dim", "unavailable": "red", "error": "red"}
+        for b in report.backends():
+            line = f"{b.backend:<9} [{colors[b.status]}]{b.status:<11}[/] {escape(b.location)}"
+            out.print(line + (f": [red]{escape(b.error)}[/]" if b.error else ""))
+            for note in b.notes:
+                out.print(f"{'':<21} [dim]{escape(note)}[/]")
+        if not report.ok:
+            err.print("[red]not every store was pruned[/]: start the ones above (`alina up`), then run again")
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_FAILURE)
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")

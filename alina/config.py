@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from alina.trading.config import TradingConfig
 
@@ -32,6 +32,7 @@ __all__ = [
     "ModelConfig",
     "PostgresConfig",
     "RedisConfig",
+    "RetentionConfig",
     "TeamConfig",
     "ENV_PREFIX",
     "default_config_path",
@@ -146,6 +147,46 @@ class CacheConfig(_Strict):
     ttl_s: int = Field(86400, ge=1, le=30 * 86400)
 
 
+class RetentionConfig(_Strict):
+    """How much history ``alina memory prune`` keeps. ``null`` = unlimited (no rule).
+
+    Runs that are still ``running`` are never touched; the latest checkpoint of every run is
+    always kept (resume needs it); order intents (the trading audit) are never deleted.
+    """
+
+    messages_ttl_days: float | None = Field(90.0, gt=0, le=36500, allow_inf_nan=False)
+    """A finished run's details (messages, tool calls, routing decisions, its events) are deleted
+    this many days after it finished. The ``runs`` row itself (task, status, totals) is kept."""
+    max_messages: int | None = Field(1_000_000, ge=1, le=10**12)
+    """At most this many messages in total: the details of the oldest finished runs go first
+    (whole runs, never half a conversation)."""
+    events_ttl_days: float | None = Field(30.0, gt=0, le=36500, allow_inf_nan=False)
+    """Events older than this are deleted (except those of running runs)."""
+    max_events: int | None = Field(5_000_000, ge=1, le=10**12)
+    """At most this many events: the oldest go first (except those of running runs)."""
+    checkpoints_keep_per_run: int | None = Field(3, ge=1, le=100_000)
+    """Keep the last N checkpoints of each run (the latest is always kept)."""
+    checkpoints_ttl_days: float | None = Field(7.0, gt=0, le=36500, allow_inf_nan=False)
+    """Checkpoints older than this are deleted, except the latest of each run."""
+    cache_max_entries: int | None = Field(100_000, ge=1, le=10**10)
+    """At most this many model responses in the Redis cache (least recently used go first);
+    entries also expire after ``cache.ttl_s``."""
+    cache_max_mb: float | None = Field(256.0, gt=0, le=1_048_576, allow_inf_nan=False)
+    """At most this much memory (MiB, as Redis MEMORY USAGE counts it) for cached responses."""
+    vectors_ttl_days: float | None = Field(None, gt=0, le=36500, allow_inf_nan=False)
+    """Vector memories (lessons, outcomes...) older than this are deleted; null keeps them."""
+    batch_size: int = Field(5000, ge=1, le=100_000)
+    """Rows (or keys) deleted per statement: each batch is its own short transaction, so
+    pruning a huge table never holds its locks for long."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bools(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("must be a number or null, not true/false")
+        return value
+
+
 class SkillsConfig(_Strict):
     plugin_dir: str | None = None
     """Folder of skill plugin files (*.py with register(skills)); relative to the project."""
@@ -173,6 +214,7 @@ class AlinaConfig(_Strict):
     postgres: PostgresConfig = Field(default_factory=PostgresConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
     trading: TradingConfig = Field(default_factory=TradingConfig)
 

@@ -660,6 +660,25 @@ class VectorMemory(Memory):
         if ids:
             await self._cols.run(delete)
 
+    async def expire(self, before: float, *, dry_run: bool = False) -> int:
+        """Delete the memories created before ``before`` (unix seconds), in every scope; returns
+        how many were deleted (with ``dry_run``, how many would be, deleting nothing)."""
+
+        def expire() -> int:
+            total = 0
+            for scope in self._cols.scopes():
+                col = self._cols.get(scope, create=False)
+                if col is None:
+                    continue
+                ids = col.get(where={"created_at": {"$lt": before}}, include=[])["ids"]
+                total += len(ids)
+                if not dry_run:
+                    for s in range(0, len(ids), self._cols.max_batch):
+                        col.delete(ids=ids[s : s + self._cols.max_batch])
+            return total
+
+        return await self._cols.run(expire)
+
     async def clear(self) -> None:
         """Memory protocol: delete every memory in this view's own scope (:attr:`scope`)."""
         scope = self.scope
