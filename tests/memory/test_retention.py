@@ -34,6 +34,7 @@ REDIS_DB = 9  # the session's Redis is shared: keep these tests' cache keys in t
 NO_RULES = dict(
     messages_ttl_days=None, max_messages=None, events_ttl_days=None, max_events=None,
     checkpoints_keep_per_run=None, checkpoints_ttl_days=None, cache_max_entries=None, cache_max_mb=None,
+    batch_size=3,  # tiny batches: every delete loops
 )  # fmt: skip
 TABLES = ("runs", "messages", "tool_calls", "routing_decisions", "events", "checkpoints", "order_intents")
 
