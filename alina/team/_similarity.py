@@ -50,7 +50,7 @@ def _warn_once(key: str, message: str, *args: Any) -> None:
 
 
 class _SharedMiniLM:
-    """all-MiniLM-L6-v2 for routing, loaded lazily once per process, with a text cache.
+    """all-MiniLM-L6-v2 for routing, loaded lazily once per process (each scorer caches vectors).
 
     Blocked (``RealModelCallBlocked``) where real model requests are disabled; a failed load is
     remembered, so later routers fall back to lexical scoring at once instead of retrying.
