@@ -281,11 +281,11 @@ def test_with_minilm_the_router_without_the_model_is_accurate_on_the_labeled_set
     ("task", "expected"),
     [
         ("Did the computer crash while I was away?", "monitor"),
-        ("Is the coin worth more than it was yesterday?", "trader"),
+        ("Has the digital gold gone up since yesterday?", "trader"),
         ("Was your reply any good, honestly?", "optimizer"),
     ],
 )
 async def test_with_minilm_paraphrases_route_by_meaning(task: str, expected: str) -> None:
     r = build_router(AlinaConfig(), client=replay())  # the model must not be needed
     d = await r.route([U(task)])
-    assert d.speaker == expected, d
+    assert (d.speaker, d.method) == (expected, "semantic"), d
