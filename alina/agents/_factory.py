@@ -37,7 +37,12 @@ def agent_specs(config: AlinaConfig) -> dict[str, AgentSpec]:
 
 
 def build_agent(
-    name: str, config: AlinaConfig, client: ChatCompletionClient, *, tools: list[BaseTool] | None = None
+    name: str,
+    config: AlinaConfig,
+    client: ChatCompletionClient,
+    *,
+    tools: list[BaseTool] | None = None,
+    prompt: Prompt | None = None,
 ) -> AssistantAgent:
     """One AutoGen AssistantAgent with its versioned prompt, tools and a windowed context.
 
@@ -46,7 +51,7 @@ def build_agent(
     otherwise the turn is the tool result itself. The context window keeps the system
     prompt plus the last ``team.history_window`` messages, so prompts stay short on a CPU.
     """
-    prompt = load_prompt(config.agents[name].prompt or name)
+    prompt = prompt or load_prompt(config.agents[name].prompt or name)
     agent_tools: list[BaseTool] = (
         list(tools) if tools is not None else (list(tools_for_agent(name)) if name in SPECIALISTS else [])
     )

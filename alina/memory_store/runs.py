@@ -13,15 +13,22 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from alina.memory_store.checkpoints import (
+    ResumePoint,
+    TurnCommit,
+    drop_uncommitted,
+    read_resume_point,
+    write_turn,
+)
 from alina.memory_store.migrate import migrate
 
-__all__ = ["FINAL_STATUSES", "RunStore", "StoreUnavailableError", "redact_dsn"]
+__all__ = ["FINAL_STATUSES", "RunBusyError", "RunStore", "StoreUnavailableError", "redact_dsn"]
 
 FINAL_STATUSES = ("completed", "failed", "stopped")
 
 _RUN_COLUMNS = (
     "id, task, status, started_at, finished_at, config_json, turns, model_calls, tool_calls, "
-    "prompt_tokens, completion_tokens, wall_s, error"
+    "prompt_tokens, completion_tokens, wall_s, error, resumes"
 )
 
 
@@ -58,6 +65,10 @@ def _unavailable(dsn: str, exc: BaseException) -> StoreUnavailableError:
         f"cannot reach Postgres at {redact_dsn(dsn)} ({reason}). "
         "Is the server running? Run `alina up` (and check postgres.port in config.yaml)."
     )
+
+
+class RunBusyError(RuntimeError):
+    """Another live process holds the run (it is executing or resuming it right now)."""
 
 
 class RunStore:
@@ -213,6 +224,45 @@ class RunStore:
             )  # fmt: skip
             if cur.rowcount == 0:
                 raise LookupError(f"no run with id {run_id!r}")
+
+    async def commit_turn(self, commit: TurnCommit) -> None:
+        """Persist one whole turn (messages, routing decisions, checkpoint, counters) atomically."""
+        async with self._connection() as conn:
+            await write_turn(conn, commit)
+
+    async def resume_point(self, run_id: str) -> ResumePoint | None:
+        """The latest checkpoint of a run (turn 0 when none was committed); None for an unknown run."""
+        async with self._connection() as conn:
+            return await read_resume_point(conn, run_id)
+
+    async def reopen_run(self, run_id: str) -> None:
+        """Mark a run ``running`` again for a resume (clears the end state, counts the resume) and
+        drop the rows of the turn that was cut, which the resume redoes."""
+        async with self._connection() as conn, conn.transaction():
+            await drop_uncommitted(conn, run_id)
+            await conn.execute(
+                "UPDATE runs SET status = 'running', finished_at = NULL, error = NULL, "
+                "resumes = resumes + 1 WHERE id = %s",
+                (run_id,),
+            )
+
+    @asynccontextmanager
+    async def run_lock(self, run_id: str) -> AsyncIterator[None]:
+        """Hold the run for this process (a session advisory lock on a dedicated connection).
+
+        A second process asking for the same run gets RunBusyError at once. A process that dies,
+        even by SIGKILL, drops its connection and Postgres releases the lock with it.
+        """
+        async with self._connection() as conn:
+            cur = await conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (run_id,))
+            row = await cur.fetchone()
+            await conn.commit()  # the lock is session-level; do not sit idle in a transaction
+            if not (row and row[0]):
+                raise RunBusyError(f"run {run_id} is being executed by another alina process right now")
+            try:
+                yield
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (run_id,))
 
     async def get_run(self, run_id: str) -> dict[str, Any] | None:
         """The run's row as a dict plus ``messages`` (dicts ordered by seq), or None if unknown."""

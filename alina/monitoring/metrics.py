@@ -65,6 +65,17 @@ RUNS = Counter("alina_runs_total", "Team runs by final status.", ["status"], reg
 RUN_TURNS = Histogram(
     "alina_run_turns", "Turns (messages) per team run.", buckets=RUN_TURN_BUCKETS, registry=REGISTRY
 )
+CHECKPOINTS = Counter(
+    "alina_checkpoints_total",
+    "Turn commits (messages + team state) by outcome.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+CHECKPOINT_SECONDS = Histogram(
+    "alina_checkpoint_seconds", "Time to write one turn commit to Postgres (off the model path).",
+    buckets=TOOL_CALL_BUCKETS, registry=REGISTRY,
+)  # fmt: skip
+RESUMES = Counter("alina_run_resumes_total", "Runs resumed from a checkpoint.", registry=REGISTRY)
 
 _LABEL_BAD = re.compile(r"[^A-Za-z0-9_.:/-]+")
 _LABEL_MAX = 64
@@ -182,6 +193,13 @@ def observe_run(status: str, turns: int) -> None:
     """Record a finished team run: its status (e.g. ok, error, timeout, max_turns) and turns."""
     RUNS.labels(status=safe_label(status)).inc()
     RUN_TURNS.observe(max(0, int(turns)))
+
+
+def observe_checkpoint(seconds: float, ok: bool) -> None:
+    """Record one turn commit: how long the write took and whether it landed."""
+    CHECKPOINTS.labels(outcome="ok" if ok else "error").inc()
+    if ok:
+        CHECKPOINT_SECONDS.observe(_seconds(seconds))
 
 
 def render_latest() -> bytes:

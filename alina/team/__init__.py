@@ -10,13 +10,15 @@ from alina.team._routing import (
     match_name,
     parse_snapshot,
 )
-from alina.team._run import RunEvent, RunResult, RunSink, TeamRunner
+from alina.team._run import MemorySink, ResumeError, RunEvent, RunResult, RunSink, TeamRunner
 from alina.team._team import AlinaTeam, build_router, build_team, termination
 
 __all__ = [
     "AgentProfile",
     "AlinaTeam",
     "LexicalScorer",
+    "MemorySink",
+    "ResumeError",
     "RouteDecision",
     "Router",
     "RunEvent",

@@ -1,17 +1,28 @@
-"""The run loop: drive the team, stream its events, persist every message, summarise.
+"""The run loop: drive the team one turn at a time, checkpoint every turn, resume after a crash.
 
 ``TeamRunner`` owns one team. ``run(task)`` is one task (``alina run``); calling it again
-continues the same conversation (``alina chat`` follow-ups). Each call is one row in ``runs``
-and every message/event one row in ``messages``, written as it happens.
+continues the same conversation (``alina chat`` follow-ups). ``resume(run_id)`` continues a run
+that was interrupted (killed, crashed, stopped by a limit) from its last checkpoint.
+
+The team takes exactly one turn per ``run_stream`` call. After each turn the runner takes the
+team's ``save_state()`` (consistent: the team is idle) and queues a :class:`TurnCommit` of that
+turn's messages, routing decisions, state, prompt versions and counters. A background committer
+writes each commit in one transaction, in order, while the next turn's model call already runs;
+the queue is bounded, so a slow database applies back pressure instead of growing memory. Postgres
+therefore only ever holds whole turns: after a SIGKILL the run resumes from the last committed
+turn and redoes the one that was cut, with no message lost or stored twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
+import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -26,35 +37,29 @@ from autogen_core import CancellationToken
 from autogen_core.models import ChatCompletionClient
 
 from alina.config import ORCHESTRATOR, AlinaConfig
+from alina.memory_store.checkpoints import MessageRow, PromptRef, ResumePoint, RoutingRow, TurnCommit
 from alina.memory_store.hot import HotState
+from alina.meta_prompts import Prompt
 from alina.models import CallRecord
 from alina.monitoring import metrics
 from alina.team._routing import Mode, RouteDecision
 from alina.team._team import AlinaTeam, build_team
 
 Status = Literal["completed", "failed", "stopped"]
+logger = logging.getLogger(__name__)
+
+
+class ResumeError(Exception):
+    """A run cannot be resumed (unknown id, already completed, no store): the user must act."""
 
 
 class RunSink(Protocol):
-    """Where runs are recorded (``alina.memory_store.RunStore`` in production).
-
-    A sink may also have ``add_routing_decision(run_id, seq, speaker, method, confidence,
-    candidates, reason)``; when it does, every routing decision of the run is written to it.
-    """
+    """Where runs are recorded (``alina.memory_store.RunStore`` in production, :class:`MemorySink`
+    in notebooks and tests). Only whole turns are written (``commit_turn``)."""
 
     async def create_run(self, run_id: str, task: str, config_json: dict[str, Any]) -> None: ...
 
-    async def add_message(
-        self,
-        run_id: str,
-        seq: int,
-        source: str,
-        type: str,
-        content: str,
-        prompt_tokens: int | None,
-        completion_tokens: int | None,
-        latency_ms: float | None,
-    ) -> None: ...
+    async def commit_turn(self, commit: TurnCommit) -> None: ...
 
     async def finish_run(
         self,
@@ -68,6 +73,83 @@ class RunSink(Protocol):
         wall_s: float,
         error: str | None,
     ) -> None: ...
+
+    async def resume_point(self, run_id: str) -> ResumePoint | None: ...
+
+    async def reopen_run(self, run_id: str) -> None: ...
+
+    def run_lock(self, run_id: str) -> contextlib.AbstractAsyncContextManager[None]: ...
+
+
+class MemorySink:
+    """An in-process :class:`RunSink` (no database): keeps runs, commits and checkpoints in dicts."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.commits: list[TurnCommit] = []
+        self._locked: set[str] = set()
+
+    async def create_run(self, run_id: str, task: str, config_json: dict[str, Any]) -> None:
+        if run_id in self.runs:
+            raise ValueError(f"run {run_id} exists")
+        self.runs[run_id] = {"id": run_id, "task": task, "status": "running", "resumes": 0}
+
+    async def commit_turn(self, commit: TurnCommit) -> None:
+        self.commits.append(commit)
+
+    async def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        turns: int,
+        model_calls: int,
+        tool_calls: int,
+        prompt_tokens: int,
+        completion_tokens: int,
+        wall_s: float,
+        error: str | None,
+    ) -> None:
+        self.runs[run_id].update(
+            status=status, turns=turns, model_calls=model_calls, tool_calls=tool_calls, error=error
+        )
+
+    def routing(self, run_id: str) -> list[RoutingRow]:
+        return [r for c in self.commits if c.run_id == run_id for r in c.routing]
+
+    def messages(self, run_id: str) -> list[MessageRow]:
+        return [m for c in self.commits if c.run_id == run_id for m in c.messages]
+
+    async def resume_point(self, run_id: str) -> ResumePoint | None:
+        run = self.runs.get(run_id)
+        if run is None:
+            return None
+        done = [c for c in self.commits if c.run_id == run_id and c.is_checkpoint]
+        last = done[-1] if done else None
+        return ResumePoint(
+            run_id, run["task"], run["status"], run["resumes"], last.turn if last else 0,
+            last.team_state if last else None, {p.agent: p for p in last.prompts} if last else {},
+            dict(last.position) if last else {},
+        )  # fmt: skip
+
+    async def reopen_run(self, run_id: str) -> None:
+        point = await self.resume_point(run_id)
+        keep_m = int(point.position.get("message_count", 0)) if point else 0
+        keep_r = int(point.position.get("routing_count", 0)) if point else 0
+        for c in self.commits:  # drop the rows of a partial last turn, as RunStore does
+            if c.run_id == run_id:
+                c.messages = [m for m in c.messages if m.seq <= keep_m]
+                c.routing = [r for r in c.routing if r.seq <= keep_r]
+        self.runs[run_id].update(status="running", resumes=self.runs[run_id]["resumes"] + 1)
+
+    @contextlib.asynccontextmanager
+    async def run_lock(self, run_id: str) -> AsyncIterator[None]:
+        if run_id in self._locked:
+            raise RuntimeError(f"run {run_id} is being executed right now")
+        self._locked.add(run_id)
+        try:
+            yield
+        finally:
+            self._locked.discard(run_id)
 
 
 @dataclass
@@ -99,6 +181,10 @@ class RunResult:
     wall_s: float = 0.0
     answer: str = ""
     error: str | None = None
+    resumed_from_turn: int | None = None
+    """Set by ``resume()``: the checkpoint this attempt started from (events hold only this attempt)."""
+    checkpoints: int = 0
+    """Turn commits written by this attempt."""
     events: list[RunEvent] = field(default_factory=list)
     routing: list[RouteDecision] = field(default_factory=list)
 
@@ -117,9 +203,17 @@ class RunResult:
             "wall_s": round(self.wall_s, 3),
             "answer": self.answer,
             "error": self.error,
+            "resumed_from_turn": self.resumed_from_turn,
+            "checkpoints": self.checkpoints,
             "messages": [{"source": e.source, "type": e.type, "content": e.content} for e in self.events],
             "routing": [asdict(d) for d in self.routing],
         }
+
+
+# Counters carried in every checkpoint's ``position`` and restored by ``resume()``.
+_POSITION_FIELDS = (
+    "turns", "model_calls", "cached_calls", "tool_calls", "prompt_tokens", "completion_tokens", "answer",
+)  # fmt: skip
 
 
 def _content(item: BaseAgentEvent | BaseChatMessage) -> str:
@@ -130,8 +224,77 @@ def _content(item: BaseAgentEvent | BaseChatMessage) -> str:
     return item.to_text()
 
 
+def _error_text(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:500] if text else repr(exc)
+
+
+class _Committer:
+    """Writes turn commits in order on a background task; ``put`` waits only when ``depth``
+    commits are already queued (back pressure). The first failed write is raised by the next
+    ``put`` or by ``close``; later commits are then dropped, so the last good checkpoint stays."""
+
+    def __init__(self, sink: RunSink, depth: int = 4) -> None:
+        self._sink = sink
+        self._queue: asyncio.Queue[TurnCommit | None] = asyncio.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self.written = 0
+        self._task = asyncio.create_task(self._loop(), name="alina-turn-committer")
+
+    async def put(self, commit: TurnCommit) -> None:
+        if self._error is not None:
+            raise self._error
+        await self._queue.put(commit)
+
+    async def close(self) -> None:
+        """Wait until every queued commit is written; raise the first write error."""
+        if not self._task.done():
+            await self._queue.put(None)
+            await self._task
+        if self._error is not None:
+            raise self._error
+
+    async def _loop(self) -> None:
+        while (commit := await self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain without writing: never store a turn after a missing one
+            t0 = time.perf_counter()
+            try:
+                await self._sink.commit_turn(commit)
+            except Exception as exc:  # noqa: BLE001 - reported through put()/close()
+                self._error = exc
+                metrics.observe_checkpoint(0.0, ok=False)
+                logger.error("turn %d of run %s was not saved: %s", commit.turn, commit.run_id, exc)
+            else:
+                self.written += 1
+                metrics.observe_checkpoint(time.perf_counter() - t0, ok=True)
+
+
+@dataclass
+class _Progress:
+    """Where the run loop stands: shared by the turn task and the code that ends the run."""
+
+    turn: int
+    seq: int
+    routing_seq: int
+    calls_seen: int
+    wall_before: float
+    start: float
+    pending: list[RunEvent] = field(default_factory=list)
+    """This turn's events, not committed yet."""
+    pending_routing: list[RoutingRow] = field(default_factory=list)
+
+
+async def _stop(turns: asyncio.Future[None], token: CancellationToken, grace_s: float = 10.0) -> None:
+    """Cancel the team's token and give the turn task ``grace_s`` to wind down."""
+    token.cancel()
+    await asyncio.wait({turns}, timeout=grace_s)
+    if turns.done() and not turns.cancelled():
+        turns.exception()  # retrieved: the cancellation's own error is expected here
+
+
 class TeamRunner:
-    """Runs tasks on one ALINA team and records them."""
+    """Runs tasks on one ALINA team, checkpoints every turn, and resumes interrupted runs."""
 
     def __init__(
         self,
@@ -152,6 +315,7 @@ class TeamRunner:
         for client in self.team.clients.values():  # injected clients may be ResilientClients too
             if getattr(client, "listener", "absent") is None:
                 client.listener = self._calls.append  # type: ignore[attr-defined]
+        self._routing_seen = 0
 
     async def close(self) -> None:
         await self.team.close()
@@ -161,79 +325,215 @@ class TeamRunner:
         self.team.router.set_mode(mode)
 
     async def run(self, task: str, *, run_id: str | None = None) -> RunResult:
-        """Run one task to completion, a limit, or a failure; never raises for model errors."""
+        """Run one task to completion, a limit, or a failure; never raises for model errors
+        (a failure to save a turn is reported as a failed run too)."""
         run_id = run_id or uuid.uuid4().hex
         result = RunResult(run_id=run_id, task=task, status="failed", stop_reason="")
-        calls_before = len(self._calls)
-        routing_before = len(self.team.router.decisions)
-        if self.sink is not None:
-            await self.sink.create_run(run_id, task, self.config.model_dump(mode="json"))
+        if self.sink is None:
+            return await self._drive(result, task, turn=0, position={})
+        await self.sink.create_run(run_id, task, self.config.model_dump(mode="json"))
+        async with self.sink.run_lock(run_id):
+            return await self._drive(result, task, turn=0, position={})
+
+    async def resume(self, run_id: str) -> RunResult:
+        """Continue ``run_id`` from its last checkpoint (or from its task if no turn was saved).
+
+        The team is rebuilt with the system prompts the run was checkpointed with and gets the
+        saved state back; counters continue from the checkpoint, the turn limit counts the whole
+        run, the wall-time limit applies to this attempt. Raises ResumeError when the run is
+        unknown or already completed, and the sink's busy error when another process runs it.
+        """
+        if self.sink is None:
+            raise ResumeError("resuming needs the run store (Postgres): no sink is configured")
+        point = await self.sink.resume_point(run_id)
+        if point is None:
+            raise ResumeError(f"no run with id {run_id!r}; `alina runs list` shows the runs")
+        if point.status == "completed":
+            raise ResumeError(f"run {run_id} already completed; nothing to resume")
+        async with self.sink.run_lock(run_id):
+            await self.sink.reopen_run(run_id)
+            metrics.RESUMES.inc()
+            self._rebuild(point.prompts)
+            task: str | None = point.task
+            if point.team_state is not None:
+                await self.team.team.load_state(point.team_state)
+                task = None
+            result = RunResult(run_id=run_id, task=point.task, status="failed", stop_reason="")
+            result.resumed_from_turn = point.turn
+            for name in _POSITION_FIELDS:
+                if name in point.position:
+                    setattr(result, name, point.position[name])
+            result.wall_s = float(point.position.get("wall_s", 0.0))
+            logger.info("resuming run %s from turn %d (resume #%d)", run_id, point.turn, point.resumes + 1)
+            return await self._drive(result, task, turn=point.turn, position=point.position)
+
+    def _rebuild(self, prompts: dict[str, PromptRef]) -> None:
+        """A fresh AutoGen team (same clients, cache and mode) with the checkpointed prompts."""
+        overrides: dict[str, Prompt] = {}
+        for name, current in self.team.prompts.items():
+            ref = prompts.get(name)
+            if ref is not None and ref.digest != current.digest:
+                logger.warning(
+                    "agent %s resumes with its checkpointed prompt v%d (%s), not the current v%d (%s)",
+                    name, ref.version, ref.digest, current.version, current.digest,
+                )  # fmt: skip
+                overrides[name] = dataclasses.replace(current, version=ref.version, system=ref.system)
+        self.team = build_team(
+            self.config, clients=self.team.clients, mode=self.team.router.mode, prompts=overrides,
+            cache=self.team.cache,
+        )  # fmt: skip
+        self._routing_seen = 0
+
+    async def _drive(
+        self, result: RunResult, task: str | None, *, turn: int, position: dict[str, Any]
+    ) -> RunResult:
+        """Take turns until ALINA answers or a limit/failure stops the run; commit every turn."""
+        run_id = result.run_id
+        committer = _Committer(self.sink) if self.sink is not None else None
         if self.hot is not None:
-            await self.hot.set_run_status(run_id, "running", task)
-        start = last = time.monotonic()
+            await self.hot.set_run_status(run_id, "running", result.task)
+        self._routing_seen = len(self.team.router.decisions)
+        p = _Progress(
+            turn=turn, seq=int(position.get("message_count", 0)),
+            routing_seq=int(position.get("routing_count", 0)), calls_seen=len(self._calls),
+            wall_before=result.wall_s, start=time.monotonic(),
+        )  # fmt: skip
         token = CancellationToken()
+        # The turns run in their own task: a timeout or a cancellation of this one cancels the
+        # team's token FIRST, so the model call in flight stops and AutoGen's stream can close
+        # (closing it while a call still runs would wait for that call).
+        turns = asyncio.ensure_future(self._take_turns(result, task, p, committer, token))
         try:
             async with asyncio.timeout(self.config.team.wall_time_s):
-                async for item in self.team.team.run_stream(task=task, cancellation_token=token):
-                    if isinstance(item, TaskResult):
-                        result.stop_reason = item.stop_reason or ""
-                        continue
-                    now = time.monotonic()
-                    await self._record(result, item, latency_ms=(now - last) * 1000)
-                    await self._record_routing(result, routing_before)
-                    last = now
-            last_source = result.events[-1].source if result.events else ""
-            result.status = "completed" if last_source == ORCHESTRATOR else "stopped"
+                await asyncio.shield(turns)
+        except asyncio.CancelledError:
+            await _stop(turns, token)
+            raise
         except TimeoutError:
-            token.cancel()
+            await _stop(turns, token)
             result.status = "stopped"
             result.stop_reason = f"wall-time limit of {self.config.team.wall_time_s:g}s reached"
         except Exception as exc:  # noqa: BLE001 - a run reports its failure, it does not crash
+            token.cancel()
             result.status = "failed"
-            result.error = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else repr(exc)
+            result.error = _error_text(exc)
             result.stop_reason = "error"
-        result.wall_s = time.monotonic() - start
-        calls = [c for c in self._calls[calls_before:] if c.outcome != "cached"]
-        result.cached_calls = len(self._calls) - calls_before - len(calls)
-        result.model_calls = len(calls)
-        result.prompt_tokens = sum(c.prompt_tokens for c in calls)
-        result.completion_tokens = sum(c.completion_tokens for c in calls)
-        await self._record_routing(result, routing_before)
+        self._count_calls(result, p.calls_seen)
+        result.wall_s = p.wall_before + time.monotonic() - p.start
+        p.routing_seq = self._take_routing(result, p.pending_routing, p.routing_seq)
+        if committer is not None:
+            if p.pending or p.pending_routing:
+                # The cut turn's rows, without a checkpoint: kept for the record; a resume drops
+                # them and redoes the turn from the last checkpoint.
+                await self._put_quietly(committer, TurnCommit(
+                    run_id, p.turn + 1, [_row(e) for e in p.pending], p.pending_routing, {}, [],
+                    {"message_count": p.seq, "routing_count": p.routing_seq, "partial": True},
+                ))  # fmt: skip
+            try:
+                await committer.close()
+            except Exception as exc:  # noqa: BLE001 - the store went away
+                result.status = "failed"
+                result.stop_reason = "error"
+                result.error = (
+                    f"turn not saved ({_error_text(exc)}); the run keeps its last saved turn: "
+                    f"fix the database, then `alina run --resume {run_id}`"
+                )
+            result.checkpoints = committer.written
         metrics.observe_run(result.status, result.turns)
         if self.sink is not None:
-            await self.sink.finish_run(
-                run_id,
-                result.status,
-                result.turns,
-                result.model_calls,
-                result.tool_calls,
-                result.prompt_tokens,
-                result.completion_tokens,
-                result.wall_s,
-                result.error,
-            )
+            try:
+                await self.sink.finish_run(
+                    run_id, result.status, result.turns, result.model_calls, result.tool_calls,
+                    result.prompt_tokens, result.completion_tokens, result.wall_s, result.error,
+                )  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - keep the result; the run stays resumable
+                logger.error("could not record the end of run %s: %s", run_id, exc)
+                result.error = result.error or f"end of run not saved: {_error_text(exc)}"
         if self.hot is not None:
             await self.hot.set_run_status(run_id, result.status)
         return result
 
-    async def _record_routing(self, result: RunResult, routing_before: int) -> None:
-        """Move the router's new decisions into the result and the sink (seq 1.. per run)."""
-        new = self.team.router.decisions[routing_before + len(result.routing) :]
-        write = getattr(self.sink, "add_routing_decision", None)
-        for d in new:
-            result.routing.append(d)
-            if write is not None:
-                await write(
-                    result.run_id, len(result.routing), d.speaker, d.method, d.confidence,
-                    list(d.candidates), d.reason,
-                )  # fmt: skip
-
-    async def _record(
-        self, result: RunResult, item: BaseAgentEvent | BaseChatMessage, latency_ms: float
+    async def _take_turns(
+        self,
+        result: RunResult,
+        task: str | None,
+        p: _Progress,
+        committer: _Committer | None,
+        token: CancellationToken,
     ) -> None:
+        """One ``run_stream`` call per turn; after each, queue the turn's commit."""
+        last = time.monotonic()
+        while True:
+            if result.turns >= self.config.team.max_turns:
+                result.status = "stopped"
+                result.stop_reason = f"maximum of {self.config.team.max_turns} turns reached"
+                return
+            before = result.turns
+            async for item in self.team.team.run_stream(task=task, cancellation_token=token):
+                if isinstance(item, TaskResult):
+                    result.stop_reason = item.stop_reason or ""
+                    continue
+                now = time.monotonic()
+                p.seq += 1
+                p.pending.append(self._record(result, item, p.seq, latency_ms=(now - last) * 1000))
+                last = now
+                p.routing_seq = self._take_routing(result, p.pending_routing, p.routing_seq)
+            task = None
+            p.routing_seq = self._take_routing(result, p.pending_routing, p.routing_seq)
+            p.turn += 1
+            self._count_calls(result, p.calls_seen)
+            p.calls_seen = len(self._calls)
+            result.wall_s = p.wall_before + time.monotonic() - p.start
+            if committer is not None:
+                await committer.put(await self._commit(result, p))
+            p.pending, p.pending_routing = [], []
+            if result.events and result.events[-1].source == ORCHESTRATOR:
+                result.status = "completed"
+                return
+            if result.turns == before:  # nobody spoke: the team cannot go on
+                result.status = "stopped"
+                result.stop_reason = result.stop_reason or "no agent replied"
+                return
+
+    @staticmethod
+    async def _put_quietly(committer: _Committer, commit: TurnCommit) -> None:
+        with contextlib.suppress(Exception):  # an earlier write error is reported by close()
+            await committer.put(commit)
+
+    async def _commit(self, result: RunResult, p: _Progress) -> TurnCommit:
+        """Snapshot this turn: the team is idle between ``run_stream`` calls, so its state is
+        consistent. The state is copied (JSON round trip) so later turns cannot mutate it."""
+        state = json.loads(json.dumps(await self.team.team.save_state(), default=str))
+        position = {name: getattr(result, name) for name in _POSITION_FIELDS}
+        position.update(message_count=p.seq, routing_count=p.routing_seq, wall_s=round(result.wall_s, 3))
+        prompts = [PromptRef(n, p.version, p.digest, p.system) for n, p in self.team.prompts.items()]
+        rows = [_row(e) for e in p.pending]
+        return TurnCommit(result.run_id, p.turn, rows, list(p.pending_routing), state, prompts, position)
+
+    def _count_calls(self, result: RunResult, seen: int) -> None:
+        for c in self._calls[seen:]:
+            if c.outcome == "cached":
+                result.cached_calls += 1
+                continue
+            result.model_calls += 1
+            result.prompt_tokens += c.prompt_tokens
+            result.completion_tokens += c.completion_tokens
+
+    def _take_routing(self, result: RunResult, into: list[RoutingRow], seq: int) -> int:
+        """Move the router's new decisions into the result and ``into`` (seq continues the run's)."""
+        for d in self.team.router.decisions[self._routing_seen :]:
+            seq += 1
+            result.routing.append(d)
+            into.append(RoutingRow(seq, d.speaker, d.method, d.confidence, tuple(d.candidates), d.reason))
+        self._routing_seen = len(self.team.router.decisions)
+        return seq
+
+    def _record(
+        self, result: RunResult, item: BaseAgentEvent | BaseChatMessage, seq: int, latency_ms: float
+    ) -> RunEvent:
         usage = getattr(item, "models_usage", None)
         event = RunEvent(
-            seq=len(result.events) + 1,
+            seq=seq,
             source=item.source,
             type=type(item).__name__,
             content=_content(item),
@@ -248,16 +548,10 @@ class TeamRunner:
                 result.answer = event.content
         if isinstance(item, ToolCallExecutionEvent):
             result.tool_calls += len(item.content)
-        if self.sink is not None:
-            await self.sink.add_message(
-                result.run_id,
-                event.seq,
-                event.source,
-                event.type,
-                event.content,
-                event.prompt_tokens,
-                event.completion_tokens,
-                event.latency_ms,
-            )
         if self.on_event is not None:
             self.on_event(event)
+        return event
+
+
+def _row(e: RunEvent) -> MessageRow:
+    return MessageRow(e.seq, e.source, e.type, e.content, e.prompt_tokens, e.completion_tokens, e.latency_ms)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from autogen_agentchat.base import ChatAgent, Team, TerminationCondition
@@ -16,6 +17,7 @@ from autogen_core.models import ChatCompletionClient
 
 from alina.agents import agent_specs, build_agent
 from alina.config import ORCHESTRATOR, SPECIALISTS, AlinaConfig
+from alina.meta_prompts import Prompt
 from alina.models import Governor, build_agent_client
 from alina.models._cache import ResponseCache
 from alina.models._resilient import Listener
@@ -29,8 +31,13 @@ class AlinaTeam:
     team: SelectorGroupChat
     router: Router
     clients: dict[str, ChatCompletionClient]
-    prompt_versions: dict[str, int]
+    prompts: dict[str, Prompt]
+    """The prompt each agent runs with (its system text is recorded with every checkpoint)."""
     cache: ResponseCache | None = None
+
+    @property
+    def prompt_versions(self) -> dict[str, int]:
+        return {name: p.version for name, p in self.prompts.items()}
 
     async def close(self) -> None:
         closed: set[int] = set()
@@ -43,15 +50,23 @@ class AlinaTeam:
 
 
 def termination(config: AlinaConfig) -> TerminationCondition:
-    """ALINA's answer ends the run (its done marker); max turns and wall time bound it.
-
-    ``MaxMessageTermination`` counts the task message too, hence ``max_turns + 1``.
-    """
+    """For a team driven in ONE ``run_stream`` call (the stock comparison in ``bench routing``):
+    ALINA's answer, max turns (``MaxMessageTermination`` counts the task too) or wall time."""
     return (
         SourceMatchTermination([ORCHESTRATOR])
         | MaxMessageTermination(config.team.max_turns + 1)
         | TimeoutTermination(config.team.wall_time_s)
     )
+
+
+def turn_termination() -> TerminationCondition:
+    """ALINA's answer ends the run (its done marker).
+
+    ALINA's team runs ONE turn per ``run_stream`` call (``max_turns=1``) so the run loop can
+    checkpoint between turns; AutoGen resets termination counters at every such stop, so the
+    run's turn limit and wall time are enforced by the run loop (``TeamRunner``), not here.
+    """
+    return SourceMatchTermination([ORCHESTRATOR])
 
 
 def build_router(
@@ -69,12 +84,16 @@ def build_team(
     clients: dict[str, ChatCompletionClient] | None = None,
     listener: Listener | None = None,
     mode: Mode = "normal",
+    prompts: Mapping[str, Prompt] | None = None,
+    cache: ResponseCache | None = None,
 ) -> AlinaTeam:
     """Build ALINA's team from config. ``clients`` replaces model clients (unit tests pass
-    ReplayChatCompletionClients; key ``"selector"`` is the router's model). ``mode`` is the
-    router's starting mode (``safe``: no order reaches the trader)."""
+    ReplayChatCompletionClients; key ``"selector"`` is the router's model) and then ``cache``
+    (the response cache those clients use) is only recorded. ``mode`` is the router's starting
+    mode (``safe``: no order reaches the trader). ``prompts`` replaces agents' system prompts
+    (a resumed run uses the ones it was checkpointed with)."""
     specs = agent_specs(config)
-    cache = None
+    used = {name: (prompts or {}).get(name, spec.prompt) for name, spec in specs.items()}
     if clients is None:
         governor = Governor(config.team.max_concurrent_model_calls)
         if config.cache.enabled:
@@ -87,7 +106,7 @@ def build_team(
             config, ORCHESTRATOR, governor=governor, listener=listener, label="selector", cache=cache
         )
     agents: list[ChatAgent | Team] = [
-        build_agent(name, config, clients[name]) for name in (*SPECIALISTS, ORCHESTRATOR)
+        build_agent(name, config, clients[name], prompt=used[name]) for name in (*SPECIALISTS, ORCHESTRATOR)
     ]
     router = Router(
         profiles_from_prompts({n: s.prompt for n, s in specs.items()}), client=clients["selector"], mode=mode
@@ -98,7 +117,8 @@ def build_team(
     team = SelectorGroupChat(
         agents,
         model_client=clients["selector"],
-        termination_condition=termination(config),
+        termination_condition=turn_termination(),
+        max_turns=1,
         selector_prompt=SELECTOR_PROMPT,
         selector_func=router.selector_func,
         candidate_func=router.candidate_func,
@@ -108,6 +128,6 @@ def build_team(
         team=team,
         router=router,
         clients=clients,
-        prompt_versions={name: spec.prompt.version for name, spec in specs.items()},
+        prompts=used,
         cache=cache,
     )

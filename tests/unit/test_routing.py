@@ -24,6 +24,7 @@ from alina.models import ModelTimeoutError, RealModelCallBlocked, ResilientClien
 from alina.monitoring.metrics import REGISTRY
 from alina.team import (
     LexicalScorer,
+    MemorySink,
     Router,
     SnapshotError,
     TeamRunner,
@@ -389,20 +390,6 @@ async def test_every_decision_is_counted_in_the_metrics() -> None:
     assert val("alina_routing_confidence_count") == before_n + 1
 
 
-class RoutingSink:
-    def __init__(self) -> None:
-        self.decisions: list[tuple[Any, ...]] = []
-
-    async def create_run(self, run_id: str, task: str, config_json: dict[str, Any]) -> None: ...
-
-    async def add_message(self, *a: Any) -> None: ...
-
-    async def finish_run(self, *a: Any) -> None: ...
-
-    async def add_routing_decision(self, *a: Any) -> None:
-        self.decisions.append(a)
-
-
 def _call(name: str) -> CreateResult:
     return CreateResult(
         finish_reason="function_calls",
@@ -420,12 +407,13 @@ async def test_the_run_loop_writes_every_decision_to_the_sink() -> None:
         "alina": ["All good."],
     }
     clients = {n: ResilientClient(n, replay(*scripts.get(n, [])), retries=0) for n in names}  # type: ignore[arg-type]
-    sink = RoutingSink()
+    sink = MemorySink()
     r = await TeamRunner(AlinaConfig(), sink=sink, clients=clients).run("Something feels off today.")  # type: ignore[arg-type]
     assert r.status == "completed", r.error
     assert [(d.speaker, d.method) for d in r.routing] == [("monitor", "model"), ("alina", "done")]
-    assert [(a[1], a[2], a[3]) for a in sink.decisions] == [(1, "monitor", "model"), (2, "alina", "done")]
-    assert all(a[0] == r.run_id and isinstance(a[5], list) for a in sink.decisions)
+    rows = sink.routing(r.run_id)
+    assert [(d.seq, d.speaker, d.method) for d in rows] == [(1, "monitor", "model"), (2, "alina", "done")]
+    assert all(isinstance(d.candidates, tuple) and d.candidates for d in rows)
 
 
 async def test_safe_mode_in_a_team_run() -> None:

@@ -16,7 +16,7 @@ from autogen_ext.models.replay import ReplayChatCompletionClient
 from alina.config import AlinaConfig
 from alina.models import ModelTimeoutError, RealModelCallBlocked, ResilientClient
 from alina.models.openai_compat import OpenAICompatClient
-from alina.team import TeamRunner
+from alina.team import MemorySink, TeamRunner
 
 INFO = {
     "vision": False, "function_calling": True, "json_output": True,
@@ -41,25 +41,6 @@ def replay(*steps: Any) -> ReplayChatCompletionClient:
 def clients(**scripts: list[Any]) -> dict[str, Any]:
     names = ("alina", "trader", "monitor", "optimizer", "selector")
     return {n: ResilientClient(n, replay(*scripts.get(n, [])), retries=0) for n in names}  # type: ignore[arg-type]
-
-
-class MemorySink:
-    """Records what the run loop would write to Postgres (the real store is tested in e2e)."""
-
-    def __init__(self) -> None:
-        self.runs: dict[str, dict[str, Any]] = {}
-        self.messages: list[tuple[str, int, str, str]] = []
-
-    async def create_run(self, run_id: str, task: str, config_json: dict[str, Any]) -> None:
-        self.runs[run_id] = {"task": task, "status": "running"}
-
-    async def add_message(self, run_id: str, seq: int, source: str, type: str, content: str, *a: Any) -> None:
-        self.messages.append((run_id, seq, source, type))
-
-    async def finish_run(
-        self, run_id: str, status: str, turns: int, model_calls: int, tool_calls: int, *a: Any
-    ) -> None:
-        self.runs[run_id].update(status=status, turns=turns, model_calls=model_calls, tool_calls=tool_calls)
 
 
 async def test_trend_and_health_task_routes_by_rules_without_selector_calls() -> None:
@@ -89,14 +70,14 @@ async def test_trend_and_health_task_routes_by_rules_without_selector_calls() ->
     )
     assert "downtrend" in trader_report and "21,925.7" in trader_report  # the real tool ran on real data
     assert r.answer.startswith("BTC/USDT fell")
-    assert sink.runs[r.run_id] == {
-        "task": TASK,
-        "status": "completed",
-        "turns": 3,
-        "model_calls": 3,
-        "tool_calls": 2,
-    }
-    assert [m[1] for m in sink.messages] == list(range(1, len(r.events) + 1))
+    run = sink.runs[r.run_id]
+    assert (run["task"], run["status"], run["turns"], run["model_calls"], run["tool_calls"]) == (
+        TASK, "completed", 3, 3, 2,
+    )  # fmt: skip
+    assert [m.seq for m in sink.messages(r.run_id)] == list(range(1, len(r.events) + 1))
+    # one checkpoint per turn, each with the team state and the prompts the agents ran with
+    assert [c.turn for c in sink.commits] == [1, 2, 3] and r.checkpoints == 3
+    assert all(c.is_checkpoint and {p.agent for p in c.prompts} >= {"alina", "trader"} for c in sink.commits)
     out = r.to_json()
     assert set(out) >= {
         "run_id",
@@ -157,7 +138,7 @@ async def test_max_turns_stops_the_run() -> None:
     r = await runner.run(TASK)
     assert r.status == "stopped"
     assert r.turns == 1
-    assert "Maximum number of messages" in r.stop_reason
+    assert r.stop_reason == "maximum of 1 turns reached"
 
 
 class TimesOut(ReplayChatCompletionClient):
