@@ -72,10 +72,11 @@ class CommandFailed(Exception):
 def _exit_code(exc: BaseException) -> int:
     """The one place exceptions become exit codes: bad input/config 2, anything else 1."""
     from alina.meta_prompts import PromptError
-    from alina.team import SnapshotError
+    from alina.team import ResumeError, SnapshotError
     from alina.trading.errors import LiveTradingRefused
 
-    if isinstance(exc, (ConfigError, PromptError, SnapshotError, LiveTradingRefused, typer.BadParameter)):
+    bad_input = (ConfigError, PromptError, SnapshotError, ResumeError, LiveTradingRefused, typer.BadParameter)
+    if isinstance(exc, bad_input):
         return EXIT_BAD_INPUT
     return EXIT_FAILURE
 
@@ -92,18 +93,18 @@ def _fail(exc: BaseException) -> NoReturn:
 
 
 def _guarded(fn: Callable[[], T]) -> T:
-    from alina.memory_store import StoreUnavailableError
+    from alina.memory_store import RunBusyError, StoreUnavailableError
     from alina.meta_prompts import PromptError
     from alina.models import ModelError
     from alina.runtime.services import ServiceError
-    from alina.team import SnapshotError
+    from alina.team import ResumeError, SnapshotError
     from alina.trading.errors import TradingError
 
     try:
         return fn()
     except (
         ConfigError, PromptError, SnapshotError, StoreUnavailableError, ServiceError, ModelError,
-        TradingError, CommandFailed,
+        TradingError, CommandFailed, ResumeError, RunBusyError,
     ) as exc:  # fmt: skip
         _fail(exc)
 
@@ -291,46 +292,88 @@ async def _team_session(cfg: AlinaConfig, *, live: bool, on_event: Any) -> Async
         yield runner
 
 
-async def _run_recorded(runner: Any, task: str) -> Any:
-    """One run, with tool calls attributed to it in the tool_calls table."""
+async def _run_recorded(
+    runner: Any, task: str | None, *, resume: str | None = None, quiet: bool = True
+) -> Any:
+    """One run (or the resume of ``resume``), with tool calls attributed to it in tool_calls."""
     import uuid
 
     from alina.skills.recorder import run_scope
 
-    run_id = uuid.uuid4().hex
+    run_id = resume or uuid.uuid4().hex
+    if not quiet:
+        what = "resuming run" if resume else "run"
+        err.print(f"[dim]{what} {run_id} (if it is cut: alina run --resume {run_id})[/]")
     with run_scope(run_id):
+        if resume:
+            return await runner.resume(run_id)
         return await runner.run(task, run_id=run_id)
 
 
-async def _run_task(cfg: AlinaConfig, task: str, as_json: bool, explain: bool, live: bool = False) -> int:
+async def _run_task(
+    cfg: AlinaConfig,
+    task: str | None,
+    as_json: bool,
+    explain: bool,
+    live: bool = False,
+    resume: str | None = None,
+    mode: str = "normal",
+) -> int:
     if not as_json:
         err.print("[dim]loading models ...[/]")
-    async with _team_session(cfg, live=live, on_event=None if as_json else _print_event) as runner:
-        result = await _run_recorded(runner, task)
+    from alina.team import AlreadyCompleted
+
+    try:
+        async with _team_session(cfg, live=live, on_event=None if as_json else _print_event) as runner:
+            runner.set_mode(mode)
+            result = await _run_recorded(runner, task, resume=resume, quiet=as_json)
+    except AlreadyCompleted as done:  # resuming is idempotent: the goal is already reached
+        if as_json:
+            sys.stdout.write(json.dumps({"run_id": resume, "status": "completed", "note": str(done)}) + "\n")
+        else:
+            err.print(f"[dim]{escape(str(done))}[/]")
+        return EXIT_OK
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
     else:
         if explain:
             _print_routing(result)
+        if result.resumed_from_turn is not None:
+            err.print(f"[dim]resumed from turn {result.resumed_from_turn}[/]")
         _print_summary(result)
     return EXIT_OK if result.status == "completed" else EXIT_FAILURE
 
 
 @app.command()
 def run(
-    task: str = typer.Argument(..., help="the task for ALINA's team"),
+    task: str | None = typer.Argument(None, help="the task for ALINA's team (omit with --resume)"),
+    resume: str | None = typer.Option(
+        None, "--resume", metavar="RUN_ID", help="continue an interrupted run from its last checkpoint"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of the stream"),
     explain_routing: bool = typer.Option(False, "--explain-routing", help="print every routing decision"),
     max_turns: int | None = typer.Option(None, min=1, max=200, help="override team.max_turns"),
+    mode: str = typer.Option("normal", "--mode", help="normal | safe (safe: no order reaches the trader)"),
     live: bool = LiveOption,
     config: Path | None = ConfigOption,
 ) -> None:
-    """Run one task headless: stream the conversation, then a summary (exit 0 when completed)."""
-    if not task.strip():
-        _fail(typer.BadParameter("TASK is empty: say what the team should do"))
+    """Run one task headless: stream the conversation, then a summary (exit 0 when completed).
+
+    Every turn is checkpointed; `alina run --resume RUN_ID` continues a run that was cut. The
+    turn limit counts the whole run, the wall-time limit each attempt."""
+    if resume is not None and task is not None:
+        _fail(typer.BadParameter("give a TASK or --resume RUN_ID, not both"))
+    if resume is None and (task is None or not task.strip()):
+        _fail(typer.BadParameter("TASK is empty: say what the team should do (or --resume RUN_ID)"))
+    if resume is not None and not resume.strip():
+        _fail(typer.BadParameter("--resume needs a run id (`alina runs list` shows them)"))
+    if mode not in ("normal", "safe"):
+        _fail(typer.BadParameter(f"--mode must be normal or safe (got {mode!r})"))
     overrides = {"team.max_turns": max_turns} if max_turns else None
     cfg = _guarded(lambda: load_config(config, overrides=overrides))
-    raise typer.Exit(_run_async(_run_task(cfg, task, as_json, explain_routing, live)))
+    resume = resume.strip() if resume else None
+    code = _run_async(_run_task(cfg, task, as_json, explain_routing, live, resume=resume, mode=mode))
+    raise typer.Exit(code)
 
 
 async def _route(cfg: AlinaConfig, raw: str, mode: str) -> dict[str, Any]:

@@ -10,12 +10,21 @@ from alina.team._routing import (
     match_name,
     parse_snapshot,
 )
-from alina.team._run import MemorySink, ResumeError, RunEvent, RunResult, RunSink, TeamRunner
+from alina.team._run import (
+    AlreadyCompleted,
+    MemorySink,
+    ResumeError,
+    RunEvent,
+    RunResult,
+    RunSink,
+    TeamRunner,
+)
 from alina.team._team import AlinaTeam, build_router, build_team, termination
 
 __all__ = [
     "AgentProfile",
     "AlinaTeam",
+    "AlreadyCompleted",
     "LexicalScorer",
     "MemorySink",
     "ResumeError",

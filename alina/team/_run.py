@@ -50,7 +50,11 @@ logger = logging.getLogger(__name__)
 
 
 class ResumeError(Exception):
-    """A run cannot be resumed (unknown id, already completed, no store): the user must act."""
+    """A run cannot be resumed (unknown id, no store): the user must act."""
+
+
+class AlreadyCompleted(ResumeError):
+    """The run to resume has completed (e.g. the process was killed after its last write)."""
 
 
 class RunSink(Protocol):
@@ -349,7 +353,7 @@ class TeamRunner:
         if point is None:
             raise ResumeError(f"no run with id {run_id!r}; `alina runs list` shows the runs")
         if point.status == "completed":
-            raise ResumeError(f"run {run_id} already completed; nothing to resume")
+            raise AlreadyCompleted(f"run {run_id} already completed; nothing to resume")
         async with self.sink.run_lock(run_id):
             await self.sink.reopen_run(run_id)
             metrics.RESUMES.inc()

@@ -21,7 +21,7 @@ from autogen_ext.models.replay import ReplayChatCompletionClient
 from alina.config import AlinaConfig
 from alina.memory_store.checkpoints import TurnCommit
 from alina.models import ResilientClient
-from alina.team import MemorySink, ResumeError, TeamRunner
+from alina.team import AlreadyCompleted, MemorySink, ResumeError, TeamRunner
 
 INFO = {
     "vision": False, "function_calling": True, "json_output": True,
@@ -132,7 +132,7 @@ async def test_resume_refuses_unknown_and_completed_runs_and_needs_a_store() -> 
     runner = TeamRunner(AlinaConfig(), sink=sink, clients=clients())
     done = await runner.run(TASK)
     assert done.status == "completed"
-    with pytest.raises(ResumeError, match="already completed"):
+    with pytest.raises(AlreadyCompleted, match="already completed"):
         await runner.resume(done.run_id)
     with pytest.raises(ResumeError, match="no run with id 'nope'"):
         await runner.resume("nope")
