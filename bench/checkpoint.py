@@ -52,8 +52,9 @@ def _clients() -> dict[str, Any]:
             "structured_output": True, "multiple_system_messages": True}  # fmt: skip
 
     def call(name: str, args: str) -> CreateResult:
-        return CreateResult(finish_reason="function_calls", content=[FunctionCall(id="c", name=name, arguments=args)],
-                            usage=RequestUsage(prompt_tokens=10, completion_tokens=5), cached=False)  # fmt: skip
+        content = [FunctionCall(id="c", name=name, arguments=args)]
+        usage = RequestUsage(prompt_tokens=10, completion_tokens=5)
+        return CreateResult(finish_reason="function_calls", content=content, usage=usage, cached=False)
 
     scripts: dict[str, list[Any]] = {
         "trader": [call("candle_summary", '{"symbol": "BTC/USDT", "hours": 24}')],
@@ -169,8 +170,14 @@ def run(reps: int, quick: bool) -> Result:
         title="Checkpointing: per-turn driving and Postgres turn commits against one stock run_stream",
         headers=["measure", "value", "anchor", "ratio"],
         rows=rows,
-        goals=[Goal("added ms per turn, scripted models (worst case)", added, OVERHEAD_MS_PER_TURN_MAX,
-                    higher_is_better=False)],  # fmt: skip
+        goals=[
+            Goal(
+                "added ms per turn, scripted models (worst case)",
+                added,
+                OVERHEAD_MS_PER_TURN_MAX,
+                higher_is_better=False,
+            )
+        ],  # fmt: skip
         notes=[
             "Scripted model clients (zero model time), real tools on the packaged candles, real "
             "Postgres with fsync on; the router decides every speaker by rules (no selector calls).",
