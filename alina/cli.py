@@ -266,15 +266,27 @@ async def _open_stores(cfg: AlinaConfig) -> tuple[Any, Any]:
 async def _team_session(cfg: AlinaConfig, *, live: bool, on_event: Any) -> AsyncIterator[Any]:
     """Everything a team run needs, opened in order and closed in reverse: the run store, Redis
     hot state, the trading desk (order intents in Postgres, reconciled on open), the tool-call
-    recorder behind the skill loader, and the team itself."""
+    recorder behind the skill loader, the vector memory (retrieval before model calls; what
+    each run leaves in memory and in the graph is written after it), and the team itself."""
+    from alina.memory_store.graph import MemoryGraph
     from alina.skills import trading as trading_skills
     from alina.skills.loader import SkillLoader, set_default_loader
     from alina.skills.recorder import PostgresToolCallRecorder
-    from alina.team import TeamRunner
+    from alina.team import RunMemoryWriter, TeamRunner, open_memory
     from alina.trading.desk import open_desk
     from alina.trading.intents import PgIntentStore
 
     async with AsyncExitStack() as stack:
+        # Chroma and the embedding model (~4 s) open while the rest does; never raises: without
+        # them (logged once) the team runs without retrieval.
+        opening = asyncio.create_task(open_memory(cfg))
+
+        async def close_memory() -> None:
+            memory = await opening
+            if memory is not None:
+                await memory.close()
+
+        stack.push_async_callback(close_memory)  # last out: after the runner's pending writes
         store, hot = await _open_stores(cfg)
         stack.push_async_callback(store.close)
         stack.push_async_callback(hot.close)
@@ -287,7 +299,11 @@ async def _team_session(cfg: AlinaConfig, *, live: bool, on_event: Any) -> Async
         recorder = await stack.enter_async_context(PostgresToolCallRecorder(cfg.postgres.dsn()))
         set_default_loader(SkillLoader.from_config(cfg, recorder=recorder))
         stack.callback(set_default_loader, None)
-        runner = TeamRunner(cfg, sink=store, hot=hot, on_event=on_event)
+        memory = await opening
+        writer = RunMemoryWriter.from_config(cfg, memory=memory, graph=MemoryGraph(store), store=store)
+        runner = TeamRunner(
+            cfg, sink=store, hot=hot, on_event=on_event, memory=memory, memory_writer=writer
+        )
         stack.push_async_callback(runner.close)
         yield runner
 

@@ -23,12 +23,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from alina.memory_store.vector import VectorConfig
 from alina.trading.config import TradingConfig
 
 __all__ = [
     "AgentConfig",
     "AlinaConfig",
     "ConfigError",
+    "MemoryConfig",
     "ModelConfig",
     "PostgresConfig",
     "RedisConfig",
@@ -187,6 +189,28 @@ class RetentionConfig(_Strict):
         return value
 
 
+class MemoryConfig(VectorConfig):
+    """``memory:`` — the vector store and retrieval settings (every field of
+    :class:`~alina.memory_store.vector.VectorConfig`: backend, path, collection, top_k,
+    min_score, embedding...) plus how the team uses the memory.
+
+    Before each model call a retrieving agent gets the memories closest to the latest message
+    (its own scope and ``shared``) as one system message after the stable prompt prefix; after
+    each run its outcome and the specialists' reports are embedded and its graph facts recorded.
+    Everything here fails open: without Chroma or the embedding model the run goes on without.
+    """
+
+    enabled: bool = True
+    """false: no retrieval, no memories written, no graph facts recorded."""
+    agents: list[str] | None = None
+    """Agents that retrieve before each model call (null = all)."""
+    write: bool = True
+    """After each run, embed its outcome (scope shared) and each specialist's report (its scope)."""
+    graph: bool = True
+    """After each run, record its entities and relations with provenance in Postgres (the memory
+    graph: agent used tool, agent observed asset, trader decided on an order, alerts)."""
+
+
 class SkillsConfig(_Strict):
     plugin_dir: str | None = None
     """Folder of skill plugin files (*.py with register(skills)); relative to the project."""
@@ -215,6 +239,7 @@ class AlinaConfig(_Strict):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
     trading: TradingConfig = Field(default_factory=TradingConfig)
 
@@ -347,6 +372,11 @@ def _cross_field_problems(cfg: AlinaConfig) -> list[str]:
         if not folder.is_dir():
             problems.append(f"skills.plugin_dir: not a folder (got {cfg.skills.plugin_dir!r})")
     problems += cfg.trading.cross_field_problems()
+    for i, name in enumerate(cfg.memory.agents or []):
+        if name not in (ORCHESTRATOR, *SPECIALISTS):
+            problems.append(
+                f"memory.agents.{i}: unknown agent; known: {[ORCHESTRATOR, *SPECIALISTS]} (got {name!r})"
+            )
     if cfg.postgres.port == cfg.redis.port and cfg.postgres.host == cfg.redis.host:
         problems.append(f"redis.port: same port as postgres.port (got {cfg.redis.port})")
     return problems

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from autogen_agentchat.agents import AssistantAgent
-from autogen_core.model_context import BufferedChatCompletionContext
+from autogen_core.memory import Memory
+from autogen_core.model_context import BufferedChatCompletionContext, ChatCompletionContext
 from autogen_core.models import ChatCompletionClient
 from autogen_core.tools import BaseTool
 
 from alina.config import ORCHESTRATOR, SPECIALISTS, AlinaConfig
+from alina.memory_store.vector import RetrievalContext
 from alina.meta_prompts import Prompt, load_prompt
 from alina.skills.loader import default_loader, tools_for_agent
 
@@ -43,6 +46,7 @@ def build_agent(
     *,
     tools: list[BaseTool] | None = None,
     prompt: Prompt | None = None,
+    memory: Sequence[Memory] | None = None,
 ) -> AssistantAgent:
     """One AutoGen AssistantAgent with its versioned prompt, tools and a windowed context.
 
@@ -50,10 +54,19 @@ def build_agent(
     ``agents.NAME.reflect_on_tool_use`` a second model call rewrites the result in prose,
     otherwise the turn is the tool result itself. The context window keeps the system
     prompt plus the last ``team.history_window`` messages, so prompts stay short on a CPU.
+
+    With ``memory`` (e.g. ``[vector_memory.for_agent(name)]``) AutoGen asks each memory before
+    every model call; the context is then a :class:`RetrievalContext`, whose retrieved block
+    comes after the stable prefix (system prompt, history) and is replaced, not appended, each
+    call, so nothing retrieved accumulates in the agent's history or saved state.
     """
     prompt = prompt or load_prompt(config.agents[name].prompt or name)
     agent_tools: list[BaseTool] = (
         list(tools) if tools is not None else (list(tools_for_agent(name)) if name in SPECIALISTS else [])
+    )
+    window = config.team.history_window
+    context: ChatCompletionContext = (
+        RetrievalContext(buffer_size=window) if memory else BufferedChatCompletionContext(buffer_size=window)
     )
     return AssistantAgent(
         name,
@@ -64,5 +77,6 @@ def build_agent(
         reflect_on_tool_use=bool(agent_tools) and config.agents[name].reflect_on_tool_use,
         tool_call_summary_format="{result}",
         max_tool_iterations=1,
-        model_context=BufferedChatCompletionContext(buffer_size=config.team.history_window),
+        model_context=context,
+        memory=list(memory) if memory else None,
     )

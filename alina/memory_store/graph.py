@@ -8,6 +8,7 @@ recursive CTE that never revisits a node) and "what do we know about X lately"
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -40,6 +41,18 @@ class Edge:
         where = f" [run {self.run_id[:8]} #{self.message_seq}]" if self.run_id else ""
         fact = f": {self.fact}" if self.fact else ""
         return f"{self.src[0]}:{self.src[1]} -{self.rel}-> {self.dst[0]}:{self.dst[1]}{fact}{where}"
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A relation to record (:meth:`MemoryGraph.record`): ``src -rel-> dst`` with provenance."""
+
+    src: EntityRef
+    rel: str
+    dst: EntityRef
+    fact: str | None = None
+    run_id: str | None = None
+    message_seq: int | None = None
 
 
 def parse_ref(text: str) -> EntityRef | str:
@@ -108,6 +121,50 @@ class MemoryGraph:
             row = await cur.fetchone()
         assert row is not None
         return int(row[0])
+
+    async def record(
+        self, relations: Sequence[Relation], *, attrs: Mapping[EntityRef, dict[str, object]] | None = None
+    ) -> int:
+        """Record many relations in ONE transaction; returns how many were new.
+
+        Idempotent: a relation identical to a stored one (same ends, rel, run and message) is
+        skipped, so recording the facts of a run twice (e.g. once more after a resume) adds
+        nothing. ``attrs`` are merged into the entities' attributes (e.g. a run's status).
+        """
+        for r in relations:
+            if r.rel not in RELS:
+                raise ValueError(f"unknown relation {r.rel!r}; known: {list(RELS)}")
+        # sorted: concurrent writers lock entity rows in the same order (no deadlock)
+        refs = sorted({*(attrs or {}), *(e for r in relations for e in (r.src, r.dst))})
+        for kind, _ in refs:
+            if kind not in KINDS:
+                raise ValueError(f"unknown entity kind {kind!r}; known: {list(KINDS)}")
+        if not refs:
+            return 0
+        ids: dict[EntityRef, int] = {}
+        added = 0
+        async with self._store._connection() as conn, conn.transaction():
+            for ref in refs:
+                cur = await conn.execute(
+                    "INSERT INTO entities (kind, name, attrs) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (kind, name) DO UPDATE SET attrs = entities.attrs || EXCLUDED.attrs "
+                    "RETURNING id",
+                    (ref[0], ref[1], Jsonb((attrs or {}).get(ref, {}))),
+                )
+                row = await cur.fetchone()
+                assert row is not None
+                ids[ref] = int(row[0])
+            for r in relations:
+                cur = await conn.execute(
+                    "INSERT INTO relations (src, rel, dst, fact, run_id, message_seq) "
+                    "SELECT %(s)s, %(rel)s, %(d)s, %(fact)s, %(run)s, %(seq)s WHERE NOT EXISTS ("
+                    " SELECT 1 FROM relations WHERE src = %(s)s AND rel = %(rel)s AND dst = %(d)s"
+                    " AND run_id IS NOT DISTINCT FROM %(run)s AND message_seq IS NOT DISTINCT FROM %(seq)s)",
+                    {"s": ids[r.src], "rel": r.rel, "d": ids[r.dst], "fact": r.fact, "run": r.run_id,
+                     "seq": r.message_seq},
+                )  # fmt: skip
+                added += cur.rowcount
+        return added
 
     async def find(self, ref: EntityRef | str) -> list[EntityRef]:
         """Entities matching a ``(kind, name)`` or a bare name of any kind."""

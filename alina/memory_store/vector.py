@@ -124,6 +124,9 @@ class VectorConfig(_Strict):
     """Cosine similarity below which a memory is not retrieved. With MiniLM, off-topic queries
     score 0.1-0.26 against stored memories while relevant paraphrases mostly score 0.2-0.6
     (tests/memory/retrieval_set.jsonl): 0.25 keeps junk out at a small cost in recall."""
+    retrieval_timeout_s: float = Field(5.0, gt=0, le=120)
+    """A retrieval before a model call that takes longer than this is skipped: the call goes on
+    without memory (normally it takes about 10 ms)."""
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
 
     @field_validator("collection")
@@ -437,6 +440,37 @@ class _Collections:
                 log.debug("closing the chroma client failed: %s", exc)
 
 
+class _Health:
+    """Whether retrieval works, shared by a memory's views: the first failure disables retrieval
+    for all of them and is logged once (the runs go on without memory)."""
+
+    MAX_TIMEOUTS = 3
+
+    def __init__(self) -> None:
+        self.disabled: str | None = None
+        self.consecutive_timeouts = 0
+
+    def disable(self, memory: VectorMemory, cause: BaseException | str) -> None:
+        from alina.monitoring.memory_metrics import set_memory_available
+
+        if self.disabled is not None:
+            return
+        reason = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
+        self.disabled = reason.strip().splitlines()[0][:300] if reason.strip() else "unknown error"
+        set_memory_available(False)
+        log.warning(
+            "memory retrieval disabled, runs go on without it: %s (%s, embedder %s)",
+            self.disabled, memory.location(), memory.embedder.name,
+        )  # fmt: skip
+
+    def timed_out(self, memory: VectorMemory, limit_s: float) -> None:
+        self.consecutive_timeouts += 1
+        if self.consecutive_timeouts == 1:
+            log.warning("memory retrieval took longer than %gs and was skipped for this model call", limit_s)
+        if self.consecutive_timeouts >= self.MAX_TIMEOUTS:
+            self.disable(memory, f"{self.consecutive_timeouts} retrievals in a row took over {limit_s:g}s")
+
+
 # -- the memory ----------------------------------------------------------------------------------
 class VectorMemory(Memory):
     """Semantic memory on Chroma, usable as an AutoGen ``Memory`` (``AssistantAgent(memory=[m])``).
@@ -459,6 +493,7 @@ class VectorMemory(Memory):
         self.embedder: Embedder = embedder or build_embedder(self.config.embedding)
         self.agent: str | None = None
         self._cols = _Collections(self.config, self.embedder.name, base_dir, client)
+        self._health = _Health()
 
     def for_agent(self, agent: str) -> VectorMemory:
         """A view for ``agent``: writes default to its scope; searches see its scope and shared."""
@@ -612,19 +647,58 @@ class VectorMemory(Memory):
         With a :class:`RetrievalContext` the hits replace this memory's retrieved block (an empty
         result removes it); with any other context AutoGen's default applies: one system message
         is appended when something matched.
+
+        Fails open (AutoGen calls this before every model call of an agent): a retrieval slower
+        than ``config.retrieval_timeout_s`` is skipped; an error of the store or the embedder is
+        logged once and disables retrieval for every view of this memory (three timeouts in a row
+        too), and the model call goes on without memory. :meth:`search` itself raises.
         """
-        if isinstance(model_context, RetrievalContext):
-            history = await model_context.get_history()  # not last turn's retrieved block
-        else:
-            history = await model_context.get_messages()
-        text = query_text(history)
-        hits = await self.search(text) if text else []
+        from alina.monitoring.memory_metrics import observe_retrieval
+
+        source = f"{self.config.collection}:{self.scope}"
+        if self._health.disabled is not None:
+            observe_retrieval("disabled")
+            return self._no_memories(model_context, source)
+        t0 = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.config.retrieval_timeout_s):
+                if isinstance(model_context, RetrievalContext):
+                    history = await model_context.get_history()  # not last turn's retrieved block
+                else:
+                    history = await model_context.get_messages()
+                text = query_text(history)
+                hits = await self.search(text) if text else []
+        except TimeoutError:
+            observe_retrieval("timeout", time.perf_counter() - t0)
+            self._health.timed_out(self, self.config.retrieval_timeout_s)
+            return self._no_memories(model_context, source)
+        except Exception as exc:  # noqa: BLE001 - fail open: the model call goes on without memory
+            observe_retrieval("error", time.perf_counter() - t0)
+            self._health.disable(self, exc)
+            return self._no_memories(model_context, source)
+        self._health.consecutive_timeouts = 0
+        observe_retrieval("ok" if hits else "empty", time.perf_counter() - t0)
         block = render_hits(hits)
         if isinstance(model_context, RetrievalContext):
-            model_context.set_retrieved(f"{self.config.collection}:{self.scope}", block or None)
+            model_context.set_retrieved(source, block or None)
         elif hits:
             await model_context.add_message(SystemMessage(content=f"{RetrievalContext.HEADER}\n{block}"))
         return UpdateContextResult(memories=MemoryQueryResult(results=[h.to_memory_content() for h in hits]))
+
+    @staticmethod
+    def _no_memories(model_context: ChatCompletionContext, source: str) -> UpdateContextResult:
+        if isinstance(model_context, RetrievalContext):
+            model_context.set_retrieved(source, None)  # never leave an earlier turn's block behind
+        return UpdateContextResult(memories=MemoryQueryResult(results=[]))
+
+    @property
+    def retrieval_disabled(self) -> str | None:
+        """Why retrieval was disabled (fail-open), or None while it works."""
+        return self._health.disabled
+
+    def disable_retrieval(self, reason: str) -> None:
+        """Turn retrieval off for every view of this memory (logged once, ``alina_memory_available`` 0)."""
+        self._health.disable(self, reason)
 
     async def count(self, scopes: Sequence[str] | None = None) -> int:
         """How many memories are stored (in ``scopes``; default every scope)."""

@@ -1,5 +1,6 @@
 """ALINA: team assembly, routing and the run loop (AutoGen lives here and in agents/, models/)."""
 
+from alina.team._memory import RunMemoryWriter, open_memory, run_facts, run_memories
 from alina.team._routing import (
     AgentProfile,
     LexicalScorer,
@@ -31,6 +32,7 @@ __all__ = [
     "RouteDecision",
     "Router",
     "RunEvent",
+    "RunMemoryWriter",
     "RunResult",
     "RunSink",
     "SnapshotError",
@@ -39,6 +41,9 @@ __all__ = [
     "build_router",
     "build_team",
     "match_name",
+    "open_memory",
     "parse_snapshot",
+    "run_facts",
+    "run_memories",
     "termination",
 ]

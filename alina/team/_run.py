@@ -22,7 +22,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -30,6 +30,7 @@ from autogen_agentchat.base import TaskResult
 from autogen_agentchat.messages import (
     BaseAgentEvent,
     BaseChatMessage,
+    MemoryQueryEvent,
     ToolCallExecutionEvent,
     ToolCallRequestEvent,
 )
@@ -39,6 +40,7 @@ from autogen_core.models import ChatCompletionClient
 from alina.config import ORCHESTRATOR, AlinaConfig
 from alina.memory_store.checkpoints import MessageRow, PromptRef, ResumePoint, RoutingRow, TurnCommit
 from alina.memory_store.hot import HotState
+from alina.memory_store.vector import VectorMemory
 from alina.meta_prompts import Prompt
 from alina.models import CallRecord
 from alina.monitoring import metrics
@@ -225,6 +227,8 @@ def _content(item: BaseAgentEvent | BaseChatMessage) -> str:
         return json.dumps([{"name": c.name, "arguments": c.arguments} for c in item.content])
     if isinstance(item, ToolCallExecutionEvent):
         return "\n".join(f"{r.name}: {r.content}" for r in item.content)
+    if isinstance(item, MemoryQueryEvent):  # what was retrieved before a model call, one line each
+        return "\n".join(f"[{(c.metadata or {}).get('kind', 'memory')}] {c.content!s}" for c in item.content)
     return item.to_text()
 
 
@@ -309,20 +313,54 @@ class TeamRunner:
         on_event: Callable[[RunEvent], None] | None = None,
         hot: HotState | None = None,
         mode: Mode = "normal",
+        memory: VectorMemory | None = None,
+        memory_writer: Callable[[RunResult], Awaitable[None]] | None = None,
     ) -> None:
+        """``memory``: the agents retrieve from it before each model call (see ``build_team``).
+        ``memory_writer``: called with each finished run's result (``run`` and ``resume``) in a
+        background task, so the run never waits for it; :meth:`flush_memory` waits for it."""
         self.config = config
         self.sink = sink
         self.hot = hot
         self.on_event = on_event
+        self.memory_writer = memory_writer
+        self._writes: set[asyncio.Task[None]] = set()
         self._calls: list[CallRecord] = []
-        self.team: AlinaTeam = build_team(config, clients=clients, listener=self._calls.append, mode=mode)
+        self.team: AlinaTeam = build_team(
+            config, clients=clients, listener=self._calls.append, mode=mode, memory=memory
+        )
         for client in self.team.clients.values():  # injected clients may be ResilientClients too
             if getattr(client, "listener", "absent") is None:
                 client.listener = self._calls.append  # type: ignore[attr-defined]
         self._routing_seen = 0
 
     async def close(self) -> None:
+        await self.flush_memory()
         await self.team.close()
+
+    def _after_run(self, result: RunResult) -> None:
+        """Hand the finished run to the memory writer, off the run's critical path."""
+        if self.memory_writer is None:
+            return
+        task = asyncio.create_task(self._write_memory(self.memory_writer, result), name="alina-memory-write")
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    @staticmethod
+    async def _write_memory(writer: Callable[[RunResult], Awaitable[None]], result: RunResult) -> None:
+        try:
+            await writer(result)
+        except Exception as exc:  # noqa: BLE001 - memory writes fail open
+            logger.warning("run %s: memory not written: %s", result.run_id, _error_text(exc))
+
+    async def flush_memory(self, timeout_s: float = 60.0) -> None:
+        """Wait (at most ``timeout_s``) until the memory writes of finished runs are done."""
+        if self._writes:
+            _done, late = await asyncio.wait(set(self._writes), timeout=timeout_s)
+            if late:
+                logger.warning("%d memory write(s) still running after %gs; dropped", len(late), timeout_s)
+                for task in late:
+                    task.cancel()
 
     def set_mode(self, mode: str) -> None:
         """Switch the router between ``normal`` and ``safe`` (no order reaches the trader)."""
@@ -384,7 +422,7 @@ class TeamRunner:
                 overrides[name] = dataclasses.replace(current, version=ref.version, system=ref.system)
         self.team = build_team(
             self.config, clients=self.team.clients, mode=self.team.router.mode, prompts=overrides,
-            cache=self.team.cache,
+            cache=self.team.cache, memory=self.team.memory,
         )  # fmt: skip
         self._routing_seen = 0
 
@@ -455,6 +493,7 @@ class TeamRunner:
                 result.error = result.error or f"end of run not saved: {_error_text(exc)}"
         if self.hot is not None:
             await self.hot.set_run_status(run_id, result.status)
+        self._after_run(result)
         return result
 
     async def _take_turns(

@@ -6,9 +6,11 @@ makes the router fail: without an embedder, or when the embedding model cannot l
 package is missing, the Ollama server is down...), it answers ``None`` and the router keeps
 its lexical BM25 scoring; the failure is logged once per embedder. The default embedder
 (:func:`shared_embedder`) is all-MiniLM-L6-v2 in process, loaded offline on first use and
-shared by every router of the process; it counts as a model, so it is blocked wherever real
-model requests are (:func:`alina.models.allow_model_requests`, e.g. in unit tests, which
-inject a deterministic fake instead).
+shared by every router of the process and with the vector memory (one loaded model per
+process: :func:`alina.memory_store.embeddings.shared_sentence_transformer`); it counts as a
+model, so it is blocked wherever real model requests are
+(:func:`alina.models.allow_model_requests`, e.g. in unit tests, which inject a deterministic
+fake instead).
 
 Embeddings are computed synchronously on a cache miss when the embedder offers
 ``embed_sync`` (``alina route``, benchmarks), or, inside the team, ahead of the decision in a

@@ -17,6 +17,7 @@ from autogen_core.models import ChatCompletionClient
 
 from alina.agents import agent_specs, build_agent
 from alina.config import ORCHESTRATOR, SPECIALISTS, AlinaConfig
+from alina.memory_store.vector import VectorMemory
 from alina.meta_prompts import Prompt
 from alina.models import Governor, build_agent_client
 from alina.models._cache import ResponseCache
@@ -34,6 +35,8 @@ class AlinaTeam:
     prompts: dict[str, Prompt]
     """The prompt each agent runs with (its system text is recorded with every checkpoint)."""
     cache: ResponseCache | None = None
+    memory: VectorMemory | None = None
+    """The memory its agents retrieve from (None: no retrieval); closed by its owner, not here."""
 
     @property
     def prompt_versions(self) -> dict[str, int]:
@@ -78,6 +81,15 @@ def build_router(
     return Router(profiles_from_prompts({n: s.prompt for n, s in specs.items()}), client=client, mode=mode)
 
 
+def retrieving_agents(config: AlinaConfig) -> set[str]:
+    """The agents that retrieve memory before their model calls (``memory.agents``, null = all;
+    none when ``memory.enabled`` is false)."""
+    if not config.memory.enabled:
+        return set()
+    every = (ORCHESTRATOR, *SPECIALISTS)
+    return set(every if config.memory.agents is None else config.memory.agents) & set(every)
+
+
 def build_team(
     config: AlinaConfig,
     *,
@@ -86,13 +98,17 @@ def build_team(
     mode: Mode = "normal",
     prompts: Mapping[str, Prompt] | None = None,
     cache: ResponseCache | None = None,
+    memory: VectorMemory | None = None,
 ) -> AlinaTeam:
     """Build ALINA's team from config. ``clients`` replaces model clients (unit tests pass
     ReplayChatCompletionClients; key ``"selector"`` is the router's model) and then ``cache``
     (the response cache those clients use) is only recorded. ``mode`` is the router's starting
     mode (``safe``: no order reaches the trader). ``prompts`` replaces agents' system prompts
-    (a resumed run uses the ones it was checkpointed with)."""
+    (a resumed run uses the ones it was checkpointed with). With ``memory`` (and
+    ``memory.enabled``), each agent named in ``memory.agents`` (default all) retrieves from its
+    view ``memory.for_agent(name)`` (its scope + shared) before every model call."""
     specs = agent_specs(config)
+    retrieving = retrieving_agents(config) if memory is not None else set()
     used = {name: (prompts or {}).get(name, spec.prompt) for name, spec in specs.items()}
     if clients is None:
         governor = Governor(config.team.max_concurrent_model_calls)
@@ -105,8 +121,10 @@ def build_team(
         clients["selector"] = build_agent_client(
             config, ORCHESTRATOR, governor=governor, listener=listener, label="selector", cache=cache
         )
+    views = {name: [memory.for_agent(name)] for name in retrieving} if memory is not None else {}
     agents: list[ChatAgent | Team] = [
-        build_agent(name, config, clients[name], prompt=used[name]) for name in (*SPECIALISTS, ORCHESTRATOR)
+        build_agent(name, config, clients[name], prompt=used[name], memory=views.get(name))
+        for name in (*SPECIALISTS, ORCHESTRATOR)
     ]
     router = Router(
         profiles_from_prompts({n: s.prompt for n, s in specs.items()}), client=clients["selector"], mode=mode
@@ -130,4 +148,5 @@ def build_team(
         clients=clients,
         prompts=used,
         cache=cache,
+        memory=memory,
     )
