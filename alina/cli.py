@@ -475,7 +475,8 @@ def runs_list(
     as_json: bool = typer.Option(False, "--json"),
     config: Path | None = ConfigOption,
 ) -> None:
-    """Recorded runs, newest first: id, status, task and start time."""
+    """Recorded runs, newest first: id, status, task and start time (`interrupted`: a run
+    left `running` by a process that died; `--json` keeps the status and adds `interrupted`)."""
     cfg = _load(config)
 
     async def go() -> list[dict[str, Any]]:
@@ -494,10 +495,11 @@ def runs_list(
     for col in ("id", "status", "started", "turns", "task"):
         table.add_column(col)
     for r in rows:
-        table.add_row(
-            r["id"], r["status"], str(r["started_at"])[:19], str(r["turns"]), escape(r["task"][:60])
-        )
+        status = "interrupted" if r.get("interrupted") else r["status"]
+        table.add_row(r["id"], status, str(r["started_at"])[:19], str(r["turns"]), escape(r["task"][:60]))
     out.print(table)
+    if any(r.get("interrupted") for r in rows):
+        out.print("[dim]interrupted: no process is running it; continue with `alina run --resume ID`[/]")
 
 
 @runs_app.command("show")
@@ -521,7 +523,8 @@ def runs_show(
     if as_json:
         sys.stdout.write(json.dumps(_jsonable(run)) + "\n")
         return
-    out.print(f"run {run['id']} [{run['status']}] {escape(run['task'])}")
+    status = "interrupted (resume with `alina run --resume ID`)" if run.get("interrupted") else run["status"]
+    out.print(f"run {run['id']} [{status}] {escape(run['task'])}")
     for m in run["messages"]:
         out.print(f"  {m['seq']:>3} {m['source']:<10} {m['type']:<24} {escape(str(m['content'])[:200])}")
 

@@ -67,6 +67,15 @@ def _unavailable(dsn: str, exc: BaseException) -> StoreUnavailableError:
     )
 
 
+# A run is interrupted when it says `running` but no process holds its run lock (see run_lock:
+# the 64-bit advisory key shows in pg_locks as classid = high 32 bits, objid = low 32 bits).
+_INTERRUPTED = (
+    "(r.status = 'running' AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' "
+    "AND l.classid = ((hashtextextended(r.id, 0) >> 32) & 4294967295)::bigint::oid "
+    "AND l.objid = (hashtextextended(r.id, 0) & 4294967295)::bigint::oid AND l.objsubid = 1))"
+)
+
+
 class RunBusyError(RuntimeError):
     """Another live process holds the run (it is executing or resuming it right now)."""
 
@@ -268,7 +277,9 @@ class RunStore:
         """The run's row as a dict plus ``messages`` (dicts ordered by seq), or None if unknown."""
         async with self._connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = %s", (run_id,))
+            await cur.execute(
+                f"SELECT {_RUN_COLUMNS}, {_INTERRUPTED} AS interrupted FROM runs r WHERE id = %s", (run_id,)
+            )
             run = await cur.fetchone()
             if run is None:
                 return None
@@ -286,7 +297,8 @@ class RunStore:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
                 f"SELECT {_RUN_COLUMNS}, (SELECT count(*) FROM messages m WHERE m.run_id = r.id) "
-                "AS message_count FROM runs r ORDER BY started_at DESC, id LIMIT %s",
+                f"AS message_count, {_INTERRUPTED} AS interrupted FROM runs r "
+                "ORDER BY started_at DESC, id LIMIT %s",
                 (limit,),
             )
             return await cur.fetchall()

@@ -46,6 +46,12 @@ def _start(args: list[str], config: Path) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
+def _cli(args: list[str], config: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "ALINA_CONFIG"}
+    cmd = [sys.executable, "-m", "alina", *args, "--config", str(config)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+
+
 def _kill_after(
     proc: subprocess.Popen[bytes], lines: int, extra_s: float, timeout: float = 300
 ) -> dict[str, Any]:
@@ -127,6 +133,14 @@ def test_runs_killed_at_random_points_resume_and_complete_without_loss_or_duplic
                 "SELECT coalesce(max(turn), 0) FROM checkpoints WHERE run_id = %s", (run_id,)
             ).fetchone()
         saved_turns_at_kill = row[0] if row else 0
+        if trial == 0:  # what a user sees after the crash
+            listed = json.loads(_cli(["runs", "list", "--json"], alina_config_file).stdout)
+            mine = next(r for r in listed if r["id"] == run_id)
+            if mine["status"] != "completed":  # (the kill may land after the run's last write)
+                assert (mine["status"], mine["interrupted"]) == ("running", True)
+                assert "interrupted" in _cli(["runs", "list"], alina_config_file).stdout
+            bad = _cli(["run", "--resume", "0" * 32], alina_config_file)
+            assert bad.returncode == 2 and "no run with id" in bad.stderr
         while attempts[-1]["code"] != 0:
             last = attempts[-1]
             assert len(attempts) < MAX_ATTEMPTS, f"trial {trial} (seed {seed}): {last['text'][-3000:]}"
