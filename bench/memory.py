@@ -43,6 +43,7 @@ WORK = REPO / ".alina"
 BASE_SENTENCES = 2000
 QUERIES = 200
 TOP_K = 5
+RAG_CALLS = 100  # retrieval per model call: VectorMemory.update_context calls per repetition
 NOISE = 0.35  # norm of the perturbation added to a base vector before renormalising
 SCOPES = ("trader", "monitor", "optimizer", "shared")
 KINDS = ("outcome", "decision", "lesson", "alert", "note")
@@ -187,7 +188,10 @@ async def _retrieval(reps: int, sizes: list[int], raw_fig: dict[str, Any]) -> li
         progress(f"  querying {QUERIES} queries x {reps} reps, vector path then text path")
         vec_ours, vec_raw = await _paired(reps, QUERIES, sides.ours_vector, sides.raw_vector)
         txt_ours, txt_raw = await _paired(max(1, reps // 2), QUERIES, sides.ours_text, sides.raw_text)
-        for path_name, ours_s, raw_s in (("vector", vec_ours, vec_raw), ("text", txt_ours, txt_raw)):
+        progress(f"  retrieval per model call: update_context x {RAG_CALLS} calls x {max(1, reps // 2)} reps")
+        ctx_ours, ctx_raw = await _paired(max(1, reps // 2), RAG_CALLS, sides.ours_context, sides.raw_text)
+        for path_name, ours_s, raw_s in (("vector", vec_ours, vec_raw), ("text", txt_ours, txt_raw),
+                                         ("model call", ctx_ours, ctx_raw)):  # fmt: skip
             o50, o99 = _percentiles(ours_s)
             r50, r99 = _percentiles(raw_s)
             results.append({"size": size, "path": path_name, "ours_p50": o50, "ours_p99": o99,
@@ -227,6 +231,17 @@ class _Sides:
 
     async def ours_vector(self, i: int) -> Any:
         return await self.memory.search(self.vecs[i], top_k=TOP_K, min_score=-1)
+
+    async def ours_context(self, i: int) -> Any:
+        """What an agent pays before each model call: ``update_context`` on a fresh
+        RetrievalContext whose last message is the query (embed, two queries, render, replace)."""
+        from autogen_core.models import UserMessage
+
+        from alina.memory_store.vector import RetrievalContext
+
+        ctx = RetrievalContext(buffer_size=6)
+        await ctx.add_message(UserMessage(content=self.texts[i], source="user"))
+        return await self.memory.update_context(ctx)
 
     async def ours_text(self, i: int) -> Any:
         return await self.memory.search(self.texts[i], top_k=TOP_K, min_score=-1)
@@ -405,6 +420,10 @@ def _result(
         "queries - trader and shared - merged into hit objects) vs the same two raw collection.query "
         "calls made inline and merged by distance; same collections, same query vectors, top 5. The "
         "text path adds MiniLM encoding on both sides.",
+        f"model call: the retrieval an agent pays before EACH model call (RAG): VectorMemory."
+        f"update_context on a RetrievalContext (embed the last message, the two queries, render the "
+        f"hits, replace the retrieved block), {RAG_CALLS} calls per repetition, against the raw text "
+        "path (encode + the two raw queries).",
         "vectors: real MiniLM embeddings of "
         f"{BASE_SENTENCES} generated sentences plus perturbations of norm {NOISE}, renormalised.",
         "event writes: EventWriter emit x N then close() (batches of up to 5000, one COPY and commit "

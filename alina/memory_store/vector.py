@@ -242,7 +242,7 @@ class RetrievalContext(BufferedChatCompletionContext):
     """
 
     component_provider_override = "alina.memory_store.vector.RetrievalContext"
-    HEADER = "Relevant memory (retrieved for this turn; may be incomplete):"
+    HEADER = "Relevant memory from earlier runs (may be outdated: the conversation above comes first):"
 
     def __init__(self, buffer_size: int, initial_messages: list[LLMMessage] | None = None) -> None:
         super().__init__(buffer_size, initial_messages)
