@@ -230,6 +230,7 @@ def _print_event(e: Any) -> None:
         "ToolCallRequestEvent": " [dim]calls tool[/]",
         "ToolCallExecutionEvent": " [dim]tool result[/]",
         "ToolCallSummaryMessage": " [dim]reports[/]",
+        "MemoryQueryEvent": " [dim]recalls from memory[/]",
     }.get(e.type, "")
     out.print(f"[{color}]{e.source}[/]{kind}{tokens}: {escape(e.content)}")
 
@@ -576,7 +577,7 @@ def memory_search(
     cfg = _load(config)
 
     async def go() -> Any:
-        memory = VectorMemory(base_dir=cfg.data_dir())
+        memory = VectorMemory(cfg.memory, base_dir=cfg.data_dir())
         try:
             return await search_memory(memory, query, agent=agent, top_k=top_k)
         finally:
@@ -602,7 +603,7 @@ def memory_stats_cmd(
     cfg = _load(config)
 
     async def go() -> Any:
-        memory = VectorMemory(base_dir=cfg.data_dir())
+        memory = VectorMemory(cfg.memory, base_dir=cfg.data_dir())
         try:
             return await memory_stats(pg_dsn=cfg.postgres.dsn(), redis_url=cfg.redis.url(), memory=memory)
         finally:
