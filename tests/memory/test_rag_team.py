@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from autogen_core import FunctionCall
-from autogen_core.models import CreateResult, ModelFamily, RequestUsage, SystemMessage
+from autogen_core.models import CreateResult, SystemMessage
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
 from alina.config import AlinaConfig
@@ -27,28 +26,16 @@ from alina.memory_store.vector import RetrievalContext, VectorConfig, VectorMemo
 from alina.models import ResilientClient
 from alina.monitoring.metrics import REGISTRY
 from alina.team import RunMemoryWriter, TeamRunner, open_memory
+from tests.scripted import INFO, call
 
 from .conftest import ChromaServer
 
 pytestmark = pytest.mark.integration
 
-INFO = {
-    "vision": False, "function_calling": True, "json_output": True,
-    "family": ModelFamily.UNKNOWN, "structured_output": True, "multiple_system_messages": True,
-}  # fmt: skip
 NAMES = ("alina", "trader", "monitor", "optimizer", "selector")
 HEADER = RetrievalContext.HEADER
 TREND = "What is the BTC/USDT trend over the last day of data?"
 ANSWER = "BTC/USDT fell 4.25% over the last day: a downtrend."
-
-
-def call(name: str, args: str = "{}") -> CreateResult:
-    return CreateResult(
-        finish_reason="function_calls",
-        content=[FunctionCall(id=f"c-{name}", name=name, arguments=args)],
-        usage=RequestUsage(prompt_tokens=10, completion_tokens=5),
-        cached=False,
-    )
 
 
 class Recording(ReplayChatCompletionClient):

@@ -14,30 +14,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from autogen_core import FunctionCall
-from autogen_core.models import CreateResult, ModelFamily, RequestUsage
+from autogen_core.models import CreateResult
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
 from alina.config import AlinaConfig
 from alina.memory_store.checkpoints import TurnCommit
 from alina.models import ResilientClient
 from alina.team import AlreadyCompleted, MemorySink, ResumeError, TeamRunner
+from tests.scripted import INFO, call
 
-INFO = {
-    "vision": False, "function_calling": True, "json_output": True,
-    "family": ModelFamily.UNKNOWN, "structured_output": True, "multiple_system_messages": True,
-}  # fmt: skip
 TASK = "What is the BTC/USDT trend over the last day of data, and is the system healthy?"
 NAMES = ("alina", "trader", "monitor", "optimizer", "selector")
-
-
-def call(name: str, args: str = "{}") -> CreateResult:
-    return CreateResult(
-        finish_reason="function_calls",
-        content=[FunctionCall(id=f"c-{name}", name=name, arguments=args)],
-        usage=RequestUsage(prompt_tokens=10, completion_tokens=5),
-        cached=False,
-    )
 
 
 class Scripted(ReplayChatCompletionClient):

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from autogen_agentchat.messages import TextMessage, ToolCallExecutionEvent, ToolCallRequestEvent
 from autogen_core import FunctionCall
-from autogen_core.models import CreateResult, FunctionExecutionResult, ModelFamily, RequestUsage
+from autogen_core.models import CreateResult, FunctionExecutionResult
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
 from alina.config import AlinaConfig
@@ -34,13 +34,11 @@ from alina.team import (
     parse_snapshot,
 )
 from alina.team._routing import profiles_from_prompts, stem, turns_from_messages
+from tests.scripted import INFO, replay
+from tests.scripted import call as _call
 
 SET_PATH = Path(__file__).resolve().parents[2] / "alina" / "team" / "routing_set.jsonl"
 NAMES = ("alina", "trader", "monitor", "optimizer")
-INFO = {
-    "vision": False, "function_calling": True, "json_output": True,
-    "family": ModelFamily.UNKNOWN, "structured_output": True, "multiple_system_messages": True,
-}  # fmt: skip
 TREND = (
     "BTC/USDT 5m, last 24h of data: open 22,898.1 close 21,925.7 (-4.25%), high 23,007.8 low 21,817.5, "
     "trend downtrend, volatility 0.15%/5m, 288 candles"
@@ -62,10 +60,6 @@ def U(text: str) -> Turn:
 def next_of(*turns: Turn, mode: str = "normal") -> tuple[str | None, str]:
     d = router(mode).decide(list(turns))
     return d.speaker, d.method
-
-
-def replay(*steps: Any) -> ReplayChatCompletionClient:
-    return ReplayChatCompletionClient(list(steps), model_info=INFO)  # type: ignore[arg-type]
 
 
 def val(name: str, **labels: str) -> float:
@@ -388,15 +382,6 @@ async def test_every_decision_is_counted_in_the_metrics() -> None:
     await router("safe").route([U("Buy 1 BTC")])
     assert val("alina_routing_decisions_total", method="safe") == before + 1
     assert val("alina_routing_confidence_count") == before_n + 1
-
-
-def _call(name: str) -> CreateResult:
-    return CreateResult(
-        finish_reason="function_calls",
-        content=[FunctionCall(id=f"c-{name}", name=name, arguments="{}")],
-        usage=RequestUsage(prompt_tokens=10, completion_tokens=5),
-        cached=False,
-    )
 
 
 async def test_the_run_loop_writes_every_decision_to_the_sink() -> None:

@@ -20,9 +20,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from autogen_core import FunctionCall
 from autogen_core.model_context import BufferedChatCompletionContext
-from autogen_core.models import CreateResult, ModelFamily, RequestUsage, UserMessage
+from autogen_core.models import UserMessage
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
 from alina.config import AlinaConfig, ConfigError, MemoryConfig, load_config
@@ -31,22 +30,10 @@ from alina.models import ResilientClient
 from alina.monitoring.metrics import REGISTRY
 from alina.team import MemorySink, RunResult, TeamRunner, build_team, run_facts, run_memories
 from alina.team._memory import RunMemoryWriter, tool_uses
+from tests.scripted import INFO, call
 
-INFO = {
-    "vision": False, "function_calling": True, "json_output": True,
-    "family": ModelFamily.UNKNOWN, "structured_output": True, "multiple_system_messages": True,
-}  # fmt: skip
 TASK = "What is the BTC/USDT trend over the last day of data, and is the system healthy?"
 NAMES = ("alina", "trader", "monitor", "optimizer", "selector")
-
-
-def call(name: str, args: str = "{}") -> CreateResult:
-    return CreateResult(
-        finish_reason="function_calls",
-        content=[FunctionCall(id=f"c-{name}", name=name, arguments=args)],
-        usage=RequestUsage(prompt_tokens=10, completion_tokens=5),
-        cached=False,
-    )
 
 
 def clients(**scripts: list[Any]) -> dict[str, Any]:

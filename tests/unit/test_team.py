@@ -9,33 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from autogen_core import FunctionCall
-from autogen_core.models import CreateResult, ModelFamily, RequestUsage
+from autogen_core.models import CreateResult
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
 from alina.config import AlinaConfig
 from alina.models import ModelTimeoutError, RealModelCallBlocked, ResilientClient
 from alina.models.openai_compat import OpenAICompatClient
 from alina.team import MemorySink, TeamRunner
+from tests.scripted import INFO, call, replay
 
-INFO = {
-    "vision": False, "function_calling": True, "json_output": True,
-    "family": ModelFamily.UNKNOWN, "structured_output": True, "multiple_system_messages": True,
-}  # fmt: skip
 TASK = "What is the BTC/USDT trend over the last day of data, and is the system healthy?"
-
-
-def call(name: str, args: str = "{}") -> CreateResult:
-    return CreateResult(
-        finish_reason="function_calls",
-        content=[FunctionCall(id=f"c-{name}", name=name, arguments=args)],
-        usage=RequestUsage(prompt_tokens=10, completion_tokens=5),
-        cached=False,
-    )
-
-
-def replay(*steps: Any) -> ReplayChatCompletionClient:
-    return ReplayChatCompletionClient(list(steps), model_info=INFO)  # type: ignore[arg-type]
 
 
 def clients(**scripts: list[Any]) -> dict[str, Any]:
