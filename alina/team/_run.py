@@ -158,17 +158,8 @@ class MemorySink:
             self._locked.discard(run_id)
 
 
-@dataclass
-class RunEvent:
-    """One message or event of a run, as printed and stored."""
-
-    seq: int
-    source: str
-    type: str
-    content: str
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    latency_ms: float | None = None
+RunEvent = MessageRow
+"""One message or event of a run, as printed and stored (the row a turn commit writes)."""
 
 
 @dataclass
@@ -468,7 +459,7 @@ class TeamRunner:
                 # The cut turn's rows, without a checkpoint: kept for the record; a resume drops
                 # them and redoes the turn from the last checkpoint.
                 await self._put_quietly(committer, TurnCommit(
-                    run_id, p.turn + 1, [_row(e) for e in p.pending], p.pending_routing, {}, [],
+                    run_id, p.turn + 1, list(p.pending), p.pending_routing, {}, [],
                     {"message_count": p.seq, "routing_count": p.routing_seq, "partial": True},
                 ))  # fmt: skip
             try:
@@ -549,9 +540,10 @@ class TeamRunner:
         state = json.loads(json.dumps(await self.team.team.save_state(), default=str))
         position = {name: getattr(result, name) for name in _POSITION_FIELDS}
         position.update(message_count=p.seq, routing_count=p.routing_seq, wall_s=round(result.wall_s, 3))
-        prompts = [PromptRef(n, p.version, p.digest, p.system) for n, p in self.team.prompts.items()]
-        rows = [_row(e) for e in p.pending]
-        return TurnCommit(result.run_id, p.turn, rows, list(p.pending_routing), state, prompts, position)
+        prompts = [PromptRef(a, pr.version, pr.digest, pr.system) for a, pr in self.team.prompts.items()]
+        return TurnCommit(
+            result.run_id, p.turn, list(p.pending), list(p.pending_routing), state, prompts, position
+        )
 
     def _count_calls(self, result: RunResult, seen: int) -> None:
         for c in self._calls[seen:]:
@@ -595,6 +587,3 @@ class TeamRunner:
             self.on_event(event)
         return event
 
-
-def _row(e: RunEvent) -> MessageRow:
-    return MessageRow(e.seq, e.source, e.type, e.content, e.prompt_tokens, e.completion_tokens, e.latency_ms)
