@@ -8,6 +8,7 @@ configuration (nothing was started).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -38,6 +39,8 @@ memory_app = typer.Typer(help="Search and inspect the memory (vectors, graph, st
 app.add_typer(memory_app, name="memory")
 runs_app = typer.Typer(help="List and show recorded runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
+db_app = typer.Typer(help="The Postgres schema: apply and list migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 
 def _mount_plugins_apps() -> None:
@@ -156,16 +159,65 @@ def up(config: Path | None = ConfigOption) -> None:
     with err.status("starting Redis ..."):
         status = _guarded(redis.start)
     out.print(f"redis     {status:<16} {cfg.redis.url()}")
-    from alina.memory_store import migrate as _migrate
-
-    async def migrate() -> list[str]:
-        import psycopg
-
-        async with await psycopg.AsyncConnection.connect(cfg.postgres.dsn(), autocommit=True) as conn:
-            return await _migrate(conn)
-
-    applied = _run_async(migrate())
+    applied = _run_async(_with_pg(cfg, _apply_migrations))
     out.print(f"schema    {'applied ' + ', '.join(applied) if applied else 'up to date'}")
+
+
+async def _with_pg(cfg: AlinaConfig, fn: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    """``fn(connection)`` on one autocommit connection to the configured Postgres; an
+    unreachable server becomes StoreUnavailableError (exit 1, the DSN without password)."""
+    import psycopg
+
+    from alina.memory_store.runs import unavailable_error
+
+    try:
+        conn = await psycopg.AsyncConnection.connect(
+            cfg.postgres.dsn(), autocommit=True, connect_timeout=int(cfg.postgres.connect_timeout_s)
+        )
+    except psycopg.OperationalError as exc:
+        raise unavailable_error(cfg.postgres.dsn(), exc) from None
+    async with conn:
+        return await fn(conn)
+
+
+async def _apply_migrations(conn: Any) -> list[str]:
+    from alina.memory_store import migrate
+
+    return await migrate(conn)
+
+
+@db_app.command("migrate")
+def db_migrate(config: Path | None = ConfigOption) -> None:
+    """Apply the pending schema migrations (forward only; `alina up` and every run do it too)."""
+    cfg = _load(config)
+    with err.status("applying migrations ..."):
+        applied = _run_async(_with_pg(cfg, _apply_migrations))
+    if applied:
+        for name in applied:
+            out.print(f"applied   {name}")
+    else:
+        out.print("schema up to date: nothing to apply")
+
+
+@db_app.command("status")
+def db_status(config: Path | None = ConfigOption, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every migration: applied (when) or pending; changes nothing. Exit 1 if any is pending."""
+    from alina.memory_store.migrate import migration_status
+
+    cfg = _load(config)
+    rows = _run_async(_with_pg(cfg, migration_status))
+    pending = [r for r in rows if r.applied_at is None]
+    if as_json:
+        sys.stdout.write(json.dumps([dataclasses.asdict(r) for r in rows]) + "\n")
+    else:
+        for r in rows:
+            state = f"applied {r.applied_at[:19]}" if r.applied_at else "PENDING"
+            note = "" if r.known else "  (applied by a newer alina; this code does not ship it)"
+            out.print(f"{r.version:04d}  {r.name:<28} {state}{note}")
+        if pending:
+            out.print(f"{len(pending)} pending: run `alina db migrate`")
+    if pending:
+        raise typer.Exit(EXIT_FAILURE)
 
 
 @app.command()
@@ -263,6 +315,14 @@ async def _open_stores(cfg: AlinaConfig) -> tuple[Any, Any]:
     return store, HotState(cfg.redis.url())
 
 
+async def _close_quietly(events: Any) -> None:
+    """Write the events still queued; a store that went away loses the log, never the run."""
+    try:
+        await events.close()
+    except Exception as exc:  # noqa: BLE001 - the run's own record is already saved or reported
+        err.print(f"[yellow]warning:[/] {events.pending} operational events not written ({escape(str(exc))})")
+
+
 @asynccontextmanager
 async def _team_session(cfg: AlinaConfig, *, live: bool, on_event: Any) -> AsyncIterator[Any]:
     """Everything a team run needs, opened in order and closed in reverse: the run store, Redis
@@ -270,6 +330,7 @@ async def _team_session(cfg: AlinaConfig, *, live: bool, on_event: Any) -> Async
     recorder behind the skill loader, the vector memory (retrieval before model calls; what
     each run leaves in memory and in the graph is written after it), and the team itself."""
     from alina.memory_store.graph import MemoryGraph
+    from alina.memory_store.writer import EventWriter
     from alina.skills import trading as trading_skills
     from alina.skills.loader import SkillLoader, set_default_loader
     from alina.skills.recorder import PostgresToolCallRecorder
@@ -302,9 +363,12 @@ async def _team_session(cfg: AlinaConfig, *, live: bool, on_event: Any) -> Async
         stack.callback(set_default_loader, None)
         memory = await opening
         writer = RunMemoryWriter.from_config(cfg, memory=memory, graph=MemoryGraph(store), store=store)
+        events = EventWriter(store)
+        stack.push_async_callback(_close_quietly, events)  # after the runner: its last events
         runner = TeamRunner(
-            cfg, sink=store, hot=hot, on_event=on_event, memory=memory, memory_writer=writer
-        )
+            cfg, sink=store, hot=hot, on_event=on_event, memory=memory, memory_writer=writer,
+            events=events,
+        )  # fmt: skip
         stack.push_async_callback(runner.close)
         yield runner
 
@@ -507,13 +571,19 @@ def runs_list(
 def runs_show(
     run_id: str, as_json: bool = typer.Option(False, "--json"), config: Path | None = ConfigOption
 ) -> None:
-    """One run and its messages."""
+    """One run and its messages; for a run still going, also its live position from Redis
+    (`live`: turn, last speaker and the newest messages, which may be ahead of Postgres)."""
     cfg = _load(config)
 
     async def go() -> dict[str, Any] | None:
         store, hot = await _open_stores(cfg)
         try:
-            return await store.get_run(run_id)
+            run = await store.get_run(run_id)
+            if run is not None and run["status"] == "running" and not run.get("interrupted"):
+                status = await hot.run_status(run_id)
+                if status is not None:
+                    run["live"] = {**status, "recent": await hot.recent(run_id)}
+            return run
         finally:
             await store.close()
             await hot.close()
@@ -526,8 +596,20 @@ def runs_show(
         return
     status = "interrupted (resume with `alina run --resume ID`)" if run.get("interrupted") else run["status"]
     out.print(f"run {run['id']} [{status}] {escape(run['task'])}")
+
+    def line(m: dict[str, Any], note: str = "") -> None:
+        text = escape(str(m["content"])[:200])
+        out.print(f"  {m['seq']:>3} {m['source']:<10} {m['type']:<24} {text}{note}")
+
     for m in run["messages"]:
-        out.print(f"  {m['seq']:>3} {m['source']:<10} {m['type']:<24} {escape(str(m['content'])[:200])}")
+        line(m)
+    live = run.get("live")
+    if live:
+        stored = max((m["seq"] for m in run["messages"]), default=0)
+        for m in live["recent"]:
+            if m["seq"] > stored:
+                line(m, "  [dim](live, not yet in Postgres)[/]")
+        out.print(f"[dim]live: turn {live.get('turn', 0)}, last speaker {live.get('last_speaker', '-')}[/]")
 
 
 @memory_app.command("graph")

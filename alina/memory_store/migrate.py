@@ -18,7 +18,7 @@ from pathlib import Path
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-__all__ = ["Migration", "load_migrations", "migrate"]
+__all__ = ["Migration", "MigrationStatus", "load_migrations", "migrate", "migration_status"]
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +115,42 @@ async def _migrate(conn: AsyncConnection, migrations: list[Migration]) -> list[s
         applied.append(migration.name)
         logger.info("applied migration %s", migration.name)
     return applied
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    """One migration as ``alina db status`` shows it: packaged and/or applied."""
+
+    version: int
+    name: str
+    applied_at: str | None  # ISO time; None = pending
+    known: bool  # shipped with this code (False: applied by a newer alina)
+
+
+async def migration_status(
+    conn: AsyncConnection, *, directory: Path | Traversable | None = None
+) -> list[MigrationStatus]:
+    """Every packaged migration and every applied one, in version order; changes nothing.
+
+    A database never migrated (no ``schema_migrations`` table) reports every file as pending.
+    """
+    packaged = {m.version: m.name for m in load_migrations(directory)}
+    applied: dict[int, tuple[str, str]] = {}
+    async with conn.transaction():
+        cur = await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        row = await cur.fetchone()
+        if row is not None and row[0]:
+            cur = await conn.execute("SELECT version, name, applied_at FROM schema_migrations")
+            applied = {v: (n, at.isoformat()) for v, n, at in await cur.fetchall()}
+    return [
+        MigrationStatus(
+            version=v,
+            name=packaged.get(v) or applied[v][0],
+            applied_at=applied[v][1] if v in applied else None,
+            known=v in packaged,
+        )
+        for v in sorted(packaged.keys() | applied.keys())
+    ]
 
 
 async def _applied_versions(conn: AsyncConnection) -> set[int]:

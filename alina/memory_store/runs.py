@@ -59,7 +59,8 @@ def _is_connection_error(exc: BaseException) -> bool:
     return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
 
-def _unavailable(dsn: str, exc: BaseException) -> StoreUnavailableError:
+def unavailable_error(dsn: str, exc: BaseException) -> StoreUnavailableError:
+    """The error for an unreachable server: the reason and the DSN without its password."""
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return StoreUnavailableError(
         f"cannot reach Postgres at {redact_dsn(dsn)} ({reason}). "
@@ -118,7 +119,7 @@ class RunStore:
         try:
             probe = await AsyncConnection.connect(self._dsn, connect_timeout=self._connect_timeout)
         except psycopg.OperationalError as exc:
-            raise _unavailable(self._dsn, exc) from exc
+            raise unavailable_error(self._dsn, exc) from exc
         await probe.close()
         pool = AsyncConnectionPool(
             self._dsn,
@@ -136,7 +137,7 @@ class RunStore:
         except BaseException as exc:
             await pool.close()
             if _is_connection_error(exc):
-                raise _unavailable(self._dsn, exc) from exc
+                raise unavailable_error(self._dsn, exc) from exc
             raise
         self._pool = pool
 
@@ -313,4 +314,4 @@ class RunStore:
         except (PoolTimeout, psycopg.OperationalError) as exc:
             if not _is_connection_error(exc):
                 raise
-            raise _unavailable(self._dsn, exc) from exc
+            raise unavailable_error(self._dsn, exc) from exc

@@ -11,6 +11,7 @@ miss, nothing raises, and ``alina_cache_requests_total{result="unavailable"}`` c
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -28,7 +29,7 @@ from alina.monitoring.metrics import REGISTRY
 log = logging.getLogger(__name__)
 CACHE_REQUESTS = Counter(
     "alina_cache_requests_total",
-    "Model-response cache lookups by result (hit, miss, unavailable)",
+    "Model-response cache lookups by result (hit, miss, unavailable, corrupt)",
     ["result"],
     registry=REGISTRY,
 )
@@ -94,8 +95,15 @@ class ResponseCache:
         if raw is None:
             CACHE_REQUESTS.labels("miss").inc()
             return None
+        try:
+            result = CreateResult.model_validate_json(raw)
+        except ValueError:  # pydantic's ValidationError: a corrupt entry is a miss, and goes
+            CACHE_REQUESTS.labels("corrupt").inc()
+            log.warning("response cache entry %s is not a valid result: dropped", key)
+            with contextlib.suppress(*_REDIS_ERRORS):
+                await self._redis.delete(key)
+            return None
         CACHE_REQUESTS.labels("hit").inc()
-        result = CreateResult.model_validate_json(raw)
         result.cached = True
         return result
 

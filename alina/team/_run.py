@@ -41,6 +41,7 @@ from alina.config import ORCHESTRATOR, AlinaConfig
 from alina.memory_store.checkpoints import MessageRow, PromptRef, ResumePoint, RoutingRow, TurnCommit
 from alina.memory_store.hot import HotState
 from alina.memory_store.vector import VectorMemory
+from alina.memory_store.writer import EventWriter
 from alina.meta_prompts import Prompt
 from alina.models import CallRecord
 from alina.monitoring import metrics
@@ -306,13 +307,20 @@ class TeamRunner:
         mode: Mode = "normal",
         memory: VectorMemory | None = None,
         memory_writer: Callable[[RunResult], Awaitable[None]] | None = None,
+        events: EventWriter | None = None,
     ) -> None:
         """``memory``: the agents retrieve from it before each model call (see ``build_team``).
         ``memory_writer``: called with each finished run's result (``run`` and ``resume``) in a
-        background task, so the run never waits for it; :meth:`flush_memory` waits for it."""
+        background task, so the run never waits for it; :meth:`flush_memory` waits for it.
+        ``events``: the operational log (``events`` table): run start/resume/end and every model
+        call attempt with its outcome (ok, timeout, fallback, cached, ...), no message content;
+        batched off the model path, failing open."""
         self.config = config
         self.sink = sink
         self.hot = hot
+        self.events = events
+        self._calls_logged = 0
+        self._events_warned = False
         self.on_event = on_event
         self.memory_writer = memory_writer
         self._writes: set[asyncio.Task[None]] = set()
@@ -352,6 +360,23 @@ class TeamRunner:
                 logger.warning("%d memory write(s) still running after %gs; dropped", len(late), timeout_s)
                 for task in late:
                     task.cancel()
+
+    async def _log(self, kind: str, run_id: str, payload: dict[str, Any]) -> None:
+        """One operational event; never fails the run (a store that is down is logged once)."""
+        if self.events is None:
+            return
+        try:
+            await self.events.emit(kind, payload, run_id=run_id)
+        except Exception as exc:  # noqa: BLE001 - the event log fails open
+            if not self._events_warned:
+                logger.warning("event log unavailable (%s): run goes on without it", _error_text(exc))
+                self._events_warned = True
+
+    async def _log_calls(self, run_id: str) -> None:
+        """The model call attempts made since the last call of this method."""
+        new, self._calls_logged = self._calls[self._calls_logged :], len(self._calls)
+        for c in new:
+            await self._log("model_call", run_id, asdict(c))
 
     def set_mode(self, mode: str) -> None:
         """Switch the router between ``normal`` and ``safe`` (no order reaches the trader)."""
@@ -425,6 +450,11 @@ class TeamRunner:
         committer = _Committer(self.sink) if self.sink is not None else None
         if self.hot is not None:
             await self.hot.set_run_status(run_id, "running", result.task)
+        self._calls_logged = len(self._calls)
+        if result.resumed_from_turn is not None:
+            await self._log("run_resumed", run_id, {"from_turn": turn, "mode": self.team.router.mode})
+        else:
+            await self._log("run_started", run_id, {"mode": self.team.router.mode})
         self._routing_seen = len(self.team.router.decisions)
         p = _Progress(
             turn=turn, seq=int(position.get("message_count", 0)),
@@ -484,6 +514,12 @@ class TeamRunner:
                 result.error = result.error or f"end of run not saved: {_error_text(exc)}"
         if self.hot is not None:
             await self.hot.set_run_status(run_id, result.status)
+        await self._log_calls(run_id)
+        await self._log("run_finished", run_id, {
+            "status": result.status, "stop_reason": result.stop_reason, "turns": result.turns,
+            "model_calls": result.model_calls, "cached_calls": result.cached_calls,
+            "tool_calls": result.tool_calls, "wall_s": round(result.wall_s, 3),
+        })  # fmt: skip
         self._after_run(result)
         return result
 
@@ -520,6 +556,9 @@ class TeamRunner:
             result.wall_s = p.wall_before + time.monotonic() - p.start
             if committer is not None:
                 await committer.put(await self._commit(result, p))
+            if self.hot is not None:
+                await self.hot.record_turn(result.run_id, p.turn, p.pending)
+            await self._log_calls(result.run_id)
             p.pending, p.pending_routing = [], []
             if result.events and result.events[-1].source == ORCHESTRATOR:
                 result.status = "completed"

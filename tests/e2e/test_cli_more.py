@@ -83,3 +83,39 @@ def test_live_trading_without_all_three_opt_ins_is_refused(alina_config_file: Pa
     )
     assert p.returncode == 2
     assert "live" in p.stderr.lower()
+
+
+@pytest.mark.integration
+def test_db_status_and_migrate_on_an_empty_database(tmp_path: Path, fresh_pg_dsn: str, free_port) -> None:
+    import yaml
+    from psycopg.conninfo import conninfo_to_dict
+
+    from alina.memory_store.migrate import load_migrations
+
+    params = conninfo_to_dict(fresh_pg_dsn)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "paths": {"data_dir": str(tmp_path / "data")},
+        "postgres": {"port": int(params["port"]), "database": params["dbname"]},
+    }))  # fmt: skip
+    names = [m.name for m in load_migrations()]
+
+    before = alina("db", "status", "--json", config=cfg)
+    assert before.returncode == 1, before.stderr  # pending migrations
+    assert [(r["name"], r["applied_at"]) for r in json.loads(before.stdout)] == [(n, None) for n in names]
+
+    applied = alina("db", "migrate", config=cfg)
+    assert applied.returncode == 0, applied.stderr
+    assert [line.split()[-1] for line in applied.stdout.splitlines()] == names
+    again = alina("db", "migrate", config=cfg)
+    assert again.returncode == 0 and "up to date" in again.stdout
+
+    after = alina("db", "status", config=cfg)
+    assert after.returncode == 0, after.stderr
+    assert "PENDING" not in after.stdout and all(n in after.stdout for n in names)
+
+    cfg.write_text(yaml.safe_dump({"postgres": {"port": free_port(), "connect_timeout_s": 2}}))
+    down = alina("db", "migrate", config=cfg)
+    assert down.returncode == 1
+    assert "cannot reach Postgres" in down.stderr and "alina up" in down.stderr
+    assert "Traceback" not in down.stderr

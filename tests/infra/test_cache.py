@@ -105,3 +105,22 @@ async def test_redis_down_means_no_cache_not_an_error(free_port) -> None:
         assert count("unavailable") - before == 4  # two failed gets, two failed sets
     finally:
         await cache.close()
+
+
+async def test_a_corrupt_entry_is_a_miss_that_is_dropped(redis_service) -> None:
+    cache = ResponseCache(redis_service.url)
+    model = CountingModel()
+    client = ResilientClient("trader", model, cache=cache, prompt_version="corrupt-v1")
+    before = count("corrupt")
+    try:
+        assert (await client.create(msgs())).content == "answer 1"
+        keys = [k async for k in cache._redis.scan_iter(match="alina:llm:trader:corrupt-v1:*")]
+        assert len(keys) == 1
+        await cache._redis.set(keys[0], b"{not a result")
+        assert (await client.create(msgs())).content == "answer 2"  # the model again, no error
+        assert count("corrupt") - before == 1
+        assert (await client.create(msgs())).content == "answer 2"  # re-cached
+        assert model.calls == 2
+    finally:
+        await cache.invalidate("trader")
+        await cache.close()

@@ -113,3 +113,22 @@ async def test_failing_migration_rolls_back_and_is_not_recorded(fresh_pg_dsn: st
         assert "half_done" not in await _tables(conn)
         cur = await conn.execute("SELECT count(*) FROM schema_migrations")
         assert await cur.fetchone() == (0,)
+
+
+@pytest.mark.integration
+@pytest.mark.asyncio
+async def test_status_lists_pending_applied_and_unknown_versions(fresh_pg_dsn: str) -> None:
+    from alina.memory_store.migrate import migration_status
+
+    async with await AsyncConnection.connect(fresh_pg_dsn, autocommit=True) as conn:
+        empty = await migration_status(conn)
+        assert [(s.name, s.applied_at, s.known) for s in empty] == [(n, None, True) for n in ALL]
+        assert await _tables(conn) == set()  # status changes nothing
+        await migrate(conn)
+        await conn.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (9999, '9999_from_the_future')"
+        )
+        rows = await migration_status(conn)
+        assert [s.name for s in rows] == [*ALL, "9999_from_the_future"]
+        assert all(s.applied_at is not None for s in rows)
+        assert [s.known for s in rows] == [True] * len(ALL) + [False]

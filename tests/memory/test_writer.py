@@ -291,3 +291,52 @@ async def test_postgres_stopped_mid_burst_loses_nothing(
         assert _checksum(stored) == _checksum([_payload(i) for i in range(10_000)])
     finally:
         await asyncio.to_thread(service.stop)
+
+
+@pytest.mark.integration
+async def test_a_team_run_logs_its_operational_events(fresh_pg_dsn: str) -> None:
+    """Run start, every model call attempt (no message content) and run end, on real Postgres."""
+    from alina.config import AlinaConfig
+    from alina.team import TeamRunner
+    from tests.unit.test_run_memory import TASK, trend_and_health
+
+    async with RunStore(fresh_pg_dsn) as store:
+        events = EventWriter(store)
+        runner = TeamRunner(AlinaConfig(), sink=store, clients=trend_and_health(), events=events)
+        try:
+            r = await runner.run(TASK, run_id="ev-run")
+        finally:
+            await runner.close()
+            await events.close()
+    assert r.status == "completed", r.error
+    async with await psycopg.AsyncConnection.connect(fresh_pg_dsn) as conn:
+        cur = await conn.execute("SELECT kind, payload FROM events WHERE run_id = 'ev-run' ORDER BY id")
+        rows = await cur.fetchall()
+    kinds = [k for k, _ in rows]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    calls = [p for k, p in rows if k == "model_call"]
+    assert len(calls) == r.model_calls + r.cached_calls > 0
+    assert {c["agent"] for c in calls} == {"trader", "monitor", "alina"}
+    assert all(c["outcome"] == "ok" and "content" not in c for c in calls)
+    assert rows[-1][1]["status"] == "completed" and rows[-1][1]["turns"] == r.turns
+
+
+async def test_a_store_that_is_down_never_fails_the_run() -> None:
+    """An event log whose every emit fails: the run completes, the failure is logged once."""
+    from alina.config import AlinaConfig
+    from alina.team import TeamRunner
+    from tests.unit.test_run_memory import TASK, trend_and_health
+
+    class Broken:
+        emitted = 0
+
+        async def emit(self, *a: Any, **kw: Any) -> None:
+            Broken.emitted += 1
+            raise StoreUnavailableError("cannot reach Postgres (test)")
+
+    runner = TeamRunner(AlinaConfig(), clients=trend_and_health(), events=Broken())  # type: ignore[arg-type]
+    try:
+        r = await runner.run(TASK)
+    finally:
+        await runner.close()
+    assert r.status == "completed" and Broken.emitted > 2 and runner._events_warned
