@@ -84,20 +84,19 @@ class HotState:
 
         await self._safe("set_run_status", write())
 
-    async def record_turn(
-        self, run_id: str, turn: int, messages: Iterable[MessageRow]
-    ) -> None:
+    async def record_turn(self, run_id: str, turn: int, messages: Iterable[MessageRow]) -> None:
         """After a turn: the run's position (turn, last speaker) and the turn's messages, the
         run's newest ``RECENT_MAX`` kept, each content cut to ``RECENT_CHARS``."""
+        messages = list(messages)
         rows = [_hot_row(m) for m in messages]
+        last = messages[-1].source if messages else None
 
         async def write() -> None:
             key = f"alina:run:{run_id}"
-            fields: dict[str | bytes, str | bytes | int | float] = {
-                "turn": turn, "updated_at": f"{time.time():.3f}"
-            }
-            if rows:
-                fields["last_speaker"] = json.loads(rows[-1])["source"]
+            fields: dict[str | bytes, str | bytes | int | float] = {"turn": turn}
+            fields["updated_at"] = f"{time.time():.3f}"
+            if last is not None:
+                fields["last_speaker"] = last
             async with self._redis.pipeline(transaction=True) as p:
                 p.hset(key, mapping=fields)  # type: ignore[arg-type]
                 p.expire(key, RUN_TTL_S)
