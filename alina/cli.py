@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -97,6 +98,8 @@ def _fail(exc: BaseException) -> NoReturn:
 
 def _guarded(fn: Callable[[], T]) -> T:
     from alina.memory_store import RunBusyError, StoreUnavailableError
+    from alina.memory_store.embeddings import EmbedderUnavailableError
+    from alina.memory_store.vector import VectorStoreError
     from alina.meta_prompts import PromptError
     from alina.models import ModelError
     from alina.runtime.services import ServiceError
@@ -107,7 +110,7 @@ def _guarded(fn: Callable[[], T]) -> T:
         return fn()
     except (
         ConfigError, PromptError, SnapshotError, StoreUnavailableError, ServiceError, ModelError,
-        TradingError, CommandFailed, ResumeError, RunBusyError,
+        TradingError, CommandFailed, ResumeError, RunBusyError, VectorStoreError, EmbedderUnavailableError,
     ) as exc:  # fmt: skip
         _fail(exc)
 
@@ -657,6 +660,10 @@ def memory_search(
     from alina.memory_store.vector import VectorMemory
 
     cfg = _load(config)
+    if not query.strip():
+        _fail(typer.BadParameter("the search query is empty"))
+    if agent is not None:
+        _known_agent(cfg, agent, "--agent")
 
     async def go() -> Any:
         memory = VectorMemory(cfg.memory, base_dir=cfg.data_dir())
@@ -671,7 +678,76 @@ def memory_search(
         return
     for i, h in enumerate(report.hits, 1):
         where = f"run {h.run_id[:8]}#{h.message_seq}" if h.run_id else "-"
-        out.print(f"{i:>2} {h.score:.2f} {h.kind:<8} {h.scope:<9} {where:<14} {escape(h.text[:100])}")
+        text = escape(h.text[:100])
+        out.print(f"{i:>2} {h.score:.2f} {h.kind:<8} {h.scope:<9} {where:<14} {text}  [dim]{h.id}[/]")
+
+
+def _known_agent(cfg: AlinaConfig, name: str, option: str) -> None:
+    if name not in cfg.agents:
+        _fail(typer.BadParameter(f"{option}: no agent {name!r} (agents: {', '.join(sorted(cfg.agents))})"))
+
+
+@memory_app.command("add")
+def memory_add(
+    text: str = typer.Argument(..., help="what the team should remember (one short fact or lesson)"),
+    kind: str = typer.Option("note", help="note | lesson | decision | alert | outcome"),
+    scope: str = typer.Option("shared", help="`shared` (every agent) or one agent's name"),
+    as_json: bool = typer.Option(False, "--json"),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Teach the team: store a note or lesson that agents retrieve before their model calls."""
+    from alina.memory_store.vector import KINDS, SHARED, VectorMemory
+
+    cfg = _load(config)
+    if not text.strip():
+        _fail(typer.BadParameter("the text is empty"))
+    if kind not in KINDS:
+        _fail(typer.BadParameter(f"--kind must be one of {', '.join(KINDS)} (got {kind!r})"))
+    if scope != SHARED:
+        _known_agent(cfg, scope, "--scope")
+
+    text = text.strip()
+    # The id is the content's: adding the same note twice stores it once.
+    memory_id = hashlib.sha256(f"{scope}\0{kind}\0{text}".encode()).hexdigest()[:32]
+
+    async def go() -> str:
+        memory = VectorMemory(cfg.memory, base_dir=cfg.data_dir())
+        try:
+            return await memory.remember(text, kind=kind, scope=scope, id=memory_id)
+        finally:
+            await memory.close()
+
+    with err.status("embedding and storing ..."):
+        memory_id = _run_async(go())
+    if as_json:
+        sys.stdout.write(json.dumps({"id": memory_id, "kind": kind, "scope": scope}) + "\n")
+    else:
+        out.print(f"remembered {memory_id} ({kind}, scope {scope}); `alina memory forget ID` removes it")
+
+
+@memory_app.command("forget")
+def memory_forget(
+    ids: list[str] = typer.Argument(..., help="memory ids (shown by `memory search` and `memory add`)"),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Delete memories by id from every scope. Exit 1 if none of them existed."""
+    from alina.memory_store.vector import VectorMemory
+
+    cfg = _load(config)
+
+    async def go() -> int:
+        memory = VectorMemory(cfg.memory, base_dir=cfg.data_dir())
+        try:
+            before = await memory.count()
+            await memory.delete(ids)
+            return before - await memory.count()
+        finally:
+            await memory.close()
+
+    deleted = _run_async(go())
+    out.print(f"forgot {deleted} of {len(ids)} memor{'y' if len(ids) == 1 else 'ies'}")
+    if deleted == 0:
+        raise typer.Exit(EXIT_FAILURE)
 
 
 @memory_app.command("stats")

@@ -86,3 +86,42 @@ async def test_stats_report_a_down_backend_without_failing(free_port: Any, tmp_p
     skipped = await memory_stats(pg_dsn=None, redis_url=None, memory=None)
     assert skipped.to_dict() == {"postgres": {"skipped": True}, "redis": {"skipped": True},
                                  "vectors": {"skipped": True}}  # fmt: skip
+
+
+def test_cli_add_search_forget_and_bad_input(tmp_path: Path) -> None:
+    """`alina memory add|search|forget` on real Chroma and MiniLM, in a fresh data dir; bad input
+    exits 2 with the reason and no traceback."""
+    import yaml
+
+    from tests.e2e.test_cli import alina
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"paths": {"data_dir": str(tmp_path / "data")}}))
+    lesson = "Quote BTC prices together with the candle time they come from"
+    added = alina("memory", "add", lesson, "--kind", "lesson", "--json", config=cfg)
+    assert added.returncode == 0, added.stderr
+    got = json.loads(added.stdout)
+    assert (got["kind"], got["scope"]) == ("lesson", "shared")
+    again = alina("memory", "add", f"  {lesson} ", "--kind", "lesson", "--json", config=cfg)
+    assert json.loads(again.stdout)["id"] == got["id"]  # the same note is stored once
+
+    found = alina("memory", "search", "when was this bitcoin price taken?", "--agent", "trader",
+                  "--json", config=cfg)  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout)["hits"]
+    assert [(h["id"], h["kind"], h["text"]) for h in hits] == [(got["id"], "lesson", lesson)]
+
+    for args, reason in [
+        (("memory", "add", "   "), "empty"),
+        (("memory", "add", "x", "--kind", "rumour"), "--kind"),
+        (("memory", "add", "x", "--scope", "nobody"), "--scope"),
+        (("memory", "search", " "), "empty"),
+        (("memory", "search", "btc", "--agent", "nobody"), "--agent"),
+    ]:
+        bad = alina(*args, config=cfg)
+        assert bad.returncode == 2 and reason in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+
+    gone = alina("memory", "forget", got["id"], config=cfg)
+    assert gone.returncode == 0 and "forgot 1 of 1" in gone.stdout, gone.stderr
+    assert alina("memory", "forget", got["id"], config=cfg).returncode == 1  # nothing left to forget
+    assert json.loads(alina("memory", "search", lesson, "--json", config=cfg).stdout)["hits"] == []
