@@ -16,9 +16,11 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 import psutil
 from autogen_core.tools import FunctionTool
@@ -201,16 +203,72 @@ def system_health() -> str:
 # --------------------------------------------------------------------------- optimizer
 
 
-def score_answer(answer: str, task: str = "") -> str:
-    """Score an answer from 0 to 1 with a fixed rubric and list which criteria pass or fail.
+class _Message(Protocol):
+    @property
+    def source(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def content(self) -> str: ...
 
-    Args:
-        answer: The answer text to score.
-        task: The task or question the answer responds to (optional, improves the score).
-    """
+
+@dataclass(frozen=True)
+class Conversation:
+    """The run a tool is called in: its task and its messages so far (a live list)."""
+
+    task: str
+    messages: Sequence[_Message]
+
+
+_CONVERSATION: ContextVar[Conversation | None] = ContextVar("alina_conversation", default=None)
+
+
+@contextmanager
+def conversation_scope(task: str, messages: Sequence[_Message]) -> Iterator[None]:
+    """Let tools called inside (and in tasks started inside) read the run's conversation.
+    ``messages`` is read when a tool runs, so the run loop passes the list it appends to."""
+    token = _CONVERSATION.set(Conversation(task, messages))
+    try:
+        yield
+    finally:
+        _CONVERSATION.reset(token)
+
+
+def score_text(answer: str, task: str = "") -> str:
+    """The rubric's verdict on ``answer`` to ``task``: score, criteria, the failed ones."""
     result = rubric_score(answer, task)
     failed = [n for n in result.notes if not n.endswith("n/a")]
     return result.to_text() + (f" ({'; '.join(failed[:2])})" if failed else "")
+
+
+def _request_material(task: str) -> str:
+    """What the user asked to have scored: the text after the first colon, or the request."""
+    head, colon, rest = task.partition(":")
+    return rest.strip() if colon and rest.strip() else task.strip()
+
+
+def score_answer(of: Literal["latest", "trader", "monitor", "request"] = "latest") -> str:
+    """Score a report of this run from 0 to 1 with a fixed rubric; list the criteria that fail.
+
+    Args:
+        of: Whose text to score: latest (the newest specialist report, else the text in the
+            user's request), trader, monitor, or request (the text the user gave).
+    """
+    conv = _CONVERSATION.get()
+    if conv is None:
+        return f"{ERROR_PREFIX} score_answer scores the reports of a team run; no run is active"
+    if of != "request":
+        # Chat messages of the specialists (not tool events, not the optimizer's own scores).
+        reports = [
+            m for m in list(conv.messages)  # a snapshot: the run loop appends to the list
+            if not m.type.endswith("Event") and m.source not in ("user", "optimizer")
+            and (of == "latest" or m.source == of)
+        ]  # fmt: skip
+        if reports:
+            return f"{reports[-1].source}'s report: " + score_text(reports[-1].content, conv.task)
+        if of != "latest":
+            return f"{ERROR_PREFIX} no report from {of} in this run yet; ask {of} first"
+    return "the request's text: " + score_text(_request_material(conv.task), conv.task)
 
 
 # --------------------------------------------------------------------------- registry

@@ -45,6 +45,7 @@ from alina.memory_store.writer import EventWriter
 from alina.meta_prompts import Prompt
 from alina.models import CallRecord
 from alina.monitoring import metrics
+from alina.skills.builtin import conversation_scope
 from alina.team._routing import Mode, RouteDecision
 from alina.team._team import AlinaTeam, build_team
 
@@ -465,7 +466,9 @@ class TeamRunner:
         # The turns run in their own task: a timeout or a cancellation of this one cancels the
         # team's token FIRST, so the model call in flight stops and AutoGen's stream can close
         # (closing it while a call still runs would wait for that call).
-        turns = asyncio.ensure_future(self._take_turns(result, task, p, committer, token))
+        # The tools of this run's turns can read its conversation (the optimizer scores reports).
+        with conversation_scope(result.task, result.events):
+            turns = asyncio.ensure_future(self._take_turns(result, task, p, committer, token))
         try:
             async with asyncio.timeout(self.config.team.wall_time_s):
                 await asyncio.shield(turns)

@@ -21,6 +21,7 @@ from alina.skills.builtin import (
     instrument,
     parse_args_doc,
     score_answer,
+    score_text,
     system_health,
     tools_for,
 )
@@ -101,9 +102,9 @@ def test_tool_schemas_have_types_defaults_descriptions():
     assert p["properties"]["symbol"]["type"] == "string"
 
     p = schemas["score_answer"]["parameters"]
-    assert p["required"] == ["answer"]
-    assert p["properties"]["answer"]["type"] == "string" and "default" not in p["properties"]["answer"]
-    assert p["properties"]["task"]["default"] == ""
+    assert p["required"] == []  # nothing for a small model to copy: it names whose report to score
+    assert p["properties"]["of"]["enum"] == ["latest", "trader", "monitor", "request"]
+    assert p["properties"]["of"]["default"] == "latest"
 
     assert schemas["system_health"]["parameters"]["properties"] == {}
 
@@ -235,13 +236,37 @@ def test_evaluate_health_thresholds():
 # --------------------------------------------------------------------------- optimizer
 
 
-def test_score_answer_tool_output():
-    good = score_answer(
+def test_score_text_output():
+    good = score_text(
         "BTC/USDT last price 21,925.7, trend downtrend (-4.25% over 24h).", "What is the BTC price and trend?"
     )
     assert good.startswith("score 1.00: non_empty=pass, length_ok=pass, has_numbers=pass")
-    bad = score_answer("I'm sorry, I cannot help with that.", "What is the BTC price?")
+    bad = score_text("I'm sorry, I cannot help with that.", "What is the BTC price?")
     m = re.match(r"score (\d\.\d\d): ", bad)
     assert m and float(m.group(1)) < 0.8
     assert "no_refusal=fail" in bad and "has_numbers=fail" in bad
-    assert score_answer("") == "score 0.00: non_empty=fail (empty answer)"
+    assert score_text("") == "score 0.00: non_empty=fail (empty answer)"
+
+
+def test_score_answer_scores_the_runs_reports_not_model_copied_text():
+    from alina.memory_store.checkpoints import MessageRow
+    from alina.skills.builtin import conversation_scope
+
+    assert score_answer().startswith("error:")  # outside a run
+    task = "Check health, then summarise the BTC trend and score the summary"
+    trend = "BTC/USDT close 21,925.7 (-4.25%), trend downtrend"
+    messages = [
+        MessageRow(1, "user", "TextMessage", task),
+        MessageRow(2, "monitor", "ToolCallRequestEvent", "[...]"),
+        MessageRow(3, "monitor", "ToolCallSummaryMessage", "healthy: process cpu 3.1%"),
+    ]
+    with conversation_scope(task, messages):
+        assert score_answer("trader") == "error: no report from trader in this run yet; ask trader first"
+        messages.append(MessageRow(4, "trader", "ToolCallSummaryMessage", trend))  # read live
+        messages.append(MessageRow(5, "optimizer", "ToolCallSummaryMessage", "score 0.10: ..."))
+        assert score_answer() == "trader's report: " + score_text(trend, task)
+        assert score_answer("monitor") == "monitor's report: " + score_text("healthy: process cpu 3.1%", task)
+    request = "@optimizer score this: BTC rose 3% today"
+    with conversation_scope(request, []):
+        assert score_answer() == "the request's text: " + score_text("BTC rose 3% today", request)
+        assert score_answer("request") == score_answer()

@@ -78,13 +78,14 @@ async def test_trend_and_health_task_routes_by_rules_without_selector_calls() ->
 async def test_explicit_mention_wins_over_keywords() -> None:
     runner = TeamRunner(
         AlinaConfig(),
-        clients=clients(
-            optimizer=[call("score_answer", '{"answer": "BTC rose 3%", "task": "trend?"}')], alina=["Scored."]
-        ),
+        clients=clients(optimizer=[call("score_answer", '{"of": "latest"}')], alina=["Scored."]),
     )
     r = await runner.run("@optimizer score this answer about the BTC price trend: BTC rose 3%")
     assert r.status == "completed", r.error
     assert [(d.speaker, d.method) for d in r.routing] == [("optimizer", "mention"), ("alina", "done")]
+    # The tool, run in the skill loader's thread inside AutoGen, saw this run's conversation.
+    scored = [e.content for e in r.events if e.source == "optimizer" and e.type == "ToolCallExecutionEvent"]
+    assert len(scored) == 1 and "the request's text: score " in scored[0], scored
 
 
 async def test_model_picks_the_speaker_when_no_rule_applies_then_alina_concludes() -> None:
