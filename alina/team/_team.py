@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -90,6 +91,21 @@ def retrieving_agents(config: AlinaConfig) -> set[str]:
     return set(every if config.memory.agents is None else config.memory.agents) & set(every)
 
 
+class _DropEchoedGroupChatErrors(logging.Filter):
+    """AutoGen 0.7.5 publishes an agent's failure (``GroupChatError``) to the whole group; every
+    other agent container rejects it with ``ValueError: Unhandled message in agent container``,
+    which the runtime logs with a traceback, once per agent. The failure itself reaches the
+    group chat manager and the run reports it; these echoes are noise, so they are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, ValueError) and "Unhandled message in agent container" in str(exc)
+                    and "GroupChatError" in str(exc))  # fmt: skip
+
+
+_ECHO_FILTER = _DropEchoedGroupChatErrors()
+
+
 def build_team(
     config: AlinaConfig,
     *,
@@ -107,6 +123,7 @@ def build_team(
     (a resumed run uses the ones it was checkpointed with). With ``memory`` (and
     ``memory.enabled``), each agent named in ``memory.agents`` (default all) retrieves from its
     view ``memory.for_agent(name)`` (its scope + shared) before every model call."""
+    logging.getLogger("autogen_core").addFilter(_ECHO_FILTER)  # idempotent: a filter is added once
     specs = agent_specs(config)
     retrieving = retrieving_agents(config) if memory is not None else set()
     used = {name: (prompts or {}).get(name, spec.prompt) for name, spec in specs.items()}

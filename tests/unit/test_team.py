@@ -164,3 +164,13 @@ async def test_real_model_requests_are_blocked_in_unit_tests() -> None:
 
     with pytest.raises(RealModelCallBlocked):
         await client.create([UserMessage(content="hi", source="user")])
+
+
+async def test_a_failing_agent_fails_the_run_once_without_autogens_echoed_tracebacks(caplog) -> None:
+    """AutoGen echoes an agent's failure to every other agent, each logging a ValueError with a
+    traceback; the run reports the real error once and the echoes are dropped."""
+    runner = TeamRunner(AlinaConfig(), clients=clients(monitor=[call("system_health")]))  # trader: no reply
+    with caplog.at_level("ERROR", logger="autogen_core"):
+        r = await runner.run(TASK)
+    assert r.status == "failed" and r.error, r
+    assert not [rec for rec in caplog.records if "Unhandled message in agent container" in str(rec.exc_info)]
