@@ -214,19 +214,19 @@ class _Message(Protocol):
 
 @dataclass(frozen=True)
 class Conversation:
-    """The run a tool is called in: its task and its messages so far (a live list)."""
+    """The run a tool is called in: its task, and its messages so far (called when read)."""
 
     task: str
-    messages: Sequence[_Message]
+    messages: Callable[[], Sequence[_Message]]
 
 
 _CONVERSATION: ContextVar[Conversation | None] = ContextVar("alina_conversation", default=None)
 
 
 @contextmanager
-def conversation_scope(task: str, messages: Sequence[_Message]) -> Iterator[None]:
+def conversation_scope(task: str, messages: Callable[[], Sequence[_Message]]) -> Iterator[None]:
     """Let tools called inside (and in tasks started inside) read the run's conversation.
-    ``messages`` is read when a tool runs, so the run loop passes the list it appends to."""
+    ``messages()`` is called when a tool runs and returns the messages up to that moment."""
     token = _CONVERSATION.set(Conversation(task, messages))
     try:
         yield
@@ -260,7 +260,7 @@ def score_answer(of: Literal["latest", "trader", "monitor", "request"] = "latest
     if of != "request":
         # Chat messages of the specialists (not tool events, not the optimizer's own scores).
         reports = [
-            m for m in list(conv.messages)  # a snapshot: the run loop appends to the list
+            m for m in conv.messages()
             if not m.type.endswith("Event") and m.source not in ("user", "optimizer")
             and (of == "latest" or m.source == of)
         ]  # fmt: skip

@@ -22,7 +22,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -294,6 +294,18 @@ async def _stop(turns: asyncio.Future[None], token: CancellationToken, grace_s: 
         turns.exception()  # retrieved: the cancellation's own error is expected here
 
 
+def _thread_messages(state: Mapping[str, Any]) -> list[MessageRow]:
+    """The chat messages (text content) in a team state: its group chat manager's thread."""
+    for agent_state in state.get("agent_states", {}).values():
+        if isinstance(agent_state, Mapping) and "message_thread" in agent_state:
+            return [
+                MessageRow(0, str(m.get("source", "")), str(m.get("type", "")), m["content"])
+                for m in agent_state["message_thread"]
+                if isinstance(m, Mapping) and isinstance(m.get("content"), str)
+            ]
+    return []
+
+
 class TeamRunner:
     """Runs tasks on one ALINA team, checkpoints every turn, and resumes interrupted runs."""
 
@@ -466,8 +478,10 @@ class TeamRunner:
         # The turns run in their own task: a timeout or a cancellation of this one cancels the
         # team's token FIRST, so the model call in flight stops and AutoGen's stream can close
         # (closing it while a call still runs would wait for that call).
-        # The tools of this run's turns can read its conversation (the optimizer scores reports).
-        with conversation_scope(result.task, result.events):
+        # The tools of this run's turns can read its conversation (the optimizer scores reports):
+        # what the team already holds (a resumed run's checkpoint, a chat's earlier tasks) + this.
+        earlier = _thread_messages(await self.team.team.save_state())
+        with conversation_scope(result.task, lambda: [*earlier, *result.events]):
             turns = asyncio.ensure_future(self._take_turns(result, task, p, committer, token))
         try:
             async with asyncio.timeout(self.config.team.wall_time_s):

@@ -260,13 +260,13 @@ def test_score_answer_scores_the_runs_reports_not_model_copied_text():
         MessageRow(2, "monitor", "ToolCallRequestEvent", "[...]"),
         MessageRow(3, "monitor", "ToolCallSummaryMessage", "healthy: process cpu 3.1%"),
     ]
-    with conversation_scope(task, messages):
+    with conversation_scope(task, lambda: messages):
         assert score_answer("trader") == "error: no report from trader in this run yet; ask trader first"
         messages.append(MessageRow(4, "trader", "ToolCallSummaryMessage", trend))  # read live
         messages.append(MessageRow(5, "optimizer", "ToolCallSummaryMessage", "score 0.10: ..."))
         assert score_answer() == "trader's report: " + score_text(trend, task)
         assert score_answer("monitor") == "monitor's report: " + score_text("healthy: process cpu 3.1%", task)
     request = "@optimizer score this: BTC rose 3% today"
-    with conversation_scope(request, []):
+    with conversation_scope(request, list):
         assert score_answer() == "the request's text: " + score_text("BTC rose 3% today", request)
         assert score_answer("request") == score_answer()

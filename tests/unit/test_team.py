@@ -15,6 +15,7 @@ from autogen_ext.models.replay import ReplayChatCompletionClient
 from alina.config import AlinaConfig
 from alina.models import ModelTimeoutError, RealModelCallBlocked, ResilientClient
 from alina.models.openai_compat import OpenAICompatClient
+from alina.skills.builtin import score_text
 from alina.team import MemorySink, TeamRunner
 from tests.scripted import INFO, call, replay
 
@@ -174,3 +175,25 @@ async def test_a_failing_agent_fails_the_run_once_without_autogens_echoed_traceb
         r = await runner.run(TASK)
     assert r.status == "failed" and r.error, r
     assert not [rec for rec in caplog.records if "Unhandled message in agent container" in str(rec.exc_info)]
+
+
+async def test_the_optimizer_scores_a_report_from_earlier_in_the_conversation() -> None:
+    """A chat follow-up (like a resumed run) starts with messages the team already holds: the
+    optimizer's tool reads those too, so it scores the trader's real report, not the request."""
+    runner = TeamRunner(
+        AlinaConfig(),
+        clients=clients(
+            trader=[call("get_price")],
+            optimizer=[call("score_answer", '{"of": "trader"}')],
+            alina=["Price given.", "Scored."],
+        ),
+    )
+    first = await runner.run("What is the BTC price?")
+    assert first.status == "completed", first.error
+    summary, executed = ("trader", "ToolCallSummaryMessage"), ("optimizer", "ToolCallExecutionEvent")
+    report = next(e.content for e in first.events if (e.source, e.type) == summary)
+    follow_up = "@optimizer score the trader's report"
+    second = await runner.run(follow_up)
+    assert second.status == "completed", second.error
+    scored = [e.content for e in second.events if (e.source, e.type) == executed]
+    assert len(scored) == 1 and "trader's report: " + score_text(report, follow_up) in scored[0], scored
