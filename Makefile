@@ -32,8 +32,8 @@ test: setup ## set up and run the whole test suite (unit, integration, end-to-en
 test-unit: setup ## only the fast unit tests
 	@$(PY) -m pytest -p no:cacheprovider -m "not integration and not slow"
 
-bench: setup ## run every benchmark (writes bench/results/)
-	@$(PY) -m bench provider && $(PY) -m bench trading
+bench: setup ## run every benchmark (writes bench/results/; about an hour)
+	@for b in $$($(PY) -m bench --list | cut -d' ' -f1); do $(PY) -m bench $$b || exit 1; done
 
 doctor: setup ## check model, Postgres, Redis and disk
 	@$(ALINA) doctor
