@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -119,3 +120,47 @@ def test_db_status_and_migrate_on_an_empty_database(tmp_path: Path, fresh_pg_dsn
     assert down.returncode == 1
     assert "cannot reach Postgres" in down.stderr and "alina up" in down.stderr
     assert "Traceback" not in down.stderr
+
+
+@pytest.mark.integration
+def test_runs_show_adds_the_live_context_of_a_run_still_going(
+    alina_config_file: Path, pg_service, redis_service
+) -> None:
+    """A run held by a live process: `runs show` adds Redis's turn, last speaker and the message
+    Postgres does not have yet; once the process is gone it is `interrupted` and shows none."""
+    import asyncio
+    import uuid
+
+    from alina.memory_store import RunStore
+    from alina.memory_store.checkpoints import MessageRow
+    from alina.memory_store.hot import HotState
+
+    run_id = uuid.uuid4().hex
+
+    def show(*extra: str) -> Any:
+        return asyncio.to_thread(alina, "runs", "show", run_id, *extra, config=alina_config_file)
+
+    async def scenario() -> tuple[Any, Any, Any]:
+        async with RunStore(pg_service.dsn) as store:
+            await store.create_run(run_id, "price, then health", {})
+            await store.add_message(run_id, 1, "user", "TextMessage", "price, then health")
+            hot = HotState(redis_service.url)
+            try:
+                await hot.set_run_status(run_id, "running", "price, then health")
+                report = MessageRow(2, "trader", "ToolCallSummaryMessage", "BTC 21,925.7")
+                await hot.record_turn(run_id, 1, [report])
+                async with store.run_lock(run_id):  # this process "runs" it
+                    shown, text = await show("--json"), await show()
+            finally:
+                await hot.close()
+        after = await show("--json")
+        return shown, text, after
+
+    shown, text, after = asyncio.run(scenario())
+    assert shown.returncode == 0, shown.stderr
+    live = json.loads(shown.stdout)["live"]
+    assert (live["turn"], live["last_speaker"]) == ("1", "trader")
+    assert [(m["seq"], m["content"]) for m in live["recent"]] == [(2, "BTC 21,925.7")]
+    assert "BTC 21,925.7  (live, not yet in Postgres)" in text.stdout and "last speaker trader" in text.stdout
+    gone = json.loads(after.stdout)
+    assert gone["interrupted"] and "live" not in gone
