@@ -309,8 +309,10 @@ def query_text(messages: Sequence[LLMMessage], max_chars: int = 2000) -> str:
 
 
 def render_hits(hits: Sequence[MemoryHit]) -> str:
-    """Retrieved memories as compact prompt lines: ``- [kind] text``."""
-    return "\n".join(f"- [{h.kind}] {' '.join(h.text.split())}" for h in hits)
+    """Retrieved memories as compact prompt lines: ``- [kind] text``, each line once (runs with
+    the same outcome leave identical memories; repeating them costs prompt tokens, adds nothing)."""
+    lines = (f"- [{h.kind}] {' '.join(h.text.split())}" for h in hits)
+    return "\n".join(dict.fromkeys(lines))
 
 
 # -- the Chroma collections, shared by every agent's view ----------------------------------------

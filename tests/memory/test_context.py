@@ -179,3 +179,14 @@ async def test_assistant_agent_prompt_prefix_is_stable_and_memory_does_not_accum
     state = await agent.save_state()
     assert "Relevant memory" not in str(state)
     assert len(blocks(await agent._model_context.get_messages())) == 1
+
+
+def test_identical_memories_are_rendered_once_in_score_order() -> None:
+    from alina.memory_store.vector import MemoryHit, render_hits
+
+    def hit(text: str, score: float, kind: str = "outcome") -> MemoryHit:
+        return MemoryHit(f"id{score}", text, score, kind, "shared", None, None, None)
+
+    same = "Task: BTC trend? | Outcome (completed): downtrend"
+    block = render_hits([hit(same, 0.9), hit("healthy", 0.8, "note"), hit(same + "  ", 0.7)])
+    assert block.splitlines() == [f"- [outcome] {same}", "- [note] healthy"]
