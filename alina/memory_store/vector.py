@@ -308,6 +308,18 @@ def query_text(messages: Sequence[LLMMessage], max_chars: int = 2000) -> str:
     return ""
 
 
+def _unique(hits: Sequence[MemoryHit]) -> list[MemoryHit]:
+    """Runs with the same outcome leave identical memories: keep the first (best-scored) one."""
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for h in hits:
+        key = (h.kind, " ".join(h.text.split()))
+        if key not in seen:
+            seen.add(key)
+            kept.append(h)
+    return kept
+
+
 def render_hits(hits: Sequence[MemoryHit]) -> str:
     """Retrieved memories as compact prompt lines: ``- [kind] text``, each line once (runs with
     the same outcome leave identical memories; repeating them costs prompt tokens, adds nothing)."""
@@ -670,6 +682,7 @@ class VectorMemory(Memory):
                     history = await model_context.get_messages()
                 text = query_text(history)
                 hits = await self.search(text) if text else []
+            hits = _unique(hits)
         except TimeoutError:
             observe_retrieval("timeout", time.perf_counter() - t0)
             self._health.timed_out(self, self.config.retrieval_timeout_s)

@@ -182,11 +182,12 @@ async def test_assistant_agent_prompt_prefix_is_stable_and_memory_does_not_accum
 
 
 def test_identical_memories_are_rendered_once_in_score_order() -> None:
-    from alina.memory_store.vector import MemoryHit, render_hits
+    from alina.memory_store.vector import MemoryHit, _unique, render_hits
 
     def hit(text: str, score: float, kind: str = "outcome") -> MemoryHit:
         return MemoryHit(f"id{score}", text, score, kind, "shared", None, None, None)
 
     same = "Task: BTC trend? | Outcome (completed): downtrend"
-    block = render_hits([hit(same, 0.9), hit("healthy", 0.8, "note"), hit(same + "  ", 0.7)])
-    assert block.splitlines() == [f"- [outcome] {same}", "- [note] healthy"]
+    hits = [hit(same, 0.9), hit("healthy", 0.8, "note"), hit(same + "  ", 0.7), hit("flat", 0.6)]
+    assert render_hits(hits).splitlines() == [f"- [outcome] {same}", "- [note] healthy", "- [outcome] flat"]
+    assert [h.score for h in _unique(hits)] == [0.9, 0.8, 0.6]
