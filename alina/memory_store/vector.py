@@ -308,23 +308,23 @@ def query_text(messages: Sequence[LLMMessage], max_chars: int = 2000) -> str:
     return ""
 
 
+def _line(hit: MemoryHit) -> str:
+    """A retrieved memory as one compact prompt line: ``- [kind] text``."""
+    return f"- [{hit.kind}] {' '.join(hit.text.split())}"
+
+
 def _unique(hits: Sequence[MemoryHit]) -> list[MemoryHit]:
-    """Runs with the same outcome leave identical memories: keep the first (best-scored) one."""
-    seen: set[tuple[str, str]] = set()
-    kept = []
+    """Runs with the same outcome leave identical memories: of the hits that make the same
+    prompt line, keep the first (best-scored); repeating them costs tokens and adds nothing."""
+    first: dict[str, MemoryHit] = {}
     for h in hits:
-        key = (h.kind, " ".join(h.text.split()))
-        if key not in seen:
-            seen.add(key)
-            kept.append(h)
-    return kept
+        first.setdefault(_line(h), h)
+    return list(first.values())
 
 
 def render_hits(hits: Sequence[MemoryHit]) -> str:
-    """Retrieved memories as compact prompt lines: ``- [kind] text``, each line once (runs with
-    the same outcome leave identical memories; repeating them costs prompt tokens, adds nothing)."""
-    lines = (f"- [{h.kind}] {' '.join(h.text.split())}" for h in hits)
-    return "\n".join(dict.fromkeys(lines))
+    """Retrieved memories as compact prompt lines, each line once."""
+    return "\n".join(_line(h) for h in _unique(hits))
 
 
 # -- the Chroma collections, shared by every agent's view ----------------------------------------
