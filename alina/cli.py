@@ -183,6 +183,17 @@ async def _with_pg(cfg: AlinaConfig, fn: Callable[[Any], Coroutine[Any, Any, T]]
         return await fn(conn)
 
 
+async def _with_memory(cfg: AlinaConfig, fn: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    """``fn(memory)`` on the configured vector memory, closed afterwards."""
+    from alina.memory_store.vector import VectorMemory
+
+    memory = VectorMemory(cfg.memory, base_dir=cfg.data_dir())
+    try:
+        return await fn(memory)
+    finally:
+        await memory.close()
+
+
 async def _apply_migrations(conn: Any) -> list[str]:
     from alina.memory_store import migrate
 
@@ -657,7 +668,6 @@ def memory_search(
 ) -> None:
     """Ranked memories for a query, with scores and provenance."""
     from alina.memory_store.commands import search_memory
-    from alina.memory_store.vector import VectorMemory
 
     cfg = _load(config)
     if not query.strip():
@@ -665,14 +675,10 @@ def memory_search(
     if agent is not None:
         _known_agent(cfg, agent, "--agent")
 
-    async def go() -> Any:
-        memory = VectorMemory(cfg.memory, base_dir=cfg.data_dir())
-        try:
-            return await search_memory(memory, query, agent=agent, top_k=top_k)
-        finally:
-            await memory.close()
+    async def go(memory: Any) -> Any:
+        return await search_memory(memory, query, agent=agent, top_k=top_k)
 
-    report = _run_async(go())
+    report = _run_async(_with_memory(cfg, go))
     if as_json:
         sys.stdout.write(json.dumps(_jsonable(report.to_dict())) + "\n")
         return
@@ -696,7 +702,7 @@ def memory_add(
     config: Path | None = ConfigOption,
 ) -> None:
     """Teach the team: store a note or lesson that agents retrieve before their model calls."""
-    from alina.memory_store.vector import KINDS, SHARED, VectorMemory
+    from alina.memory_store.vector import KINDS, SHARED
 
     cfg = _load(config)
     if not text.strip():
@@ -710,15 +716,11 @@ def memory_add(
     # The id is the content's: adding the same note twice stores it once.
     memory_id = hashlib.sha256(f"{scope}\0{kind}\0{text}".encode()).hexdigest()[:32]
 
-    async def go() -> str:
-        memory = VectorMemory(cfg.memory, base_dir=cfg.data_dir())
-        try:
-            return await memory.remember(text, kind=kind, scope=scope, id=memory_id)
-        finally:
-            await memory.close()
+    async def go(memory: Any) -> str:
+        return await memory.remember(text, kind=kind, scope=scope, id=memory_id)
 
     with err.status("embedding and storing ..."):
-        memory_id = _run_async(go())
+        memory_id = _run_async(_with_memory(cfg, go))
     if as_json:
         sys.stdout.write(json.dumps({"id": memory_id, "kind": kind, "scope": scope}) + "\n")
     else:
@@ -731,20 +733,15 @@ def memory_forget(
     config: Path | None = ConfigOption,
 ) -> None:
     """Delete memories by id from every scope. Exit 1 if none of them existed."""
-    from alina.memory_store.vector import VectorMemory
 
     cfg = _load(config)
 
-    async def go() -> int:
-        memory = VectorMemory(cfg.memory, base_dir=cfg.data_dir())
-        try:
-            before = await memory.count()
-            await memory.delete(ids)
-            return before - await memory.count()
-        finally:
-            await memory.close()
+    async def go(memory: Any) -> int:
+        before = await memory.count()
+        await memory.delete(ids)
+        return int(before - await memory.count())
 
-    deleted = _run_async(go())
+    deleted = _run_async(_with_memory(cfg, go))
     out.print(f"forgot {deleted} of {len(ids)} memor{'y' if len(ids) == 1 else 'ies'}")
     if deleted == 0:
         raise typer.Exit(EXIT_FAILURE)
@@ -756,18 +753,13 @@ def memory_stats_cmd(
 ) -> None:
     """Counts and sizes per store (Postgres tables, Redis keys, vectors)."""
     from alina.memory_store.commands import memory_stats
-    from alina.memory_store.vector import VectorMemory
 
     cfg = _load(config)
 
-    async def go() -> Any:
-        memory = VectorMemory(cfg.memory, base_dir=cfg.data_dir())
-        try:
-            return await memory_stats(pg_dsn=cfg.postgres.dsn(), redis_url=cfg.redis.url(), memory=memory)
-        finally:
-            await memory.close()
+    async def go(memory: Any) -> Any:
+        return await memory_stats(pg_dsn=cfg.postgres.dsn(), redis_url=cfg.redis.url(), memory=memory)
 
-    report = _run_async(go()).to_dict()
+    report = _run_async(_with_memory(cfg, go)).to_dict()
     if as_json:
         sys.stdout.write(json.dumps(_jsonable(report)) + "\n")
         return
