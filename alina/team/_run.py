@@ -345,6 +345,7 @@ class TeamRunner:
             if getattr(client, "listener", "absent") is None:
                 client.listener = self._calls.append  # type: ignore[attr-defined]
         self._routing_seen = 0
+        self._earlier: list[MessageRow] = []  # the team's conversation before the current run
 
     async def close(self) -> None:
         await self.flush_memory()
@@ -429,6 +430,7 @@ class TeamRunner:
             if point.team_state is not None:
                 await self.team.team.load_state(point.team_state)
                 task = None
+            self._earlier = _thread_messages(point.team_state or {})
             result = RunResult(run_id=run_id, task=point.task, status="failed", stop_reason="")
             result.resumed_from_turn = point.turn
             for name in _POSITION_FIELDS:
@@ -480,7 +482,7 @@ class TeamRunner:
         # (closing it while a call still runs would wait for that call).
         # The tools of this run's turns can read its conversation (the optimizer scores reports):
         # what the team already holds (a resumed run's checkpoint, a chat's earlier tasks) + this.
-        earlier = _thread_messages(await self.team.team.save_state())
+        earlier = self._earlier
         with conversation_scope(result.task, lambda: [*earlier, *result.events]):
             turns = asyncio.ensure_future(self._take_turns(result, task, p, committer, token))
         try:
@@ -537,6 +539,7 @@ class TeamRunner:
             "model_calls": result.model_calls, "cached_calls": result.cached_calls,
             "tool_calls": result.tool_calls, "wall_s": round(result.wall_s, 3),
         })  # fmt: skip
+        self._earlier = [*earlier, *result.events]
         self._after_run(result)
         return result
 
