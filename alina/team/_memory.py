@@ -12,7 +12,12 @@ background task, so the run never waits for it. From the run's events it derives
   tool`` per tool call (arguments, secrets masked), ``agent observed asset`` when a tool's
   arguments (or, failing that, its result) name a pair like BTC/USDT, ``trader decided asset``
   for an order, ``monitor observed alert`` for a degraded health report and ``alina decided
-  run`` for the answer, each with run id and message seq. Recording is idempotent.
+  run`` for the answer; ``alert caused run`` (or ``asset``/``agent caused run``) when a step the
+  task made conditional ("if healthy, ...") was skipped because of that report; ``alina
+  contradicted monitor`` (``trader``) when the answer names a health (trend) state other than
+  the one the specialist's latest report named. Each fact carries run id and message seq;
+  recording is idempotent. Routing decisions of a resumed run's earlier attempts are not
+  re-read, so a skip decided before the cut leaves no ``caused`` fact.
 
 Both writes fail open: an error is logged and counted (``alina_memory_writes_total``) and the
 other write still happens. :func:`open_memory` opens the configured vector memory, or returns
@@ -34,6 +39,7 @@ from alina.memory_store.embeddings import Embedder
 from alina.memory_store.graph import MemoryGraph, Relation
 from alina.memory_store.vector import SHARED, MemoryItem, VectorMemory
 from alina.monitoring.memory_metrics import observe_memory_write, set_memory_available
+from alina.team._routing import RouteDecision, report_states
 
 __all__ = [
     "RunMemoryWriter",
@@ -84,6 +90,8 @@ class RunLike(Protocol):
     def answer(self) -> str: ...
     @property
     def events(self) -> Sequence[EventLike]: ...
+    @property
+    def routing(self) -> Sequence[RouteDecision]: ...
 
 
 @dataclass(frozen=True)
@@ -239,11 +247,68 @@ def run_facts(run: RunLike, *, models: Mapping[str, str] | None = None) -> list[
         if use.tool in HEALTH_TOOLS:
             for name, reason in _alerts(use.result):
                 facts.append(Relation(agent, "observed", ("alert", name), reason, rid, seq))
+    facts += _causes(run)
     answer = next((e for e in reversed(run.events) if e.source == ORCHESTRATOR and e.type == "TextMessage"),
                   None)  # fmt: skip
     if answer is not None:
         facts.append(Relation(("agent", ORCHESTRATOR), "decided", run_ref,
                               _one_line(answer.content, MAX_FACT_CHARS), rid, answer.seq))  # fmt: skip
+        facts += _contradictions(run, answer)
+    return list(dict.fromkeys(facts))
+
+
+# Whose reports speak for a domain of report_states (the router's conditions read the same words).
+_REPORTERS = {"health": "monitor", "trend": "trader"}
+_REPORT_TYPES = frozenset({"ToolCallSummaryMessage", "TextMessage"})
+
+
+def _latest_report(events: Sequence[EventLike], agent: str, domain: str, before: int | None = None
+                   ) -> tuple[EventLike, list[str]] | None:  # fmt: skip
+    """``agent``'s latest report (before seq ``before``) that names a state of ``domain``."""
+    for e in reversed(events):
+        if e.source != agent or e.type not in _REPORT_TYPES or (before is not None and e.seq >= before):
+            continue
+        states = report_states(e.content, domain)
+        if states:
+            return e, states
+    return None
+
+
+def _causes(run: RunLike) -> list[Relation]:
+    """``X caused run``: a step the task made conditional ("if healthy, ...") was skipped
+    because a report did not show the condition. X is what the report is about: each alert of a
+    degraded health report, the asset of a trend report, else the reporting agent."""
+    facts: list[Relation] = []
+    for decision in run.routing:
+        for skip in decision.skipped:
+            found = _latest_report(run.events, skip.on, skip.domain)
+            if found is None:
+                continue
+            report, states = found
+            causes: list[tuple[str, str]] = [("alert", name) for name, _ in _alerts(report.content)]
+            if not causes and skip.domain == "trend":
+                causes = [("asset", m.group(1)) for m in _PAIR.finditer(report.content)][:5]
+            fact = (f"skipped the {skip.agent}: the task wanted it only if {skip.condition}; the {skip.on}'s "
+                    f"report says {states[0]}")  # fmt: skip
+            for cause in causes or [("agent", skip.on)]:
+                facts.append(Relation(cause, "caused", ("run", run.run_id), fact, run.run_id, report.seq))
+    return facts
+
+
+def _contradictions(run: RunLike, answer: EventLike) -> list[Relation]:
+    """``alina contradicted AGENT``: the answer names one health (or trend) state and the
+    monitor's (trader's) latest report before it names one other state. A text naming several
+    states ("healthy, though memory was degraded earlier") is ambiguous and never counts."""
+    facts: list[Relation] = []
+    for domain, agent in _REPORTERS.items():
+        said = report_states(answer.content, domain)
+        found = _latest_report(run.events, agent, domain, before=answer.seq)
+        if len(said) != 1 or found is None or len(found[1]) != 1 or found[1] == said:
+            continue
+        report, (state,) = found
+        fact = f"the answer says {said[0]}; the {agent}'s report (#{report.seq}) says {state}"
+        facts.append(Relation(("agent", ORCHESTRATOR), "contradicted", ("agent", agent), fact, run.run_id,
+                              answer.seq))  # fmt: skip
     return facts
 
 
@@ -349,7 +414,7 @@ class RunMemoryWriter:
             for m in (stored or {}).get("messages", []) if int(m["seq"]) not in have
         ]  # fmt: skip
         events = sorted([*events, *run.events], key=lambda e: e.seq)
-        return _View(run.run_id, run.task, run.status, run.stop_reason, run.answer, events)
+        return _View(run.run_id, run.task, run.status, run.stop_reason, run.answer, events, run.routing)
 
     async def _write_vectors(self, run: RunLike) -> None:
         if self.memory is None:
@@ -397,6 +462,7 @@ class _View:
     stop_reason: str
     answer: str
     events: Sequence[EventLike]
+    routing: Sequence[RouteDecision]
 
 
 async def open_memory(

@@ -117,12 +117,27 @@ class AgentProfile:
 
 
 @dataclass(frozen=True)
+class Skip:
+    """A planned step the router dropped: ``agent`` was asked for only if ``on``'s report showed
+    ``condition`` (a state of ``domain`` in :func:`report_states`; e.g. the trader only if the
+    monitor's report is "healthy"), and it did not."""
+
+    agent: str
+    on: str
+    domain: str
+    condition: str
+
+
+@dataclass(frozen=True)
 class RouteDecision:
     speaker: str | None
     method: Method
     confidence: float
     candidates: tuple[str, ...]
     reason: str
+    skipped: tuple[Skip, ...] = ()
+    """Planned steps dropped because their condition did not hold (the memory graph records
+    what caused it)."""
 
 
 # --------------------------------------------------------------------------- text handling
@@ -346,6 +361,12 @@ class Condition:
     def negated(self) -> Condition:
         return Condition(self.domain, self.agent, not self.wanted)
 
+    def describe(self) -> str:
+        """The state the condition asks for, in the words of :func:`report_states`."""
+        if self.domain == "health":
+            return "healthy" if self.wanted else "degraded"
+        return "uptrend" if self.wanted else "downtrend"
+
 
 @dataclass(frozen=True)
 class Step:
@@ -419,6 +440,33 @@ def _condition_of(clause: str) -> tuple[Condition | None, str]:
     return None, clause
 
 
+_REPORT_STATES: dict[str, tuple[tuple[str, re.Pattern[str]], ...]] = {
+    "health": (
+        ("degraded", re.compile(r"\b(degraded|unhealthy|not healthy|critical)\b")),
+        ("healthy", re.compile(r"\bhealthy\b")),
+    ),
+    "trend": (
+        ("downtrend", re.compile(r"\b(downtrend|down ?trend|bearish|falling)\b")),
+        ("uptrend", re.compile(r"\b(uptrend|up ?trend|bullish|rising)\b")),
+        ("sideways", re.compile(r"\bsideways\b")),
+    ),
+}
+
+
+def report_states(text: str, domain: str) -> list[str]:
+    """The states a text names for ``domain``, strongest first: ``"health"`` -> degraded,
+    healthy; ``"trend"`` -> downtrend, uptrend, sideways. Words read for one state are not read
+    again for a later one ("not healthy" is degraded only). The router reads a condition from
+    the first; the memory graph calls a text with more than one ambiguous."""
+    rest = text.lower()
+    found = []
+    for state, pattern in _REPORT_STATES[domain]:
+        rest, n = pattern.subn(" ", rest)
+        if n:
+            found.append(state)
+    return found
+
+
 def _report_value(turns: Sequence[Turn], cond: Condition) -> bool | None:
     """Whether the latest report of the condition's agent shows the wanted state (None: no report)."""
     for t in reversed(turns):
@@ -426,20 +474,14 @@ def _report_value(turns: Sequence[Turn], cond: Condition) -> bool | None:
             return None
         if t.source != cond.agent or t.kind != "text":
             continue
-        text = t.content.lower()
-        if cond.domain == "health":
-            if re.search(r"\b(degraded|unhealthy|not healthy|critical)\b", text):
-                return not cond.wanted
-            if re.search(r"\bhealthy\b", text):
-                return cond.wanted
-        else:
-            if re.search(r"\b(downtrend|down ?trend|bearish|falling)\b", text):
-                return not cond.wanted
-            if re.search(r"\b(uptrend|up ?trend|bullish|rising)\b", text):
-                return cond.wanted
-            if re.search(r"\bsideways\b", text):
-                return False
-        return None
+        states = report_states(t.content, cond.domain)
+        if not states:
+            return None
+        if states[0] in ("degraded", "downtrend"):
+            return not cond.wanted
+        if states[0] in ("healthy", "uptrend"):
+            return cond.wanted
+        return False  # sideways: neither up nor down holds
     return None
 
 
@@ -705,7 +747,7 @@ class Router:
         self, steps: list[Step], spoken: list[str], turns: Sequence[Turn], method: Method | None, plan: Plan
     ) -> RouteDecision:
         pending = list(steps)
-        skipped: list[str] = []
+        skipped: list[Skip] = []
         for who in spoken:
             idx = next((i for i, s in enumerate(pending) if s.agent == who), None)
             if idx is not None:
@@ -713,7 +755,8 @@ class Router:
         while pending:
             step = pending[0]
             if step.condition is not None and _report_value(turns, step.condition) is False:
-                skipped.append(step.agent)
+                cond = step.condition
+                skipped.append(Skip(step.agent, cond.agent, cond.domain, cond.describe()))
                 pending.pop(0)
                 continue
             break
@@ -729,16 +772,18 @@ class Router:
             }.get(m, m)
             if step.condition is not None:
                 reason += f" (condition on the {step.condition.agent}'s report holds)"
+            if skipped:
+                reason += f"; condition not met: skipped {', '.join(k.agent for k in skipped)}"
             return RouteDecision(
                 step.agent, m, 1.0 if m == "mention" else step.confidence,
-                tuple(dict.fromkeys(s.agent for s in pending)), reason,
+                tuple(dict.fromkeys(s.agent for s in pending)), reason, tuple(skipped),
             )  # fmt: skip
         if plan.dropped_for_safety:
             return self._safe_stop()
         reason = "every needed specialist has answered"
         if skipped:
-            reason = f"condition not met: skipped {', '.join(skipped)}"
-        return RouteDecision(ORCHESTRATOR, "done", 0.9, (ORCHESTRATOR,), reason)
+            reason = f"condition not met: skipped {', '.join(k.agent for k in skipped)}"
+        return RouteDecision(ORCHESTRATOR, "done", 0.9, (ORCHESTRATOR,), reason, tuple(skipped))
 
     # -- the model step ------------------------------------------------------------------
     async def route(self, turns: Sequence[Turn]) -> RouteDecision:

@@ -302,3 +302,27 @@ async def test_a_resumed_run_records_the_facts_of_its_earlier_attempt_too(store:
                          if m["source"] == "trader" and m["type"] == "ToolCallExecutionEvent")  # fmt: skip
     assert (observed.run_id, observed.message_seq) == ("cut-run", trader_result)
     assert ("tool", "system_health") in {e.dst for e in await graph.neighbours(("agent", "monitor"))}
+
+
+async def test_what_caused_a_skip_and_a_contradicted_report_are_in_the_graph(store: RunStore) -> None:
+    graph = MemoryGraph(store)
+    writer = RunMemoryWriter(None, graph, store=store)
+    clients, _ = team_clients(monitor=["degraded (memory 95% > 90%): cpu 3%"], alina=["All healthy."])
+    runner = TeamRunner(AlinaConfig(), sink=store, clients=clients, memory_writer=writer)
+    r = await runner.run("Check the system health, then if healthy summarise the BTC/USDT trend")
+    assert r.status == "completed", r.error
+    await runner.close()  # waits for the memory writer
+    stored = await store.get_run(r.run_id)
+    assert stored is not None
+    seq = {m["source"]: m["seq"] for m in stored["messages"]}
+    assert "trader" not in seq
+
+    [caused] = await graph.neighbours(("alert", "memory-high"), rel="caused")
+    assert (caused.dst, caused.run_id, caused.message_seq) == (("run", r.run_id), r.run_id, seq["monitor"])
+    assert caused.fact == (
+        "skipped the trader: the task wanted it only if healthy; the monitor's report says degraded"
+    )
+    [contradicted] = await graph.neighbours(("agent", "alina"), rel="contradicted")
+    assert (contradicted.dst, contradicted.message_seq) == (("agent", "monitor"), seq["alina"])
+    report = seq["monitor"]
+    assert contradicted.fact == f"the answer says healthy; the monitor's report (#{report}) says degraded"

@@ -275,6 +275,72 @@ async def test_an_order_is_a_decision_in_memory_and_in_the_graph(paper_desk: Any
     assert [i.kind for i in run_memories(r) if i.scope == "trader"] == ["decision"]
 
 
+SKIPPED = "skipped the trader: the task wanted it only if healthy; the monitor's report says degraded"
+
+
+async def test_a_skipped_conditional_step_records_what_caused_it() -> None:
+    degraded = "degraded (memory 95% > 90%; trader p95 31.0s > 30s): cpu 3%"
+    runner = TeamRunner(AlinaConfig(), clients=clients(
+        monitor=[degraded], alina=["The system is degraded, so I did not look at the market."],
+    ))  # fmt: skip
+    r = await runner.run("Check the system health, then if healthy summarise the BTC/USDT trend", run_id="r3")
+    assert r.status == "completed", r.error
+    assert [e.source for e in r.events if e.source != "user"] == ["monitor", "alina"]  # no trader turn
+    [done] = [d for d in r.routing if d.skipped]
+    assert [(k.agent, k.on, k.domain, k.condition) for k in done.skipped] == [
+        ("trader", "monitor", "health", "healthy")
+    ]
+    report = next(e.seq for e in r.events if e.source == "monitor")
+    caused = {f.src: f for f in run_facts(r) if f.rel == "caused"}
+    assert set(caused) == {("alert", "memory-high"), ("alert", "latency-high")}
+    for fact in caused.values():
+        assert (fact.dst, fact.run_id, fact.message_seq) == (("run", "r3"), "r3", report)
+        assert fact.fact == SKIPPED
+    assert not [f for f in run_facts(r) if f.rel == "contradicted"]  # the answer agrees: degraded
+
+
+async def test_an_answer_against_a_specialists_report_is_recorded_as_a_contradiction() -> None:
+    scripts = {"trader": [call("candle_summary", '{"symbol": "BTC/USDT", "hours": 24}')],
+               "monitor": ["healthy: process cpu 3.1%, memory 40%"]}  # fmt: skip
+    agreeing = await TeamRunner(AlinaConfig(), clients=clients(
+        **scripts, alina=["BTC/USDT is in a downtrend and the system is healthy."],
+    )).run(TASK, run_id="agree")  # fmt: skip
+    [report] = [e for e in agreeing.events if e.type == "ToolCallSummaryMessage" and e.source == "trader"]
+    assert "downtrend" in report.content  # the packaged data's last day
+    assert not [f for f in run_facts(agreeing) if f.rel == "contradicted"]
+
+    r = await TeamRunner(AlinaConfig(), clients=clients(
+        **scripts, alina=["BTC/USDT is bullish today; the system looks degraded."],
+    )).run(TASK, run_id="wrong")  # fmt: skip
+    answer = next(e.seq for e in r.events if e.source == "alina")
+    trader = next(e.seq for e in r.events if e.source == "trader" and e.type == "ToolCallSummaryMessage")
+    monitor = next(e.seq for e in r.events if e.source == "monitor")
+    facts = {f.dst: f for f in run_facts(r) if f.rel == "contradicted"}
+    provenance = {(f.src, f.run_id, f.message_seq) for f in facts.values()}
+    assert provenance == {(("agent", "alina"), "wrong", answer)}
+    assert facts[("agent", "trader")].fact == (
+        f"the answer says uptrend; the trader's report (#{trader}) says downtrend"
+    )
+    assert facts[("agent", "monitor")].fact == (
+        f"the answer says degraded; the monitor's report (#{monitor}) says healthy"
+    )
+
+    hedged = await TeamRunner(AlinaConfig(), clients=clients(
+        **scripts, alina=["BTC/USDT was rising early, then fell into a downtrend."],
+    )).run(TASK, run_id="hedged")  # fmt: skip
+    assert not [f for f in run_facts(hedged) if f.rel == "contradicted"]  # two trend states: ambiguous
+
+
+def test_report_states_reads_negations_once_and_keeps_every_state_named() -> None:
+    from alina.team._routing import report_states
+
+    assert report_states("The system is NOT healthy", "health") == ["degraded"]
+    assert report_states("healthy: cpu 3%", "health") == ["healthy"]
+    assert report_states("unhealthy load, otherwise healthy", "health") == ["degraded", "healthy"]
+    assert report_states("Sideways after a down trend", "trend") == ["downtrend", "sideways"]
+    assert report_states("no words for it", "trend") == []
+
+
 def test_tool_uses_pair_requests_and_results_even_for_several_calls() -> None:
     from alina.team import RunEvent
 
