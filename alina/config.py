@@ -23,6 +23,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from alina.memory_store.vector import KINDS as MEMORY_KINDS
 from alina.memory_store.vector import VectorConfig
 from alina.trading.config import TradingConfig
 
@@ -204,6 +205,10 @@ class MemoryConfig(VectorConfig):
     """false: no retrieval, no memories written, no graph facts recorded."""
     agents: list[str] | None = None
     """Agents that retrieve before each model call (null = all)."""
+    retrieve_kinds: dict[str, list[str]] = Field(default_factory=lambda: {ORCHESTRATOR: ["lesson"]})
+    """Per agent, the memory kinds its retrieval returns (an agent not named: every kind). ALINA
+    writes the answer from this run's reports, so by default it sees lessons only: an earlier
+    run's outcome or report carries old numbers, which a small model copies into its answer."""
     write: bool = True
     """After each run, embed its outcome (scope shared) and each specialist's report (its scope)."""
     graph: bool = True
@@ -377,6 +382,14 @@ def _cross_field_problems(cfg: AlinaConfig) -> list[str]:
             problems.append(
                 f"memory.agents.{i}: unknown agent; known: {[ORCHESTRATOR, *SPECIALISTS]} (got {name!r})"
             )
+    for name, kinds in cfg.memory.retrieve_kinds.items():
+        if name not in (ORCHESTRATOR, *SPECIALISTS):
+            problems.append(f"memory.retrieve_kinds.{name}: unknown agent; known: "
+                            f"{[ORCHESTRATOR, *SPECIALISTS]} (got {name!r})")  # fmt: skip
+        for i, kind in enumerate(kinds):
+            if kind not in MEMORY_KINDS:
+                problems.append(f"memory.retrieve_kinds.{name}.{i}: unknown kind; known: "
+                                f"{list(MEMORY_KINDS)} (got {kind!r})")  # fmt: skip
     if cfg.postgres.port == cfg.redis.port and cfg.postgres.host == cfg.redis.host:
         problems.append(f"redis.port: same port as postgres.port (got {cfg.redis.port})")
     return problems

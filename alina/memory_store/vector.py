@@ -506,18 +506,26 @@ class VectorMemory(Memory):
         self.config = config or VectorConfig()
         self.embedder: Embedder = embedder or build_embedder(self.config.embedding)
         self.agent: str | None = None
+        self.retrieve_kinds: tuple[str, ...] | None = None
+        """The kinds :meth:`update_context` retrieves (None: every kind); see :meth:`for_agent`."""
         self._cols = _Collections(self.config, self.embedder.name, base_dir, client)
         self._health = _Health()
 
-    def for_agent(self, agent: str) -> VectorMemory:
-        """A view for ``agent``: writes default to its scope; searches see its scope and shared."""
+    def for_agent(self, agent: str, *, kinds: Sequence[str] | None = None) -> VectorMemory:
+        """A view for ``agent``: writes default to its scope; searches see its scope and shared.
+        ``kinds``: the kinds its retrieval before a model call (:meth:`update_context`) returns
+        (None: every kind); an explicit :meth:`search` is not filtered by it."""
         if agent == SHARED or not _SCOPE_RE.match(agent):
             raise ValueError(
                 f"an agent view needs an agent name other than {SHARED!r}: letters, digits, '_' or '-' "
                 f"(got {agent!r})"
             )
+        unknown = sorted(set(kinds or ()) - set(KINDS))
+        if unknown:
+            raise ValueError(f"memory kinds must be among {', '.join(KINDS)} (got {unknown})")
         view = copy.copy(self)  # shallow: the same collection handle and embedder
         view.agent = agent
+        view.retrieve_kinds = tuple(kinds) if kinds is not None else None
         return view
 
     @property
@@ -681,7 +689,7 @@ class VectorMemory(Memory):
                 else:
                     history = await model_context.get_messages()
                 text = query_text(history)
-                hits = await self.search(text) if text else []
+                hits = await self.search(text, kinds=self.retrieve_kinds) if text else []
             hits = _unique(hits)
         except TimeoutError:
             observe_retrieval("timeout", time.perf_counter() - t0)

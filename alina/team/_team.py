@@ -122,7 +122,8 @@ def build_team(
     mode (``safe``: no order reaches the trader). ``prompts`` replaces agents' system prompts
     (a resumed run uses the ones it was checkpointed with). With ``memory`` (and
     ``memory.enabled``), each agent named in ``memory.agents`` (default all) retrieves from its
-    view ``memory.for_agent(name)`` (its scope + shared) before every model call."""
+    view ``memory.for_agent(name)`` (its scope + shared; the kinds ``memory.retrieve_kinds``
+    names) before every model call."""
     logging.getLogger("autogen_core").addFilter(_ECHO_FILTER)  # idempotent: a filter is added once
     specs = agent_specs(config)
     retrieving = retrieving_agents(config) if memory is not None else set()
@@ -138,7 +139,10 @@ def build_team(
         clients["selector"] = build_agent_client(
             config, ORCHESTRATOR, governor=governor, listener=listener, label="selector", cache=cache
         )
-    views = {name: [memory.for_agent(name)] for name in retrieving} if memory is not None else {}
+    kinds = config.memory.retrieve_kinds
+    views = {} if memory is None else {
+        name: [memory.for_agent(name, kinds=kinds.get(name))] for name in retrieving
+    }  # fmt: skip
     agents: list[ChatAgent | Team] = [
         build_agent(name, config, clients[name], prompt=used[name], memory=views.get(name))
         for name in (*SPECIALISTS, ORCHESTRATOR)

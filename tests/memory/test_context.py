@@ -142,6 +142,28 @@ async def test_other_contexts_get_autogens_default_behaviour(tmp_path: Path) -> 
     assert len(blocks(await ctx.get_messages())) == 3  # appended each turn, as AutoGen's memories do
 
 
+@pytest.mark.integration
+async def test_a_view_limited_to_some_kinds_retrieves_only_those(tmp_path: Path) -> None:
+    root = VectorMemory(VectorConfig(path=str(tmp_path), top_k=3, min_score=-1), embedder=HashEmbedder())
+    await root.add_many([
+        MemoryItem("Task: BTC trend | Outcome (completed): BTC fell 4.25% in a downtrend", "outcome"),
+        MemoryItem("BTC trend answers must quote the percentage change", "lesson"),
+        MemoryItem("trader on 'BTC trend': BTC/USDT close 21,925.7, downtrend", "note", scope="alina"),
+    ])  # fmt: skip
+    ctx = RetrievalContext(buffer_size=4)
+    await ctx.add_message(user("What is the BTC trend?"))
+    alina = root.for_agent("alina", kinds=["lesson"])
+    result = await alina.update_context(ctx)
+    assert [m.metadata["kind"] for m in result.memories.results if m.metadata] == ["lesson"]
+    [block] = blocks(await ctx.get_messages())
+    assert "quote the percentage" in block and "4.25%" not in block and "21,925.7" not in block
+    assert len(await alina.search("What is the BTC trend?")) == 3  # an explicit search is not filtered
+    every = await root.for_agent("alina").update_context(ctx)
+    assert {m.metadata["kind"] for m in every.memories.results if m.metadata} == {"outcome", "lesson", "note"}
+    with pytest.raises(ValueError, match="memory kinds must be among"):
+        root.for_agent("alina", kinds=["lessons"])
+
+
 class RecordingReplay(ReplayChatCompletionClient):
     """Replay client that records the messages of every call (what the model would read)."""
 

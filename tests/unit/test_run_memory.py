@@ -87,6 +87,17 @@ def test_memory_section_defaults_reuse_the_vector_config(tmp_path: Path) -> None
         load_config(p, environ={})
     cfg = load_config(p, environ={"ALINA__MEMORY__AGENTS": "[alina]", "ALINA__MEMORY__MIN_SCORE": "0.4"})
     assert cfg.memory.agents == ["alina"] and cfg.memory.min_score == 0.4
+    p.write_text("memory:\n  retrieve_kinds: {alina: [lesson, lessons], boss: [note]}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(p, environ={})
+    assert err.value.problems == [
+        "memory.retrieve_kinds.alina.1: unknown kind; known: "
+        "['outcome', 'decision', 'lesson', 'alert', 'note'] (got 'lessons')",
+        "memory.retrieve_kinds.boss: unknown agent; known: ['alina', 'trader', 'monitor', 'optimizer'] "
+        "(got 'boss')",
+    ]
+    cfg = load_config(p, environ={"ALINA__MEMORY__RETRIEVE_KINDS": "{alina: [lesson, alert]}"})
+    assert cfg.memory.retrieve_kinds == {"alina": ["lesson", "alert"]}
 
 
 # -- wiring ----------------------------------------------------------------------------------------
@@ -101,6 +112,7 @@ def test_every_agent_retrieves_through_its_own_view_with_a_retrieval_context(tmp
         assert agent._model_context._buffer_size == AlinaConfig().team.history_window  # type: ignore[attr-defined]
         [view] = agent._memory  # type: ignore[attr-defined]
         assert view.agent == agent.name and view.default_scopes() == [agent.name, SHARED]
+        assert view.retrieve_kinds == (("lesson",) if agent.name == "alina" else None)  # config.yaml
     assert team.memory is not None
 
 
