@@ -57,7 +57,7 @@ class HotState:
             REDIS_UNAVAILABLE.inc()
             self._down_until = time.monotonic() + self.retry_after_s
             if not self._warned:
-                log.warning("redis at %s unavailable (%s): continuing without it", self.url, exc)
+                log.warning("redis at %s unavailable (%s: %s): continuing without it", self.url, what, exc)
                 self._warned = True
             return None
 

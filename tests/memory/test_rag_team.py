@@ -91,6 +91,9 @@ async def test_a_first_runs_outcome_is_retrieved_into_the_second_runs_prompts(me
     await first.close()  # waits for the write
     assert writer.written == 2 and await memory.count() == 2  # the outcome + the trader's report
 
+    lesson = "BTC/USDT trend answers quote the percentage change of the day"
+    await memory.remember(lesson, kind="lesson")  # as `alina memory add ... --kind lesson` does
+
     # A new team (as in a new process) on the same memory, asked a paraphrase.
     c2, raw = team_clients(trader=[call("candle_summary", '{"symbol": "BTC/USDT"}')], alina=["Still down."])
     second = TeamRunner(AlinaConfig(), clients=c2, memory=memory, memory_writer=writer)
@@ -104,7 +107,8 @@ async def test_a_first_runs_outcome_is_retrieved_into_the_second_runs_prompts(me
     assert "[note] trader on 'What is the BTC/USDT trend" in block  # its own scope too
     [alina_call] = raw["alina"].seen
     [alina_block] = blocks(alina_call)
-    assert ANSWER in alina_block and "[note] trader" not in alina_block  # ALINA: shared + its scope
+    # ALINA (memory.retrieve_kinds default): lessons only, never an earlier run's outcome or report
+    assert alina_block == f"{HEADER}\n- [lesson] {lesson}"
     retrieved = [e for e in r2.events if e.type == "MemoryQueryEvent"]
     assert [e.source for e in retrieved] == ["trader", "alina"]
     assert "[outcome] Task:" in retrieved[0].content and "[note] trader" in retrieved[0].content
@@ -115,6 +119,7 @@ async def test_a_first_runs_outcome_is_retrieved_into_the_second_runs_prompts(me
 
 async def test_nothing_accumulates_in_the_context_over_twenty_turns(memory: VectorMemory) -> None:
     cfg = AlinaConfig()
+    cfg.memory.retrieve_kinds = {}  # ALINA too retrieves every kind: as much as possible to accumulate
     window, top_k = cfg.team.history_window, cfg.memory.top_k
     tasks = [TREND, "What is the BTC/USDT price now?", "Is the ETH/USDT market trending up?",
              "Show me the SOL/USDT candles summary", "What is the ETH/USDT price?"] * 2  # fmt: skip
