@@ -9,6 +9,9 @@ Registered on :data:`alina.monitoring.metrics.REGISTRY` next to the other series
 * ``alina_memory_available`` — 1 while retrieval works, 0 once it was disabled (fail-open).
 * ``alina_memory_writes_total{store,outcome}`` — writes after a run: store vectors|graph,
   outcome ok|error; ``alina_memory_items_total{store}`` counts the memories / relations written.
+* ``alina_answer_contradictions_total{agent}`` — finished runs whose answer named a health or
+  trend state other than the monitor's / trader's report (the graph's ``contradicted`` facts):
+  a rising rate means the answering model no longer follows its team.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from prometheus_client import Counter, Gauge, Histogram
 from alina.monitoring.metrics import REGISTRY, safe_label
 
 __all__ = [
+    "ANSWER_CONTRADICTIONS",
     "MEMORY_AVAILABLE",
     "MEMORY_ITEMS",
     "MEMORY_RETRIEVALS",
     "MEMORY_RETRIEVAL_SECONDS",
     "MEMORY_WRITES",
     "RETRIEVAL_OUTCOMES",
+    "observe_contradiction",
     "observe_memory_write",
     "observe_retrieval",
     "set_memory_available",
@@ -61,6 +66,18 @@ MEMORY_ITEMS = Counter(
     ["store"],
     registry=REGISTRY,
 )
+
+ANSWER_CONTRADICTIONS = Counter(
+    "alina_answer_contradictions_total",
+    "Answers that named a health or trend state other than the specialist's report, by that specialist.",
+    ["agent"],
+    registry=REGISTRY,
+)
+
+
+def observe_contradiction(agent: str) -> None:
+    """One answer contradicted ``agent``'s report."""
+    ANSWER_CONTRADICTIONS.labels(agent=safe_label(agent)).inc()
 
 
 def observe_retrieval(outcome: str, seconds: float | None = None) -> None:

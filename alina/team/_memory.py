@@ -38,7 +38,7 @@ from alina.config import ORCHESTRATOR, SPECIALISTS, AlinaConfig
 from alina.memory_store.embeddings import Embedder
 from alina.memory_store.graph import MemoryGraph, Relation
 from alina.memory_store.vector import SHARED, MemoryItem, VectorMemory
-from alina.monitoring.memory_metrics import observe_memory_write, set_memory_available
+from alina.monitoring.memory_metrics import observe_contradiction, observe_memory_write, set_memory_available
 from alina.team._routing import RouteDecision, report_states
 
 __all__ = [
@@ -248,13 +248,17 @@ def run_facts(run: RunLike, *, models: Mapping[str, str] | None = None) -> list[
             for name, reason in _alerts(use.result):
                 facts.append(Relation(agent, "observed", ("alert", name), reason, rid, seq))
     facts += _causes(run)
-    answer = next((e for e in reversed(run.events) if e.source == ORCHESTRATOR and e.type == "TextMessage"),
-                  None)  # fmt: skip
+    answer = _answer(run.events)
     if answer is not None:
         facts.append(Relation(("agent", ORCHESTRATOR), "decided", run_ref,
                               _one_line(answer.content, MAX_FACT_CHARS), rid, answer.seq))  # fmt: skip
         facts += _contradictions(run, answer)
     return list(dict.fromkeys(facts))
+
+
+def _answer(events: Sequence[EventLike]) -> EventLike | None:
+    """ALINA's final answer: its last text message."""
+    return next((e for e in reversed(events) if e.source == ORCHESTRATOR and e.type == "TextMessage"), None)
 
 
 # Whose reports speak for a domain of report_states (the router's conditions read the same words).
@@ -335,7 +339,7 @@ def run_memories(run: RunLike, *, specialists: Sequence[str] = SPECIALISTS) -> l
         if last:
             extra["tools"] = ",".join(dict.fromkeys(u.tool for u in last))
         items.append(MemoryItem(text, kind, e.source, rid, e.seq, id=f"{rid}-{e.seq}", extra=extra))
-    answer = next((e for e in reversed(events) if e.source == ORCHESTRATOR and e.type == "TextMessage"), None)
+    answer = _answer(events)
     outcome = run.answer.strip() or (answer.content.strip() if answer else "")
     if outcome or events:
         result = outcome or f"no answer ({run.stop_reason or 'stopped'})"
@@ -402,7 +406,18 @@ class RunMemoryWriter:
             log.warning("earlier messages of run %s not read (%s); using this attempt's only",
                         run.run_id, exc)  # fmt: skip
             view = run
+        self._count_contradictions(view)
         await asyncio.gather(self._write_vectors(view), self._record_graph(view))
+
+    @staticmethod
+    def _count_contradictions(run: RunLike) -> None:
+        """``alina_answer_contradictions_total``, whether or not the graph is recorded."""
+        try:
+            answer = _answer(run.events)
+            for fact in _contradictions(run, answer) if answer is not None else []:
+                observe_contradiction(fact.dst[1])
+        except Exception as exc:  # noqa: BLE001 - a metric never fails the write
+            log.debug("run %s: contradictions not counted: %s", run.run_id, exc)
 
     async def _with_history(self, run: RunLike) -> RunLike:
         if self.store is None or getattr(run, "resumed_from_turn", None) is None:

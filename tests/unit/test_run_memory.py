@@ -337,6 +337,14 @@ async def test_an_answer_against_a_specialists_report_is_recorded_as_a_contradic
         f"the answer says degraded; the monitor's report (#{monitor}) says healthy"
     )
 
+    def counted(agent: str) -> float:
+        return REGISTRY.get_sample_value("alina_answer_contradictions_total", {"agent": agent}) or 0.0
+
+    before = {a: counted(a) for a in ("trader", "monitor")}
+    await RunMemoryWriter(None, None)(agreeing)  # the metric counts even with no graph or vectors
+    await RunMemoryWriter(None, None)(r)
+    assert {a: counted(a) - before[a] for a in before} == {"trader": 1.0, "monitor": 1.0}
+
     hedged = await TeamRunner(AlinaConfig(), clients=clients(
         **scripts, alina=["BTC/USDT was rising early, then fell into a downtrend."],
     )).run(TASK, run_id="hedged")  # fmt: skip
