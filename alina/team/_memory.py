@@ -39,7 +39,7 @@ from alina.memory_store.embeddings import Embedder
 from alina.memory_store.graph import MemoryGraph, Relation
 from alina.memory_store.vector import SHARED, MemoryItem, VectorMemory
 from alina.monitoring.memory_metrics import observe_contradiction, observe_memory_write, set_memory_available
-from alina.team._routing import RouteDecision, report_states
+from alina.team._routing import REPORTERS, RouteDecision, report_states
 
 __all__ = [
     "RunMemoryWriter",
@@ -261,8 +261,6 @@ def _answer(events: Sequence[EventLike]) -> EventLike | None:
     return next((e for e in reversed(events) if e.source == ORCHESTRATOR and e.type == "TextMessage"), None)
 
 
-# Whose reports speak for a domain of report_states (the router's conditions read the same words).
-_REPORTERS = {"health": "monitor", "trend": "trader"}
 _REPORT_TYPES = frozenset({"ToolCallSummaryMessage", "TextMessage"})
 
 
@@ -304,7 +302,7 @@ def _contradictions(run: RunLike, answer: EventLike) -> list[Relation]:
     monitor's (trader's) latest report before it names one other state. A text naming several
     states ("healthy, though memory was degraded earlier") is ambiguous and never counts."""
     facts: list[Relation] = []
-    for domain, agent in _REPORTERS.items():
+    for domain, agent in REPORTERS.items():
         said = report_states(answer.content, domain)
         found = _latest_report(run.events, agent, domain, before=answer.seq)
         if len(said) != 1 or found is None or len(found[1]) != 1 or found[1] == said:

@@ -288,22 +288,29 @@ _INLINE = re.compile(r":\s*(.{8,})$", re.S)
 _MENTION = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)")
 _CONDITION = re.compile(r"\b(only if|if|unless|provided|in case)\b(?P<body>[^,;.]*)", re.I)
 _OTHERWISE = re.compile(r"^\s*(?:otherwise|else|if not)\b", re.I)
+REPORTERS: dict[str, str] = {"health": "monitor", "trend": "trader"}
+"""Whose report speaks for each domain of :func:`report_states` (and of a task's conditions)."""
 _PREDICATES: tuple[tuple[str, str, bool, re.Pattern[str]], ...] = (
     # (domain, agent whose report decides it, wanted value, words)
     (
         "health",
-        "monitor",
+        REPORTERS["health"],
         False,
         re.compile(
             r"\b(unhealthy|degraded|not (?:healthy|ok|okay|fine)|overloaded|struggling|slow|down|broken"
             r"|bad)\b"
         ),
     ),
-    ("health", "monitor", True, re.compile(r"\b(healthy|ok|okay|fine|good|green|stable|normal|running)\b")),
-    ("trend", "trader", True, re.compile(r"\b(up ?trend|uptrend|rising|going up|bullish|up)\b")),
+    (
+        "health",
+        REPORTERS["health"],
+        True,
+        re.compile(r"\b(healthy|ok|okay|fine|good|green|stable|normal|running)\b"),
+    ),
+    ("trend", REPORTERS["trend"], True, re.compile(r"\b(up ?trend|uptrend|rising|going up|bullish|up)\b")),
     (
         "trend",
-        "trader",
+        REPORTERS["trend"],
         False,
         re.compile(r"\b(down ?trend|downtrend|falling|dropping|going down|bearish|down)\b"),
     ),
