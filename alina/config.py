@@ -150,6 +150,13 @@ class CacheConfig(_Strict):
     ttl_s: int = Field(86400, ge=1, le=30 * 86400)
 
 
+class ResilienceConfig(_Strict):
+    """How the system leaves an automatic safe mode (``alina.runtime.modes``)."""
+
+    recover_after_s: float = Field(60.0, gt=0, le=86400)
+    """An automatic safe mode ends after the health checks have passed this long in a row."""
+
+
 class RetentionConfig(_Strict):
     """How much history ``alina memory prune`` keeps. ``null`` = unlimited (no rule).
 
@@ -243,6 +250,7 @@ class AlinaConfig(_Strict):
     postgres: PostgresConfig = Field(default_factory=PostgresConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     skills: SkillsConfig = Field(default_factory=SkillsConfig)

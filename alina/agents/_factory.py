@@ -9,6 +9,7 @@ from autogen_core.model_context import BufferedChatCompletionContext, ChatComple
 from autogen_core.models import ChatCompletionClient
 from autogen_core.tools import BaseTool
 
+from alina.agents._gate import ToolGateClient
 from alina.config import ORCHESTRATOR, SPECIALISTS, AlinaConfig
 from alina.memory_store.vector import RetrievalContext
 from alina.meta_prompts import Prompt, load_prompt
@@ -64,6 +65,11 @@ def build_agent(
     agent_tools: list[BaseTool] = (
         list(tools) if tools is not None else (list(tools_for_agent(name)) if name in SPECIALISTS else [])
     )
+    side_effect_tools = frozenset(
+        s.name for s in default_loader().skills_for(name) if s.side_effects
+    ) if name in SPECIALISTS else frozenset()  # fmt: skip
+    if side_effect_tools & {t.name for t in agent_tools}:
+        client = ToolGateClient(client, side_effect_tools)
     window = config.team.history_window
     context: ChatCompletionContext = (
         RetrievalContext(buffer_size=window) if memory else BufferedChatCompletionContext(buffer_size=window)

@@ -38,6 +38,9 @@ class MessageRow:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     latency_ms: float | None = None
+    decision: str | None = None
+    """Set when the message is a decision (an order action, ALINA's answer): one line stored in
+    ``decisions`` with the message's seq, in the same transaction as the message."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,13 @@ async def write_turn(conn: AsyncConnection, commit: TurnCommit) -> None:
                     for m in commit.messages
                 ],
             )  # fmt: skip
+        decided = [m for m in commit.messages if m.decision]
+        if decided:
+            await cur.executemany(
+                "INSERT INTO decisions (run_id, message_seq, agent, decision) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (run_id, message_seq) WHERE message_seq IS NOT NULL DO NOTHING",
+                [(commit.run_id, m.seq, m.source, m.decision) for m in decided],
+            )
         if commit.routing:
             await cur.executemany(
                 "INSERT INTO routing_decisions (run_id, seq, speaker, method, confidence, candidates, "
@@ -177,6 +187,10 @@ async def drop_uncommitted(conn: AsyncConnection, run_id: str) -> None:
     position = row[0] if row else {}
     await conn.execute(
         "DELETE FROM messages WHERE run_id = %s AND seq > %s", (run_id, int(position.get("message_count", 0)))
+    )
+    await conn.execute(
+        "DELETE FROM decisions WHERE run_id = %s AND message_seq > %s",
+        (run_id, int(position.get("message_count", 0))),
     )
     await conn.execute(
         "DELETE FROM routing_decisions WHERE run_id = %s AND seq > %s",

@@ -275,7 +275,8 @@ class RunStore:
                 await conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (run_id,))
 
     async def get_run(self, run_id: str) -> dict[str, Any] | None:
-        """The run's row as a dict plus ``messages`` (dicts ordered by seq), or None if unknown."""
+        """The run's row as a dict plus ``messages`` (dicts ordered by seq) and ``decisions`` (its
+        order actions and ALINA's answer, by message seq), or None if unknown."""
         async with self._connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
@@ -290,6 +291,12 @@ class RunStore:
                 (run_id,),
             )
             run["messages"] = await cur.fetchall()
+            await cur.execute(
+                "SELECT message_seq, agent, decision, created_at FROM decisions WHERE run_id = %s "
+                "ORDER BY message_seq NULLS LAST, id",
+                (run_id,),
+            )
+            run["decisions"] = await cur.fetchall()
             return run
 
     async def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:

@@ -18,15 +18,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal
 
 import psutil
 from autogen_core.tools import FunctionTool
 
 from alina.meta_prompts.rubric import score as rubric_score
 from alina.monitoring.metrics import LATENCY, LatencyWindow, observe_tool_call
+from alina.skills.context import ChatMessage, RunContext, current_run_context, run_context
 from alina.trading.market_data import MarketData, UnknownSymbolError, available_symbols, format_price
 
 ERROR_PREFIX = "error:"
@@ -203,35 +203,12 @@ def system_health() -> str:
 # --------------------------------------------------------------------------- optimizer
 
 
-class _Message(Protocol):
-    @property
-    def source(self) -> str: ...
-    @property
-    def type(self) -> str: ...
-    @property
-    def content(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class Conversation:
-    """The run a tool is called in: its task, and its messages so far (called when read)."""
-
-    task: str
-    messages: Callable[[], Sequence[_Message]]
-
-
-_CONVERSATION: ContextVar[Conversation | None] = ContextVar("alina_conversation", default=None)
-
-
 @contextmanager
-def conversation_scope(task: str, messages: Callable[[], Sequence[_Message]]) -> Iterator[None]:
-    """Let tools called inside (and in tasks started inside) read the run's conversation.
-    ``messages()`` is called when a tool runs and returns the messages up to that moment."""
-    token = _CONVERSATION.set(Conversation(task, messages))
-    try:
+def conversation_scope(task: str, messages: Callable[[], Sequence[ChatMessage]]) -> Iterator[None]:
+    """Let tools called inside read a conversation (a :class:`RunContext` with no run id:
+    no side-effect grants; for tests and notebooks that score text outside a team run)."""
+    with run_context(RunContext(task, messages)):
         yield
-    finally:
-        _CONVERSATION.reset(token)
 
 
 def score_text(answer: str, task: str = "") -> str:
@@ -254,7 +231,7 @@ def score_answer(of: Literal["latest", "trader", "monitor", "request"] = "latest
         of: Whose text to score: latest (the newest specialist report, else the text in the
             user's request), trader, monitor, or request (the text the user gave).
     """
-    conv = _CONVERSATION.get()
+    conv = current_run_context()
     if conv is None:
         return f"{ERROR_PREFIX} score_answer scores the reports of a team run; no run is active"
     if of != "request":

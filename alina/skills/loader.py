@@ -39,9 +39,12 @@ from pathlib import Path
 from typing import Any
 
 from autogen_core.tools import FunctionTool
+from prometheus_client import Counter
 
+from alina.monitoring.metrics import REGISTRY, safe_label
 from alina.skills._contract import Skill, SkillDeclarationError, SkillRegistry, Source
 from alina.skills.builtin import BUILTIN_SKILLS, ERROR_PREFIX, instrument
+from alina.skills.context import current_run_context
 from alina.skills.recorder import (
     Outcome,
     ToolCallRecord,
@@ -75,6 +78,12 @@ ENTRY_POINT_GROUP = "alina.skills"
 ENV_ALLOW = "ALINA_SKILLS"
 FOLDER_MODULE_PREFIX = "alina_skill_plugins"
 _CANCEL_GRACE_S = 1.0
+SIDE_EFFECTS_REFUSED = Counter(
+    "alina_side_effects_refused_total",
+    "Calls of side-effect skills refused in code (safe/halt mode, or not asked for by the user).",
+    ["skill"],
+    registry=REGISTRY,
+)
 BUILTIN_PLUGINS: dict[str, str] = {
     "builtin": "alina.skills.loader:register_builtin",
     "trading": "alina.skills.trading",
@@ -271,6 +280,25 @@ def _run_in_thread(func: Callable[..., Any], kwargs: dict[str, Any], name: str) 
     return future
 
 
+def side_effect_refusal(skill: Skill) -> str | None:
+    """Why ``skill`` may not run now, or None. Only skills that declare side effects are ever
+    refused: inside a run, when the system mode forbids side effects (safe, halt), or when the
+    user's own request asks for no order or other action (a model, a tool result or a recalled
+    memory saying otherwise changes nothing). Outside a run (a notebook calling a skill
+    directly) the skill's own checks apply (the desk refuses orders in safe mode)."""
+    if not skill.side_effects:
+        return None
+    ctx = current_run_context()
+    if ctx is None:
+        return None
+    refusal = ctx.side_effect_refusal()
+    if refusal is None and not ctx.mandate.allows_side_effects:
+        refusal = "the user's request asks for no order or other action with side effects"
+    if refusal is not None:
+        SIDE_EFFECTS_REFUSED.labels(skill=safe_label(skill.name)).inc()
+    return refusal
+
+
 def guarded(skill: Skill, agent: str, recorder: ToolCallRecorder | None = None) -> Callable[..., Any]:
     """``skill.func`` as an async function with its timeout enforced and each call recorded.
 
@@ -286,6 +314,10 @@ def guarded(skill: Skill, agent: str, recorder: ToolCallRecorder | None = None) 
         outcome: Outcome = "error"
         task: asyncio.Future[Any] | None = None
         try:
+            refusal = side_effect_refusal(skill)
+            if refusal is not None:
+                summary = f"{ERROR_PREFIX} {skill.name} refused: {refusal}. Nothing was done."
+                return summary
             if inspect.iscoroutinefunction(func):
                 task = asyncio.ensure_future(func(**kwargs))
             else:

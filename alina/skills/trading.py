@@ -18,6 +18,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+from prometheus_client import Counter
+
+from alina.monitoring.metrics import REGISTRY
+from alina.skills.context import current_run_context
 from alina.trading.config import TradingConfig
 from alina.trading.desk import TradingDesk, open_desk
 from alina.trading.errors import OrderOutcomeUnknown, RiskRejection, TradingError
@@ -41,6 +45,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 ERROR = "error:"
+
+ORDERS_REFUSED = Counter(
+    "alina_order_mandate_refusals_total",
+    "Order skill calls refused before the desk: not asked for by the user's request, or safe mode.",
+    ["skill"],
+    registry=REGISTRY,
+)
 
 _desk: TradingDesk | None = None
 _mode_source: Callable[[], str] | None = None
@@ -172,10 +183,18 @@ async def place_order(
         order_type: "market" (fill now) or "limit" (rest at price).
         price: Limit price in the quote currency; ignored for market orders.
     """
+    ctx = current_run_context()
     try:
         desk = await _get_desk()
+        request_id = None
+        if ctx is not None:
+            refusal = ctx.side_effect_refusal() or ctx.mandate.check_order(side, desk.resolve(symbol), amount)
+            if refusal is not None:
+                ORDERS_REFUSED.labels(skill="place_order").inc()
+                return f"{ERROR} order refused: {refusal}. Nothing was placed."
+            request_id = ctx.request_id("place")
         placed = await desk.place_order(
-            symbol, side, order_type, amount, price if order_type == "limit" else None
+            symbol, side, order_type, amount, price if order_type == "limit" else None, request_id=request_id
         )
     except (TradingError, UnknownSymbolError) as exc:
         return _error(exc)
@@ -195,8 +214,15 @@ async def cancel_order(order_id: str) -> str:
     Args:
         order_id: The order id shown by open_orders, e.g. "paper-3".
     """
+    ctx = current_run_context()
+    if ctx is not None:
+        refusal = ctx.side_effect_refusal() or ctx.mandate.check_cancel()
+        if refusal is not None:
+            ORDERS_REFUSED.labels(skill="cancel_order").inc()
+            return f"{ERROR} cancel refused: {refusal}. Nothing was changed."
+        ctx.request_id("cancel")  # keeps the numbering of the turn's side-effect calls stable
     try:
-        o = await (await _get_desk()).cancel_order(order_id)
+        o = await (await _get_desk()).cancel_order(order_id, idempotent=ctx is not None)
     except (TradingError, UnknownSymbolError) as exc:
         return _error(exc)
     return f"canceled order {o.id} ({_describe(o)}, filled {_num(o.filled)})"

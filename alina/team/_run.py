@@ -45,9 +45,12 @@ from alina.memory_store.writer import EventWriter
 from alina.meta_prompts import Prompt
 from alina.models import CallRecord
 from alina.monitoring import metrics
-from alina.skills.builtin import conversation_scope
+from alina.skills.context import RunContext, run_context
+from alina.skills.loader import default_loader
 from alina.team._routing import Mode, RouteDecision
 from alina.team._team import AlinaTeam, build_team
+from alina.trading.mandate import Mandate
+from alina.trading.market_data import available_symbols
 
 Status = Literal["completed", "failed", "stopped"]
 logger = logging.getLogger(__name__)
@@ -59,6 +62,58 @@ class ResumeError(Exception):
 
 class AlreadyCompleted(ResumeError):
     """The run to resume has completed (e.g. the process was killed after its last write)."""
+
+
+class ModeGate(Protocol):
+    """The system mode as the run loop needs it (``alina.runtime.modes.SystemMode``)."""
+
+    @property
+    def current(self) -> str: ...
+
+    @property
+    def blocks_side_effects(self) -> bool: ...
+
+    def router_mode(self) -> Literal["normal", "safe"]: ...
+
+    async def refresh(self) -> Any: ...
+
+    async def escalate(self, mode: str, reason: str, *, actor: str, run_id: str | None = None) -> bool: ...
+
+    def raise_floor(self, key: str, mode: str, reason: str) -> None: ...
+
+    def clear_floor(self, key: str) -> None: ...
+
+
+class _LocalMode:
+    """A mode known to this runner only (no store): ``set_mode`` and escalations change it."""
+
+    def __init__(self) -> None:
+        self._floors: dict[str, str] = {}
+        self.shared = "normal"
+
+    @property
+    def current(self) -> str:
+        return "safe" if self._floors or self.shared != "normal" else "normal"
+
+    @property
+    def blocks_side_effects(self) -> bool:
+        return self.current != "normal"
+
+    def router_mode(self) -> Literal["normal", "safe"]:
+        return "safe" if self.blocks_side_effects else "normal"
+
+    async def refresh(self) -> None:
+        return None
+
+    async def escalate(self, mode: str, reason: str, *, actor: str, run_id: str | None = None) -> bool:
+        changed, self.shared = self.shared != mode, mode
+        return changed
+
+    def raise_floor(self, key: str, mode: str, reason: str) -> None:
+        self._floors[key] = mode
+
+    def clear_floor(self, key: str) -> None:
+        self._floors.pop(key, None)
 
 
 class RunSink(Protocol):
@@ -321,14 +376,29 @@ class TeamRunner:
         memory: VectorMemory | None = None,
         memory_writer: Callable[[RunResult], Awaitable[None]] | None = None,
         events: EventWriter | None = None,
+        modes: ModeGate | None = None,
+        order_symbols: Callable[[], list[str]] | None = None,
     ) -> None:
         """``memory``: the agents retrieve from it before each model call (see ``build_team``).
         ``memory_writer``: called with each finished run's result (``run`` and ``resume``) in a
         background task, so the run never waits for it; :meth:`flush_memory` waits for it.
         ``events``: the operational log (``events`` table): run start/resume/end and every model
         call attempt with its outcome (ok, timeout, fallback, cached, ...), no message content;
-        batched off the model path, failing open."""
+        batched off the model path, failing open.
+        ``modes``: the system mode (``alina.runtime.modes.SystemMode``): refreshed before every
+        turn; safe and halt remove side-effect skills from the agents and keep order tasks from
+        the trader. ``order_symbols``: the tradeable pairs an order mandate resolves names
+        against (default: the pairs with packaged market data)."""
         self.config = config
+        self.modes: ModeGate = modes if modes is not None else _LocalMode()
+        if mode != "normal":
+            self.modes.raise_floor("run", mode, f"--mode {mode} for this process")
+        mode = self.modes.router_mode()
+        self.order_symbols = order_symbols or (lambda: list(available_symbols()))
+        self._mandate: Mandate | None = None  # the conversation's latest request's mandate
+        self._side_effect_tools = frozenset(
+            s.name for s in default_loader().skillset.skills.values() if s.side_effects
+        )
         self.sink = sink
         self.hot = hot
         self.events = events
@@ -393,8 +463,28 @@ class TeamRunner:
             await self._log("model_call", run_id, asdict(c))
 
     def set_mode(self, mode: str) -> None:
-        """Switch the router between ``normal`` and ``safe`` (no order reaches the trader)."""
-        self.team.router.set_mode(mode)
+        """``safe``: this runner's runs are read-only whatever the shared mode says (a local
+        floor, not persisted: ``alina run --mode safe``); ``normal``: the shared mode applies."""
+        if mode == "normal":
+            self.modes.clear_floor("run")
+        else:
+            self.modes.raise_floor("run", mode, f"--mode {mode} for this process")
+        self.team.router.set_mode(self.modes.router_mode())
+
+    def _side_effect_refusal(self) -> str | None:
+        if self.modes.blocks_side_effects:
+            return f"the system is in {self.modes.current} mode (read and report only)"
+        return None
+
+    def _context(self, result: RunResult, p: _Progress, earlier: list[MessageRow]) -> RunContext:
+        """What this run's tools may know: its request, its conversation, the turn, and the
+        order mandate read from the user's request alone (never from what agents or tools say)."""
+        mandate = Mandate.from_request(result.task, self.order_symbols(), previous=self._mandate)
+        self._mandate = mandate
+        return RunContext(
+            task=result.task, messages=lambda: [*earlier, *result.events], run_id=result.run_id,
+            turn=lambda: p.turn + 1, mandate=mandate, side_effect_refusal=self._side_effect_refusal,
+        )  # fmt: skip
 
     async def run(self, task: str, *, run_id: str | None = None) -> RunResult:
         """Run one task to completion, a limit, or a failure; never raises for model errors
@@ -467,9 +557,9 @@ class TeamRunner:
             await self.hot.set_run_status(run_id, "running", result.task)
         self._calls_logged = len(self._calls)
         if result.resumed_from_turn is not None:
-            await self._log("run_resumed", run_id, {"from_turn": turn, "mode": self.team.router.mode})
+            await self._log("run_resumed", run_id, {"from_turn": turn, "mode": self.modes.current})
         else:
-            await self._log("run_started", run_id, {"mode": self.team.router.mode})
+            await self._log("run_started", run_id, {"mode": self.modes.current})
         self._routing_seen = len(self.team.router.decisions)
         p = _Progress(
             turn=turn, seq=int(position.get("message_count", 0)),
@@ -483,7 +573,7 @@ class TeamRunner:
         # The tools of this run's turns can read its conversation (the optimizer scores reports):
         # what the team already holds (a resumed run's checkpoint, a chat's earlier tasks) + this.
         earlier = self._earlier
-        with conversation_scope(result.task, lambda: [*earlier, *result.events]):
+        with run_context(self._context(result, p, earlier)):
             turns = asyncio.ensure_future(self._take_turns(result, task, p, committer, token))
         try:
             async with asyncio.timeout(self.config.team.wall_time_s):
@@ -559,6 +649,8 @@ class TeamRunner:
                 result.stop_reason = f"maximum of {self.config.team.max_turns} turns reached"
                 return
             before = result.turns
+            await self.modes.refresh()  # an operator's `alina mode set` reaches a running run here
+            self.team.router.set_mode(self.modes.router_mode())
             async for item in self.team.team.run_stream(task=task, cancellation_token=token):
                 if isinstance(item, TaskResult):
                     result.stop_reason = item.stop_reason or ""
@@ -626,7 +718,14 @@ class TeamRunner:
         self, result: RunResult, item: BaseAgentEvent | BaseChatMessage, seq: int, latency_ms: float
     ) -> RunEvent:
         usage = getattr(item, "models_usage", None)
+        decision = None
+        if isinstance(item, ToolCallExecutionEvent):
+            acted = [r for r in item.content if r.name in self._side_effect_tools]
+            decision = "; ".join(f"{r.name}: {r.content}" for r in acted)[:1000] or None
+        elif isinstance(item, BaseChatMessage) and item.source == ORCHESTRATOR:
+            decision = "answer: " + item.to_text()[:1000]
         event = RunEvent(
+            decision=decision,
             seq=seq,
             source=item.source,
             type=type(item).__name__,

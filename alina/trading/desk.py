@@ -75,7 +75,8 @@ class TradingDesk:
         *,
         mode_source: Callable[[], str] = lambda: "normal",
     ) -> None:
-        """``mode_source`` returns the system mode; ``"safe"`` refuses placement and cancels."""
+        """``mode_source`` returns the system mode; ``"safe"`` and ``"halt"`` refuse placement and
+        cancels (the kill switch's :meth:`cancel_all` still cancels)."""
         self.exchange = exchange
         self.guard = guard
         self.intents = intents
@@ -180,9 +181,10 @@ class TradingDesk:
     async def _place(
         self, symbol: str, side: str, type: str, amount: float, price: float | None, request_id: str | None
     ) -> Placement:
-        if self.mode_source() == "safe":
+        if self._blocked():
             raise RiskRejection(
-                "the system is in safe mode: no order placement (read and report only)", "safe_mode"
+                f"the system is in {self.mode_source()} mode: no order placement (read and report only)",
+                "safe_mode",
             )
         if request_id is not None:
             earlier = await self.intents.by_request(request_id)
@@ -275,31 +277,72 @@ class TradingDesk:
             raise OrderOutcomeUnknown(intent.client_order_id, "an earlier attempt is still unresolved")
         return Placement(intent.client_order_id, "placed", order, duplicate=True)
 
-    async def cancel_order(self, order_id: str, symbol: str | None = None) -> Order:
-        """Cancel a resting order by exchange id or client order id (refused in safe mode)."""
-        if self.mode_source() == "safe":
+    async def cancel_order(
+        self, order_id: str, symbol: str | None = None, *, idempotent: bool = False
+    ) -> Order:
+        """Cancel a resting order by exchange id or client order id (refused in safe and halt).
+
+        ``idempotent``: an order that is already canceled is returned as it is instead of being an
+        error (a resumed run redoes the cancel of its cut turn)."""
+        if self._blocked():
             raise RiskRejection(
-                "the system is in safe mode: no order changes (read and report only)", "safe_mode"
+                f"the system is in {self.mode_source()} mode: no order changes (read and report only)",
+                "safe_mode",
             )
         async with self._lock:
-            sym = self.resolve(symbol) if symbol else None
-            oid = order_id
-            intent = await self.intents.get(order_id)
-            if intent is not None and intent.exchange_order_id:
-                oid, sym = intent.exchange_order_id, sym or intent.symbol
-            if sym is None:  # live exchanges need the symbol: find the order among the open ones
-                match = [
-                    o
-                    for o in await self.exchange.fetch_open_orders()
-                    if order_id in (o.id, o.client_order_id)
-                ]
-                if not match:
-                    raise OrderRejected(f"no open order {order_id!r}")
-                oid, sym = match[0].id, match[0].symbol
-            order = await self.exchange.cancel_order(oid, sym)
-            if order.client_order_id and await self.intents.get(order.client_order_id) is not None:
-                await self.intents.update(order.client_order_id, "placed", order)
-            return order
+            try:
+                return await self._cancel(order_id, symbol)
+            except OrderRejected:
+                if not idempotent:
+                    raise
+                done = await self._find_order(order_id)
+                if done is None or done.status != "canceled":
+                    raise
+                return done
+
+    async def cancel_all(self, reason: str) -> list[Order]:
+        """Cancel every resting order, whatever the mode (the kill switch calls this: cancelling
+        only removes risk). Returns the canceled orders; one that fails is logged and skipped."""
+        canceled = []
+        async with self._lock:
+            for o in await self.exchange.fetch_open_orders():
+                try:
+                    canceled.append(await self._cancel(o.id, o.symbol))
+                except TradingError as exc:
+                    logger.error("could not cancel %s (%s): %s", o.id, reason, exc)
+        if canceled:
+            logger.warning("canceled %d open order(s): %s", len(canceled), reason)
+        return canceled
+
+    async def _cancel(self, order_id: str, symbol: str | None) -> Order:
+        sym = self.resolve(symbol) if symbol else None
+        oid = order_id
+        intent = await self.intents.get(order_id)
+        if intent is not None and intent.exchange_order_id:
+            oid, sym = intent.exchange_order_id, sym or intent.symbol
+        if sym is None:  # live exchanges need the symbol: find the order among the open ones
+            open_now = await self.exchange.fetch_open_orders()
+            match = [o for o in open_now if order_id in (o.id, o.client_order_id)]
+            if not match:
+                raise OrderRejected(f"no open order {order_id!r}")
+            oid, sym = match[0].id, match[0].symbol
+        order = await self.exchange.cancel_order(oid, sym)
+        if order.client_order_id and await self.intents.get(order.client_order_id) is not None:
+            await self.intents.update(order.client_order_id, "placed", order)
+        return order
+
+    async def _find_order(self, order_id: str) -> Order | None:
+        """The order with this exchange or client order id, as the exchange reports it now."""
+        intent = await self.intents.get(order_id)
+        if intent is None:
+            recent = await self.intents.list(limit=1000)
+            intent = next((i for i in recent if i.exchange_order_id == order_id), None)
+        if intent is None:
+            return None
+        return await self.exchange.fetch_order_by_client_id(intent.client_order_id, intent.symbol)
+
+    def _blocked(self) -> bool:
+        return self.mode_source() in ("safe", "halt")
 
     async def pnl(self) -> dict[str, Any]:
         """Equity and PnL figures (paper: full breakdown; live: equity only)."""
