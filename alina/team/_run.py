@@ -49,8 +49,7 @@ from alina.skills.context import RunContext, run_context
 from alina.skills.loader import default_loader
 from alina.team._routing import Mode, RouteDecision
 from alina.team._team import AlinaTeam, build_team
-from alina.trading.mandate import Mandate
-from alina.trading.market_data import available_symbols
+from alina.trading.mandate import Mandate, packaged_symbols
 
 Status = Literal["completed", "failed", "stopped"]
 logger = logging.getLogger(__name__)
@@ -394,7 +393,7 @@ class TeamRunner:
         if mode != "normal":
             self.modes.raise_floor("run", mode, f"--mode {mode} for this process")
         mode = self.modes.router_mode()
-        self.order_symbols = order_symbols or (lambda: list(available_symbols()))
+        self.order_symbols = order_symbols or (lambda: list(packaged_symbols()))
         self._mandate: Mandate | None = None  # the conversation's latest request's mandate
         self._side_effect_tools = frozenset(
             s.name for s in default_loader().skillset.skills.values() if s.side_effects

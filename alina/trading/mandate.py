@@ -17,14 +17,17 @@ constrain them (the risk guard still bounds every order).
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from alina.trading.data import DATA_DIR
 from alina.trading.market_data import UnknownSymbolError, normalize_symbol
 
-__all__ = ["Mandate", "OrderAsk"]
+__all__ = ["Mandate", "OrderAsk", "packaged_symbols"]
 
 _VERB = re.compile(
     r"\b(?P<verb>buy|buying|bought|purchase|sell|selling|short|dump|go\s+long|go\s+short)\b", re.I
@@ -125,6 +128,12 @@ class Mandate:
         return "the user's request does not ask to cancel orders"
 
 
+@functools.cache
+def packaged_symbols() -> tuple[str, ...]:
+    """The pairs of the packaged Binance markets file (what the default paper desk trades)."""
+    return tuple(json.loads((DATA_DIR / "binance_markets_subset_ticksize.json").read_text("utf-8")))
+
+
 def _filled_from(ask: OrderAsk, previous: Mandate) -> OrderAsk:
     prior = next((a for a in previous.asks if a.side == ask.side), previous.asks[0])
     return replace(
@@ -135,6 +144,8 @@ def _filled_from(ask: OrderAsk, previous: Mandate) -> OrderAsk:
 
 
 def _symbol_in(segment: str, avail: list[str]) -> str | None:
+    """The first word that names a pair; a pair-shaped word ("SOL/USDT") that is not tradeable
+    still counts (it constrains the ask, and no order can match it)."""
     for m in _WORD.finditer(segment):
         word = m.group(0)
         if word.upper() in _QUOTES or len(word) < 2:
@@ -142,7 +153,8 @@ def _symbol_in(segment: str, avail: list[str]) -> str | None:
         try:
             return normalize_symbol(word, avail)
         except UnknownSymbolError:
-            continue
+            if "/" in word:
+                return word.upper()
     return None
 
 
