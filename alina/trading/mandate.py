@@ -34,7 +34,7 @@ _VERB = re.compile(
 )
 _ADVICE = re.compile(
     r"\b(?:should|would|could|shall)\s+(?:i|we|you)\s+(?:\w+\s+)?(?:buy|sell|short|go)\b"
-    r"|\bwhen to (?:buy|sell)\b|\bbuy or sell\b",
+    r"|\bis (?:it|this|now) (?:a )?(?:good|bad|right|wise)\b|\bwhen to (?:buy|sell)\b|\bbuy or sell\b",
     re.I,
 )
 _CANCEL = re.compile(r"\bcancel(?:l?ed|l?ing|s)?\b", re.I)
