@@ -111,6 +111,10 @@ class TeamConfig(_Strict):
     """Upper bound on agent turns in one run (the task message is not a turn)."""
     wall_time_s: float = Field(900.0, gt=0, le=86400)
     max_concurrent_model_calls: int = Field(4, ge=1, le=64)
+    """Model calls in flight per model server, across all teams and processes (the governor)."""
+    governor_lease_ttl_s: float = Field(30.0, ge=0, le=3600)
+    """How long a dead process's governor lease in Redis holds its slot; 0: no cross-process
+    leases (the cap holds per process only)."""
     history_window: int = Field(6, ge=1, le=200)
     """How many recent messages each model call sees (the system prompt is always first)."""
 

@@ -8,30 +8,43 @@ run the same agents.
 
 from alina.models._client import Completion, JsonToolClient
 from alina.models._errors import (
+    ContextOverflowError,
+    MalformedOutputError,
     ModelError,
     ModelOutputError,
     ModelTimeoutError,
     ModelUnavailableError,
+    ModelUnreachableError,
     RealModelCallBlocked,
 )
-from alina.models._factory import build_agent_client, build_provider
+from alina.models._factory import build_agent_client, build_provider, governor_for, model_server
+from alina.models._governor import PRIORITIES, Governor, priority_for, shared_governor
 from alina.models._guard import allow_model_requests, model_requests_allowed, set_model_requests_allowed
-from alina.models._resilient import CallRecord, Governor, ResilientClient
+from alina.models._resilient import CallRecord, OnExhausted, ResilientClient
 
 __all__ = [
+    "PRIORITIES",
     "CallRecord",
     "Completion",
+    "ContextOverflowError",
     "Governor",
     "JsonToolClient",
+    "MalformedOutputError",
     "ModelError",
     "ModelOutputError",
     "ModelTimeoutError",
     "ModelUnavailableError",
+    "ModelUnreachableError",
+    "OnExhausted",
     "RealModelCallBlocked",
     "ResilientClient",
     "allow_model_requests",
     "build_agent_client",
     "build_provider",
+    "governor_for",
     "model_requests_allowed",
+    "model_server",
+    "priority_for",
     "set_model_requests_allowed",
+    "shared_governor",
 ]

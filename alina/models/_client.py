@@ -31,7 +31,7 @@ from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel
 
 from alina.models import _protocol as proto
-from alina.models._errors import ModelOutputError, ModelTimeoutError
+from alina.models._errors import MalformedOutputError, ModelTimeoutError
 from alina.models._guard import check_model_request
 
 MODEL_INFO: ModelInfo = {
@@ -162,9 +162,9 @@ class JsonToolClient(ChatCompletionClient, ABC):
             )
         try:
             parsed = proto.parse_structured(done.text, specs)
-        except ModelOutputError:
+        except MalformedOutputError:
             if done.finish_reason == "length":
-                raise ModelOutputError(
+                raise MalformedOutputError(
                     f"{self.provider}:{self.model} tool call cut off at max_tokens={max_tokens}: "
                     f"{done.text[:200]!r}"
                 ) from None

@@ -9,7 +9,8 @@ from alina.meta_prompts import load_prompt
 from alina.models._cache import ResponseCache
 from alina.models._client import JsonToolClient
 from alina.models._errors import ModelUnavailableError
-from alina.models._resilient import Governor, Listener, ResilientClient
+from alina.models._governor import Governor, shared_governor
+from alina.models._resilient import Listener, OnExhausted, ResilientClient
 
 
 def build_provider(cfg: ModelConfig, *, max_tokens: int | None = None) -> JsonToolClient:
@@ -50,24 +51,47 @@ def build_provider(cfg: ModelConfig, *, max_tokens: int | None = None) -> JsonTo
     return OllamaClient(base_url=cfg.base_url, **common)  # type: ignore[arg-type]
 
 
+def model_server(cfg: ModelConfig) -> str:
+    """Which server a model's calls load: its base URL, or the model file for the embedded one."""
+    if cfg.provider == "llamacpp":
+        return f"llamacpp:{cfg.path or 'default'}"
+    return str(cfg.base_url)
+
+
+def governor_for(config: AlinaConfig, model: str) -> Governor:
+    """The process-wide governor of the server model ``model`` (a key of ``models:``) runs on,
+    with cross-process Redis leases unless ``team.governor_lease_ttl_s`` is 0."""
+    ttl = config.team.governor_lease_ttl_s
+    return shared_governor(
+        model_server(config.models[model]),
+        limit=config.team.max_concurrent_model_calls,
+        redis_url=config.redis.url() if ttl > 0 else None,
+        lease_ttl_s=ttl or 30.0,
+    )
+
+
 def build_agent_client(
     config: AlinaConfig,
     agent: str,
     *,
-    governor: Governor,
+    governor: Governor | None = None,
     listener: Listener | None = None,
     label: str | None = None,
     cache: ResponseCache | None = None,
+    on_exhausted: OnExhausted | None = None,
 ) -> ResilientClient:
-    """The resilient client for one agent: its model, retries, fallback and the shared governor.
+    """The resilient client for one agent: its model, retries, fallback and governor.
 
-    ``label`` names the caller in metrics and call records (default: the agent's name); ALINA's
-    speaker selector uses ALINA's model under the label ``selector``. With a ``cache``, entries
-    are namespaced by the agent's prompt version and content digest.
+    ``governor`` defaults to the process-wide one of the agent's model server. ``label`` names
+    the caller in metrics, call records and the governor's priority class (default: the agent's
+    name); ALINA's speaker selector uses ALINA's model under the label ``selector``. With a
+    ``cache``, entries are namespaced by the agent's prompt version and content digest.
     """
     prompt = load_prompt(config.agents[agent].prompt or agent)
     agent_cfg = config.agents[agent]
     model_cfg = config.models[agent_cfg.model]
+    if governor is None:
+        governor = governor_for(config, agent_cfg.model)
     primary = build_provider(model_cfg, max_tokens=agent_cfg.max_tokens)
     fallback = (
         build_provider(config.models[model_cfg.fallback], max_tokens=agent_cfg.max_tokens)
@@ -81,6 +105,7 @@ def build_agent_client(
         fallback=fallback,
         governor=governor,
         listener=listener,
+        on_exhausted=on_exhausted,
         cache=cache,
         prompt_version=f"v{prompt.version}-{prompt.digest}",
     )

@@ -29,7 +29,7 @@ from autogen_core.models import (
 )
 from autogen_core.tools import Tool, ToolSchema
 
-from alina.models._errors import ModelOutputError
+from alina.models._errors import MalformedOutputError
 
 ChatDict = dict[str, str]
 TurnKind = Literal["text", "tool", "choice"]
@@ -186,20 +186,20 @@ def tool_instruction(specs: Sequence[ToolSpec]) -> str:
 def parse_structured(text: str, specs: Sequence[ToolSpec]) -> list[FunctionCall] | str:
     """Turn constrained JSON output into FunctionCalls, or the answer string of a choice turn.
 
-    Raises :class:`ModelOutputError` (quoting the output) when the text is not the promised JSON.
+    Raises :class:`MalformedOutputError` (quoting the output) when the text is not the promised JSON.
     """
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ModelOutputError(f"model output is not JSON ({exc.msg}): {text[:200]!r}") from None
+        raise MalformedOutputError(f"model output is not JSON ({exc.msg}): {text[:200]!r}") from None
     if isinstance(data, dict) and "answer" in data and "tool" not in data:
         return str(data["answer"])
     names = {s.name for s in specs}
     if not isinstance(data, dict) or data.get("tool") not in names:
-        raise ModelOutputError(f"model output names no known tool {sorted(names)}: {text[:200]!r}")
+        raise MalformedOutputError(f"model output names no known tool {sorted(names)}: {text[:200]!r}")
     args = data.get("arguments") or {}
     if not isinstance(args, dict):
-        raise ModelOutputError(f"tool arguments must be an object: {text[:200]!r}")
+        raise MalformedOutputError(f"tool arguments must be an object: {text[:200]!r}")
     return [
         FunctionCall(
             id=f"call_{uuid.uuid4().hex[:12]}",

@@ -1,32 +1,66 @@
 """The governed, resilient client every agent talks to.
 
-``ResilientClient`` wraps a provider client and adds, in this order: the shared concurrency cap
-(the governor: at most N model calls at once across all agents), a timeout on every call, up to
-``retries`` retries of a *timed-out* call, then one try on the fallback model. Anything else
-(a server that is down, garbage output) is not retried blindly: it surfaces as a ModelError.
-Every attempt is reported to the metrics registry and to an optional listener (the run loop
-counts model calls and tokens through it).
+``ResilientClient`` wraps a provider client. Every attempt holds a governor slot (at most N
+model calls in flight per model server, admitted by the agent's priority class) and every
+failure is handled by its class (see ``_errors``): a timeout is retried up to ``retries`` times;
+an unreachable server sends the call to the fallback model at once; malformed output gets one
+repair (the call is re-asked with the parse error appended); a context overflow drops the
+oldest non-system messages once and asks again. The fallback model gets one attempt handled
+the same way (no timeout retries). When nothing is left, ``on_exhausted(agent, reason)`` is
+called (the system's safe mode) and :class:`ModelUnavailableError` is raised. Every attempt is
+counted in the metrics registry and reported to an optional listener (the run loop records
+those as ``model_call`` events).
 """
 
 from __future__ import annotations
 
-import asyncio
+import inspect
+import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, ModelInfo, RequestUsage
+from autogen_core.models import (
+    ChatCompletionClient,
+    CreateResult,
+    FunctionExecutionResultMessage,
+    LLMMessage,
+    ModelInfo,
+    RequestUsage,
+    SystemMessage,
+)
 from autogen_core.tools import Tool, ToolSchema
 
 from alina.models._cache import ResponseCache, client_identity
-from alina.models._errors import ModelError, ModelTimeoutError
+from alina.models._errors import (
+    ContextOverflowError,
+    MalformedOutputError,
+    ModelError,
+    ModelTimeoutError,
+    ModelUnavailableError,
+    ModelUnreachableError,
+    RealModelCallBlocked,
+)
+from alina.models._governor import Governor, Priority, priority_for
 from alina.monitoring import metrics
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal[
+    "ok", "timeout", "unreachable", "malformed", "repaired", "overflow", "fallback", "exhausted", "error",
+    "cached",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
 class CallRecord:
-    """One model call attempt, as the run loop and metrics see it."""
+    """One model call attempt, as the run loop and metrics see it.
+
+    ``outcome``: ok (answered), repaired (answered after a repair), fallback (the fallback model
+    answered), timeout / unreachable / malformed / overflow / error (this attempt failed so),
+    exhausted (not an attempt: the call failed for good), cached (answered from the cache).
+    """
 
     agent: str
     provider: str
@@ -34,29 +68,50 @@ class CallRecord:
     seconds: float
     prompt_tokens: int
     completion_tokens: int
-    outcome: Literal["ok", "timeout", "error", "fallback", "cached"]
+    outcome: Outcome
     tool_call: bool
 
 
 Listener = Callable[[CallRecord], None]
+OnExhausted = Callable[[str, str], Awaitable[None] | None]
+
+_FAILURES: tuple[tuple[type[ModelError], Outcome], ...] = (
+    (ModelTimeoutError, "timeout"),
+    (ModelUnreachableError, "unreachable"),
+    (MalformedOutputError, "malformed"),
+    (ContextOverflowError, "overflow"),
+)
 
 
-class Governor:
-    """Caps how many model calls run at once (shared by every agent of a team)."""
+def _failure(exc: ModelError) -> Outcome:
+    return next((o for cls, o in _FAILURES if isinstance(exc, cls)), "error")
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._sem = asyncio.Semaphore(limit)
 
-    async def __aenter__(self) -> None:
-        await self._sem.acquire()
+def trim_history(messages: Sequence[LLMMessage]) -> list[LLMMessage]:
+    """The messages without the oldest half of the non-system ones (the latest always stays)."""
+    idx = [i for i, m in enumerate(messages) if not isinstance(m, SystemMessage)]
+    drop = set(idx[: len(idx) // 2])
+    return [m for i, m in enumerate(messages) if i not in drop]
 
-    async def __aexit__(self, *exc: object) -> None:
-        self._sem.release()
+
+def with_repair_note(messages: Sequence[LLMMessage], error: str) -> list[LLMMessage]:
+    """The messages plus a system note quoting the parse error, for the one repair attempt.
+
+    The note goes before a trailing tool result, so the kind of turn (answer after results)
+    does not change.
+    """
+    note = SystemMessage(
+        content=f"Your previous reply could not be used: {error[:300]}. Reply again with exactly the "
+        "requested JSON and nothing else."
+    )
+    out = list(messages)
+    at = len(out) - 1 if out and isinstance(out[-1], FunctionExecutionResultMessage) else len(out)
+    out.insert(at, note)
+    return out
 
 
 class ResilientClient(ChatCompletionClient):
-    """Timeout, retries on timeout, fallback, concurrency cap and accounting for one agent."""
+    """Governor slot, error handling by class, fallback and accounting for one agent."""
 
     def __init__(
         self,
@@ -66,10 +121,15 @@ class ResilientClient(ChatCompletionClient):
         retries: int = 2,
         fallback: ChatCompletionClient | None = None,
         governor: Governor | None = None,
+        priority: Priority | None = None,
         listener: Listener | None = None,
+        on_exhausted: OnExhausted | None = None,
         cache: ResponseCache | None = None,
         prompt_version: str = "0",
     ) -> None:
+        """``retries``: extra attempts of the primary after timeouts. ``priority``: the governor
+        class (default: from the agent's name, see ``priority_for``). ``on_exhausted(agent,
+        reason)`` (sync or async) runs before :class:`ModelUnavailableError` is raised."""
         self.agent = agent
         self.cache = cache
         self.prompt_version = prompt_version
@@ -77,10 +137,12 @@ class ResilientClient(ChatCompletionClient):
         self.retries = retries
         self.fallback = fallback
         self.governor = governor or Governor(4)
+        self.priority: Priority = priority or priority_for(agent)
         self.listener = listener
+        self.on_exhausted = on_exhausted
 
     def _record(
-        self, client: ChatCompletionClient, seconds: float, result: CreateResult | None, outcome: Any
+        self, client: ChatCompletionClient, seconds: float, result: CreateResult | None, outcome: Outcome
     ) -> None:
         usage = result.usage if result else RequestUsage(prompt_tokens=0, completion_tokens=0)
         rec = CallRecord(
@@ -108,20 +170,49 @@ class ResilientClient(ChatCompletionClient):
             self.listener(rec)
 
     async def _attempt(
-        self, client: ChatCompletionClient, outcome_ok: str, *args: Any, **kwargs: Any
+        self, client: ChatCompletionClient, messages: Sequence[LLMMessage], kwargs: dict[str, Any]
     ) -> CreateResult:
+        """One call on ``client`` inside a governor slot; a ModelError is recorded by class."""
         start = time.monotonic()
         try:
-            async with self.governor:
-                result = await client.create(*args, **kwargs)
-        except ModelTimeoutError:
-            self._record(client, time.monotonic() - start, None, "timeout")
+            async with self.governor.slot(self.priority):
+                return await client.create(messages, **kwargs)
+        except ModelError as exc:
+            self._record(client, time.monotonic() - start, None, _failure(exc))
             raise
-        except ModelError:
-            self._record(client, time.monotonic() - start, None, "error")
-            raise
-        self._record(client, time.monotonic() - start, result, outcome_ok)
-        return result
+
+    async def _on(
+        self, client: ChatCompletionClient, messages: Sequence[LLMMessage], kwargs: dict[str, Any],
+        *, retries: int, fallback: bool,
+    ) -> CreateResult:  # fmt: skip
+        """Answer from ``client``: timeouts retried ``retries`` times, one repair, one trim.
+
+        Raises the last ModelError when the client cannot answer (the caller moves on).
+        """
+        msgs, timeouts, repaired, trimmed = list(messages), 0, False, False
+        while True:
+            start = time.monotonic()
+            try:
+                result = await self._attempt(client, msgs, kwargs)
+            except ModelTimeoutError as exc:
+                if timeouts >= retries:
+                    raise ModelTimeoutError(f"{exc} (after {retries} retries)") from exc
+                timeouts += 1
+                continue
+            except MalformedOutputError as exc:
+                if repaired:
+                    raise
+                repaired, msgs = True, with_repair_note(msgs, str(exc))
+                continue
+            except ContextOverflowError:
+                shorter = trim_history(msgs)
+                if trimmed or len(shorter) == len(msgs):
+                    raise
+                trimmed, msgs = True, shorter
+                continue
+            outcome: Outcome = "fallback" if fallback else "repaired" if repaired else "ok"
+            self._record(client, time.monotonic() - start, result, outcome)
+            return result
 
     async def create(self, messages: Sequence[LLMMessage], **kwargs: Any) -> CreateResult:  # type: ignore[override]
         """Answer from the cache when an identical deterministic call was made, else the model."""
@@ -147,16 +238,34 @@ class ResilientClient(ChatCompletionClient):
         return result
 
     async def _call(self, messages: Sequence[LLMMessage], **kwargs: Any) -> CreateResult:
-        last: ModelTimeoutError | None = None
-        for _ in range(self.retries + 1):
-            try:
-                return await self._attempt(self.primary, "ok", messages, **kwargs)
-            except ModelTimeoutError as exc:
-                last = exc
+        started = time.monotonic()
+        options = [("primary", self.primary, self.retries)]
         if self.fallback is not None:
-            return await self._attempt(self.fallback, "fallback", messages, **kwargs)
-        assert last is not None
-        raise ModelTimeoutError(f"{last} (after {self.retries} retries, no fallback configured)")
+            options.append(("fallback", self.fallback, 0))
+        failures: list[str] = []
+        for role, client, retries in options:
+            try:
+                return await self._on(client, messages, kwargs, retries=retries, fallback=role == "fallback")
+            except RealModelCallBlocked:
+                raise
+            except ModelError as exc:
+                failures.append(f"{role} {_name(client)}: {type(exc).__name__}: {exc}")
+        if self.fallback is None:
+            failures.append("no fallback configured")
+        reason = f"{self.agent}: no model answered ({'; '.join(failures)})"
+        self._record(self.primary, time.monotonic() - started, None, "exhausted")
+        await self._exhausted(reason)
+        raise ModelUnavailableError(reason)
+
+    async def _exhausted(self, reason: str) -> None:
+        if self.on_exhausted is None:
+            return
+        try:
+            pending = self.on_exhausted(self.agent, reason)
+            if inspect.isawaitable(pending):
+                await pending
+        except Exception:  # the callback's failure must not hide the model failure
+            log.exception("on_exhausted callback failed for agent %s", self.agent)
 
     async def create_stream(  # type: ignore[override]
         self, messages: Sequence[LLMMessage], **kwargs: Any
@@ -192,3 +301,7 @@ class ResilientClient(ChatCompletionClient):
     @property
     def model_info(self) -> ModelInfo:
         return self.primary.model_info
+
+
+def _name(client: ChatCompletionClient) -> str:
+    return f"{getattr(client, 'provider', type(client).__name__)}:{getattr(client, 'model', '?')}"

@@ -2,14 +2,18 @@
 
 One ``Llama`` per (model file, context size, threads) is shared by every agent that names the
 same model, and all calls to it run on one dedicated thread (a ``Llama`` is not thread-safe),
-so the event loop never blocks. A deadline is enforced inside generation through a stopping
-criterion, so a timed-out call stops burning the CPU at the next token instead of running on.
+so the event loop never blocks. Every generation — text and grammar-constrained tool/JSON turns
+alike — carries a stopping criterion that ends it at the next token once the deadline passes or
+the caller gives up (timeout, cancellation), and a timed-out call returns only after the engine
+has stopped, so a retry never queues behind the abandoned generation. (Prompt evaluation is not
+interruptible: a call that times out during a long prefill stops at its first sampled token.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import json
 import threading
 import time
@@ -17,10 +21,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from alina.models._client import Completion, JsonToolClient
-from alina.models._errors import ModelTimeoutError, ModelUnavailableError
+from alina.models._errors import (
+    ContextOverflowError,
+    ModelError,
+    ModelTimeoutError,
+    ModelUnavailableError,
+    is_context_overflow,
+)
 from alina.models._protocol import ChatDict
 
 
@@ -38,20 +46,82 @@ def default_gguf_path() -> Path:
     return files[0]
 
 
+class _StopFlag:
+    """The stopping criterion of one generation: true once its deadline passed or the caller
+    gave up. llama.cpp calls it after every sampled token, with or without a grammar."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.cancelled = threading.Event()
+        self.fired: str | None = None  # "deadline" | "cancelled" once it stopped a generation
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def __call__(self, _ids: Any = None, _logits: Any = None) -> bool:
+        if self.fired is None:
+            if self.cancelled.is_set():
+                self.fired = "cancelled"
+            elif time.monotonic() >= self.deadline:
+                self.fired = "deadline"
+        return self.fired is not None
+
+
+_STOPPABLE: Any = None
+
+
+def _stoppable_llama() -> Any:
+    """``Llama`` whose every completion also stops on the engine's current :class:`_StopFlag`.
+
+    ``create_chat_completion`` takes no stopping criteria, but every chat handler passes its own
+    to ``create_completion``; adding ours there keeps the handler (template, stop tokens,
+    sampling) exactly as llama-cpp-python chose it, for text and grammar turns alike.
+    """
+    global _STOPPABLE
+    if _STOPPABLE is None:
+        from llama_cpp import Llama, StoppingCriteriaList
+
+        class StoppableLlama(Llama):  # type: ignore[misc]
+            stop_flag: _StopFlag | None = None
+
+            def create_completion(self, *args: Any, stopping_criteria: Any = None, **kw: Any) -> Any:
+                if self.stop_flag is not None:
+                    stopping_criteria = StoppingCriteriaList([*(stopping_criteria or []), self.stop_flag])
+                return super().create_completion(*args, stopping_criteria=stopping_criteria, **kw)
+
+        _STOPPABLE = StoppableLlama
+    return _STOPPABLE
+
+
 class _Engine:
     """A loaded model plus the single thread that may touch it."""
 
     def __init__(self, path: Path, n_ctx: int, n_threads: int | None, seed: int) -> None:
         try:
-            from llama_cpp import Llama
+            llama_class = _stoppable_llama()
         except ImportError as exc:  # pragma: no cover - install problem
             raise ModelUnavailableError("llama-cpp-python is not installed: run `make setup`") from exc
         if not path.is_file():
             raise ModelUnavailableError(f"model file not found: {path}")
-        self.llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, seed=seed, verbose=False)
+        self.llama = llama_class(
+            model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, seed=seed, verbose=False
+        )
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
         self.lock = threading.Lock()
+        self.busy = False
+        """True while a generation runs on the engine thread."""
         self._grammars: dict[str, Any] = {}
+
+    def generate(self, kwargs: dict[str, Any], stop: _StopFlag) -> Any:
+        """One ``create_chat_completion`` on the calling (engine) thread, stopped by ``stop``."""
+        with self.lock:
+            self.busy = True
+            self.llama.stop_flag = stop
+            try:
+                return self.llama.create_chat_completion(**kwargs)
+            finally:
+                self.llama.stop_flag = None
+                self.busy = False
 
     def grammar(self, schema: dict[str, Any]) -> Any:
         """Compiled grammar for a JSON schema, cached (tool schemas repeat every turn)."""
@@ -108,33 +178,24 @@ class LlamaCppClient(JsonToolClient):
     async def _complete(
         self, chat: list[ChatDict], *, schema: dict[str, Any] | None, max_tokens: int, deadline: float
     ) -> Completion:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._engine.executor, self._complete_sync, chat, schema, max_tokens, deadline
-        )
+        stop = _StopFlag(deadline)
+        job = self._engine.executor.submit(self._complete_sync, chat, schema, max_tokens, stop)
+        try:
+            return await asyncio.wrap_future(job)
+        except asyncio.CancelledError:
+            # The caller gave up (timeout or cancellation). A queued job was cancelled with the
+            # awaited future; a running one stops at its next token. Wait for that, so the next
+            # call (the retry) finds the engine idle instead of queueing behind this generation.
+            stop.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(asyncio.wrap_future(job))
+            raise
 
     def _complete_sync(
-        self, chat: list[ChatDict], schema: dict[str, Any] | None, max_tokens: int, deadline: float
+        self, chat: list[ChatDict], schema: dict[str, Any] | None, max_tokens: int, stop: _StopFlag
     ) -> Completion:
-        from llama_cpp import LogitsProcessorList
-
-        if time.monotonic() >= deadline:  # queued behind other calls past its deadline
+        if stop():  # queued behind other calls past its deadline, or already abandoned
             raise ModelTimeoutError(f"llamacpp:{self.model}: deadline passed before the call started")
-
-        llama = self._engine.llama
-        eos = llama.token_eos()
-        expired = False
-
-        def stop_at_deadline(_ids: Any, scores: Any) -> Any:
-            # Called once per generated token. Exceptions raised here are swallowed by the
-            # ctypes callback, so past the deadline every token but end-of-sequence is masked.
-            nonlocal expired
-            if expired or time.monotonic() >= deadline:
-                expired = True
-                scores[:] = -np.inf
-                scores[eos] = 0.0
-            return scores
-
         kwargs: dict[str, Any] = {
             "messages": chat,
             "max_tokens": max_tokens,
@@ -143,18 +204,15 @@ class LlamaCppClient(JsonToolClient):
             "repeat_penalty": self.repeat_penalty,
         }
         if schema is not None:
-            # Grammar output is short (one tool call) and may not allow end-of-sequence
-            # mid-object, so it runs without the deadline mask; max_tokens bounds it.
             kwargs["grammar"] = self._engine.grammar(schema)
-        else:
-            kwargs["logits_processor"] = LogitsProcessorList([stop_at_deadline])
-        with self._engine.lock:
-            try:
-                r: Any = llama.create_chat_completion(**kwargs)
-            except ValueError as exc:  # e.g. prompt longer than the context window
-                raise ModelUnavailableError(f"llamacpp:{self.model}: {exc}") from exc
-        if expired:
-            raise ModelTimeoutError(f"llamacpp:{self.model}: generation stopped at the deadline")
+        try:
+            r: Any = self._engine.generate(kwargs, stop)
+        except ValueError as exc:  # e.g. prompt longer than the context window
+            if is_context_overflow(str(exc)):
+                raise ContextOverflowError(f"llamacpp:{self.model}: {exc}") from exc
+            raise ModelError(f"llamacpp:{self.model}: {exc}") from exc
+        if stop.fired:
+            raise ModelTimeoutError(f"llamacpp:{self.model}: generation stopped ({stop.fired})")
         choice = r["choices"][0]
         usage = r.get("usage") or {}
         return Completion(

@@ -12,7 +12,13 @@ import time
 from typing import Any
 
 from alina.models._client import Completion, JsonToolClient, estimate_tokens
-from alina.models._errors import ModelOutputError, ModelTimeoutError, ModelUnavailableError
+from alina.models._errors import (
+    ContextOverflowError,
+    MalformedOutputError,
+    ModelTimeoutError,
+    ModelUnreachableError,
+    is_context_overflow,
+)
 from alina.models._protocol import ChatDict
 
 
@@ -48,24 +54,28 @@ class OllamaClient(JsonToolClient):
         except httpx.TimeoutException:
             raise ModelTimeoutError(f"ollama:{self.model} at {self.base_url} timed out") from None
         except (httpx.ConnectError, ConnectionError) as exc:
-            raise ModelUnavailableError(
+            raise ModelUnreachableError(
                 f"ollama:{self.model}: cannot reach {self.base_url} ({exc}); is `ollama serve` running?"
             ) from None
         except ollama.ResponseError as exc:
-            raise ModelUnavailableError(
+            if is_context_overflow(exc.error):
+                raise ContextOverflowError(
+                    f"ollama:{self.model} at {self.base_url}: HTTP {exc.status_code}: {exc.error[:200]}"
+                ) from None
+            raise ModelUnreachableError(
                 f"ollama:{self.model} at {self.base_url}: HTTP {exc.status_code}: {exc.error[:200]}"
             ) from None
         except httpx.HTTPError as exc:  # RemoteProtocolError, ReadError, ... (timeouts caught above)
-            raise ModelUnavailableError(
+            raise ModelUnreachableError(
                 f"ollama:{self.model}: {self.base_url} failed mid-request ({type(exc).__name__}: {exc})"
             ) from None
         except ValueError as exc:  # JSONDecodeError / pydantic ValidationError on an HTTP 200
-            raise ModelOutputError(
+            raise MalformedOutputError(
                 f"ollama:{self.model} at {self.base_url}: response is not an Ollama chat reply: "
                 f"{str(exc)[:200]}"
             ) from None
         if r.message is None:
-            raise ModelOutputError(f"ollama:{self.model}: response has no message")
+            raise MalformedOutputError(f"ollama:{self.model}: response has no message")
         return Completion(
             text=r.message.content or "",
             prompt_tokens=r.prompt_eval_count or 0,

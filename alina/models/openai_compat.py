@@ -13,7 +13,13 @@ from typing import Any, Literal
 from openai.types.chat import ChatCompletion
 
 from alina.models._client import Completion, JsonToolClient, estimate_tokens
-from alina.models._errors import ModelOutputError, ModelTimeoutError, ModelUnavailableError
+from alina.models._errors import (
+    ContextOverflowError,
+    MalformedOutputError,
+    ModelTimeoutError,
+    ModelUnreachableError,
+    is_context_overflow,
+)
 from alina.models._protocol import ChatDict
 
 
@@ -64,25 +70,25 @@ class OpenAICompatClient(JsonToolClient):
             r = await self._client.chat.completions.create(**kwargs)
         except openai.APITimeoutError:
             raise ModelTimeoutError(f"openai:{self.model} at {self.base_url} timed out") from None
-        except openai.APIConnectionError as exc:
-            raise ModelUnavailableError(
+        except openai.APIConnectionError as exc:  # refused, DNS, dropped connection
+            raise ModelUnreachableError(
                 f"openai:{self.model}: cannot reach {self.base_url} ({exc.__cause__ or exc})"
             ) from None
         except openai.APIStatusError as exc:
-            raise ModelUnavailableError(
-                f"openai:{self.model} at {self.base_url} answered HTTP {exc.status_code}: "
-                f"{str(exc.message)[:200]}"
-            ) from None
+            what = f"openai:{self.model} at {self.base_url} answered HTTP {exc.status_code}"
+            if exc.status_code == 400 and is_context_overflow(str(exc.message)):
+                raise ContextOverflowError(f"{what}: {str(exc.message)[:200]}") from None
+            raise ModelUnreachableError(f"{what}: {str(exc.message)[:200]}") from None
         except ValueError as exc:  # json.JSONDecodeError: a 200 body labelled JSON that is not JSON
-            raise ModelOutputError(
+            raise MalformedOutputError(
                 f"openai:{self.model} at {self.base_url}: response body is not JSON ({exc})"
             ) from None
         if not isinstance(r, ChatCompletion):  # the SDK returns the raw text of a non-JSON body
-            raise ModelOutputError(
+            raise MalformedOutputError(
                 f"openai:{self.model} at {self.base_url}: response is not a chat completion: {str(r)[:200]!r}"
             )
         if not r.choices:
-            raise ModelOutputError(f"openai:{self.model}: response has no choices")
+            raise MalformedOutputError(f"openai:{self.model}: response has no choices")
         choice = r.choices[0]
         usage = r.usage
         return Completion(

@@ -17,11 +17,13 @@ import re
 import threading
 from collections import deque
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-MODEL_OUTCOMES = frozenset({"ok", "timeout", "error", "fallback"})
+MODEL_OUTCOMES = frozenset(
+    {"ok", "timeout", "unreachable", "malformed", "repaired", "overflow", "fallback", "exhausted", "error"}
+)
 TOOL_OUTCOMES = frozenset({"ok", "error", "timeout"})
 TOKEN_KINDS = ("prompt", "completion")
 
@@ -31,7 +33,8 @@ RUN_TURN_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 50)
 
 MODEL_CALLS = Counter(
     "alina_model_calls_total",
-    "Model (LLM) calls by outcome: ok|timeout|error|fallback.",
+    "Model (LLM) call attempts by outcome: ok|timeout|unreachable|malformed|repaired|overflow|fallback|"
+    "exhausted|error (exhausted: every retry and the fallback failed).",
     ["agent", "provider", "model", "outcome"],
     registry=REGISTRY,
 )
@@ -75,6 +78,23 @@ CHECKPOINT_SECONDS = Histogram(
     "alina_checkpoint_seconds", "Time to write one turn commit to Postgres (off the model path).",
     buckets=TOOL_CALL_BUCKETS, registry=REGISTRY,
 )  # fmt: skip
+MODEL_CALLS_IN_FLIGHT = Gauge(
+    "alina_model_calls_in_flight", "Model calls holding a governor slot now.", ["governor"], registry=REGISTRY
+)
+MODEL_QUEUE_WAIT_SECONDS = Histogram(
+    "alina_model_queue_wait_seconds", "Time a model call waited for a governor slot, by priority class.",
+    ["priority"], buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
+    registry=REGISTRY,
+)  # fmt: skip
+GOVERNOR_LIMIT = Gauge(
+    "alina_governor_limit", "The governor's cap on model calls in flight.", ["governor"], registry=REGISTRY
+)
+GOVERNOR_REDIS_FALLBACKS = Counter(
+    "alina_governor_redis_fallbacks_total",
+    "Model calls admitted on the process-local cap only because Redis (the cross-process leases) failed.",
+    ["governor"],
+    registry=REGISTRY,
+)
 RESUMES = Counter("alina_run_resumes_total", "Runs resumed from a checkpoint.", registry=REGISTRY)
 
 _LABEL_BAD = re.compile(r"[^A-Za-z0-9_.:/-]+")
@@ -166,7 +186,7 @@ def observe_model_call(
 ) -> None:
     """Record one model call: count by outcome, duration, token usage and the latency window.
 
-    ``outcome`` is one of ok|timeout|error|fallback (anything else raises ``ValueError``).
+    ``outcome`` is one of :data:`MODEL_OUTCOMES` (anything else raises ``ValueError``).
     Durations of every outcome are recorded (a timeout's duration is real latency).
     Missing or negative token counts are skipped.
     """

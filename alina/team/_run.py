@@ -697,6 +697,8 @@ class TeamRunner:
 
     def _count_calls(self, result: RunResult, seen: int) -> None:
         for c in self._calls[seen:]:
+            if c.outcome == "exhausted":  # a verdict on the attempts before it, not a model call
+                continue
             if c.outcome == "cached":
                 result.cached_calls += 1
                 continue

@@ -115,6 +115,7 @@ def build_team(
     prompts: Mapping[str, Prompt] | None = None,
     cache: ResponseCache | None = None,
     memory: VectorMemory | None = None,
+    governor: Governor | None = None,
 ) -> AlinaTeam:
     """Build ALINA's team from config. ``clients`` replaces model clients (unit tests pass
     ReplayChatCompletionClients; key ``"selector"`` is the router's model) and then ``cache``
@@ -123,13 +124,13 @@ def build_team(
     (a resumed run uses the ones it was checkpointed with). With ``memory`` (and
     ``memory.enabled``), each agent named in ``memory.agents`` (default all) retrieves from its
     view ``memory.for_agent(name)`` (its scope + shared; the kinds ``memory.retrieve_kinds``
-    names) before every model call."""
+    names) before every model call. ``governor`` caps the built clients' model calls (default:
+    the process-wide governor of each agent's model server, shared with every other team)."""
     logging.getLogger("autogen_core").addFilter(_ECHO_FILTER)  # idempotent: a filter is added once
     specs = agent_specs(config)
     retrieving = retrieving_agents(config) if memory is not None else set()
     used = {name: (prompts or {}).get(name, spec.prompt) for name, spec in specs.items()}
     if clients is None:
-        governor = Governor(config.team.max_concurrent_model_calls)
         if config.cache.enabled:
             cache = ResponseCache(config.redis.url(), ttl_s=config.cache.ttl_s)
         clients = {

@@ -34,7 +34,7 @@ from alina.models import (
     ModelError,
     ModelOutputError,
     ModelTimeoutError,
-    ModelUnavailableError,
+    ModelUnreachableError,
 )
 
 try:
@@ -315,7 +315,7 @@ GARBAGE: dict[str, tuple[str | None, type[ModelError]]] = {
     "body-not-json": ("text/html", ModelOutputError),  # HTTP 200, body is not JSON at all
     "body-not-json-labelled-json": ("application/json", ModelOutputError),
     "json-not-a-chat-reply": ("other-json", ModelOutputError),  # HTTP 200, JSON of another shape
-    "connection-dropped": (None, ModelUnavailableError),  # request read, connection closed
+    "connection-dropped": (None, ModelUnreachableError),  # request read, connection closed
 }
 
 
@@ -415,14 +415,14 @@ async def test_garbage_from_server_on_tool_turn(
 
 @integration
 @pytest.mark.parametrize("provider_name", ["openai", "ollama"])
-async def test_closed_port_is_unavailable(provider_name: str, network_guard) -> None:
+async def test_closed_port_is_unreachable(provider_name: str, network_guard) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once the block ends: nothing listens there
     client, url = _http_client(provider_name, port)
     try:
         with network_guard({("127.0.0.1", port)}) as guard:
-            with pytest.raises(ModelUnavailableError) as info:
+            with pytest.raises(ModelUnreachableError) as info:
                 await client.create([user("Say hi.")])
         assert not guard.blocked
     finally:
@@ -437,7 +437,7 @@ async def test_llama_cpp_server_rejects_openai_json_schema_form(llama_server, ne
 
     OpenAI's ``{"type": "json_schema", "json_schema": {...}}`` fails the server's request
     validation and comes back as HTTP 500 (not 4xx), which the client reports as
-    ModelUnavailableError naming the server. Hence ``json_schema_style="llamacpp"`` for it.
+    ModelUnreachableError naming the server. Hence ``json_schema_style="llamacpp"`` for it.
     """
     from alina.models.openai_compat import OpenAICompatClient
 
@@ -447,7 +447,7 @@ async def test_llama_cpp_server_rejects_openai_json_schema_form(llama_server, ne
     )
     try:
         with network_guard({("127.0.0.1", llama_server.port)}):
-            with pytest.raises(ModelUnavailableError) as info:
+            with pytest.raises(ModelUnreachableError) as info:
                 await client.create([user("What is the weather in Paris?")], tools=ToolLog().tools())
             # The same client without a schema (a text turn) works: only the format is refused.
             ok = await client.create([user("Say hi.")], extra_create_args={"max_tokens": 8})
