@@ -150,6 +150,19 @@ class CacheConfig(_Strict):
     ttl_s: int = Field(86400, ge=1, le=30 * 86400)
 
 
+class ResilienceConfig(_Strict):
+    """What a run does when Postgres goes away mid-run (see README, "Postgres away mid-run")."""
+
+    store_outage_s: float = Field(120.0, gt=0, le=86400)
+    """How long a run keeps retrying a turn commit that fails because Postgres cannot be reached
+    (turns queue up meanwhile, in order, with back pressure); after that the run fails, keeping
+    its last saved turn (``alina run --resume`` continues it)."""
+    spool_max_mb: float = Field(64.0, gt=0, le=1_048_576, allow_inf_nan=False)
+    """Operational events written while Postgres is down go to a local spool file of at most this
+    size (``<data_dir>/spool/events-<pid>.jsonl``); they are flushed, in order, once it is back.
+    Events that do not fit are dropped and counted (``alina_events_dropped_total``)."""
+
+
 class RetentionConfig(_Strict):
     """How much history ``alina memory prune`` keeps. ``null`` = unlimited (no rule).
 
@@ -243,6 +256,7 @@ class AlinaConfig(_Strict):
     postgres: PostgresConfig = Field(default_factory=PostgresConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
