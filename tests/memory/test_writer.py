@@ -65,7 +65,10 @@ class _Conn:
         if statement.startswith("CREATE TEMP TABLE alina_events_in"):
             self.staged = True
         else:
-            assert statement.startswith("INSERT INTO events") and "ON CONFLICT (event_id) DO NOTHING" in statement
+            assert (
+                statement.startswith("INSERT INTO events")
+                and "ON CONFLICT (event_id) DO NOTHING" in statement
+            )
             self.merged = True
 
     def cursor(self) -> _Conn:
