@@ -377,9 +377,7 @@ async def _team_session(cfg: AlinaConfig, *, live: bool, on_event: Any) -> Async
         stack.callback(set_default_loader, None)
         memory = await opening
         writer = RunMemoryWriter.from_config(cfg, memory=memory, graph=MemoryGraph(store), store=store)
-        # While Postgres is away, events wait in a bounded local file (flushed once it is back).
-        spool_max = int(cfg.resilience.spool_max_mb * 2**20)
-        events = EventWriter(store, spool_dir=cfg.data_dir() / "spool", spool_max_bytes=spool_max)
+        events = EventWriter.from_config(store, cfg)  # while Postgres is away: a local spool file
         stack.push_async_callback(_close_quietly, events)  # after the runner: its last events
         runner = TeamRunner(
             cfg, sink=store, hot=hot, on_event=on_event, memory=memory, memory_writer=writer,

@@ -28,17 +28,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
+import os
+import secrets
 import time
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alina.memory_store.runs import RunStore, StoreUnavailableError
 from alina.memory_store.spool import Event, SpoolFile, claim_orphans
+
+if TYPE_CHECKING:
+    from alina.config import AlinaConfig
 
 __all__ = ["Event", "EventWriter"]
 
@@ -102,6 +107,16 @@ class EventWriter:
         self._retry_at = 0.0  # monotonic time before which a failing store is not tried again
         self.written = 0
         """Events committed by this writer so far (spooled ones included once flushed)."""
+
+    @classmethod
+    def from_config(cls, store: RunStore, config: AlinaConfig) -> EventWriter:
+        """The writer ``alina`` runs with: while Postgres is away, events wait in
+        ``<data_dir>/spool``, at most ``resilience.spool_max_mb``."""
+        return cls(
+            store,
+            spool_dir=config.data_dir() / "spool",
+            spool_max_bytes=int(config.resilience.spool_max_mb * 2**20),
+        )
 
     # -- public API ------------------------------------------------------------------------------
     @property
@@ -339,4 +354,25 @@ def _event(kind: str, payload: Mapping[str, Any] | None, run_id: str | None) -> 
         raise ValueError(f"event {kind!r}: payload is not JSON-serialisable ({exc})") from None
     if "\\u0000" in text or "\x00" in kind or (run_id and "\x00" in run_id):
         raise ValueError(f"event {kind!r}: NUL characters cannot be stored in Postgres")
-    return Event(kind, text, run_id, datetime.now(UTC), str(uuid.uuid4()))
+    return Event(kind, text, run_id, datetime.now(UTC), _next_id())
+
+
+class _Ids:
+    """Event ids: a random per-process prefix (80 bits) and a sequence number, in UUID form.
+    Sequential ids land at the right edge of the unique index, where random UUIDs would touch a
+    random page per insert (the writer was ~30% slower with uuid4)."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)  # a forked child must not repeat our ids
+
+    def reset(self) -> None:
+        h = secrets.token_hex(10)
+        self.prefix = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-"
+        self.count = itertools.count(1)
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self.count):012x}"
+
+
+_next_id = _Ids()

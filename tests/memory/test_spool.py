@@ -17,6 +17,7 @@ import pytest
 
 from alina.memory_store.runs import StoreUnavailableError
 from alina.memory_store.spool import claim_orphans
+from alina.memory_store.writer import EventWriter
 from alina.monitoring import metrics
 from tests.memory.test_writer import FakeStore, seqs, until, writer
 
@@ -178,3 +179,20 @@ async def test_a_flush_cut_midway_is_redone_by_another_writer_without_duplicates
     await second.close()
     assert seqs(store.rows) == list(range(25))  # the first 10 again: ON CONFLICT skips them
     assert not path.exists()
+
+
+async def test_alinas_writer_spools_under_the_data_dir_within_the_configured_bound(tmp_path: Path) -> None:
+    from alina.config import AlinaConfig
+
+    config = AlinaConfig(paths={"data_dir": str(tmp_path)}, resilience={"spool_max_mb": 0.001})
+    store = FakeStore()
+    store.fail = True
+    w = EventWriter.from_config(store, config)  # type: ignore[arg-type]
+    for i in range(50):
+        await w.emit("tick", {"i": i})
+    with pytest.raises(StoreUnavailableError):
+        await w.flush()
+    assert w.spool_path is not None and w.spool_path.parent == tmp_path / "spool"
+    assert w.spool_path.stat().st_size <= 1048 and w.dropped > 0  # 0.001 MiB
+    store.fail = False
+    await w.close()
