@@ -390,7 +390,7 @@ async def _team_session(cfg: AlinaConfig, *, live: bool, on_event: Any) -> Async
         stack.callback(set_default_loader, None)
         memory = await opening
         writer = RunMemoryWriter.from_config(cfg, memory=memory, graph=MemoryGraph(store), store=store)
-        events = EventWriter(store)
+        events = EventWriter.from_config(store, cfg)  # while Postgres is away: a local spool file
         stack.push_async_callback(_close_quietly, events)  # after the runner: its last events
         runner = TeamRunner(
             cfg, sink=store, hot=hot, on_event=on_event, memory=memory, memory_writer=writer,

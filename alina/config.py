@@ -155,10 +155,19 @@ class CacheConfig(_Strict):
 
 
 class ResilienceConfig(_Strict):
-    """How the system leaves an automatic safe mode (``alina.runtime.modes``)."""
+    """What the system does when parts fail: the system modes (``alina.runtime.modes``) and a
+    Postgres outage mid-run (see README, "Resilience")."""
 
     recover_after_s: float = Field(60.0, gt=0, le=86400)
     """An automatic safe mode ends after the health checks have passed this long in a row."""
+    store_outage_s: float = Field(120.0, gt=0, le=86400)
+    """How long a run keeps retrying a turn commit that fails because Postgres cannot be reached
+    (turns queue up meanwhile, in order, with back pressure); after that the run fails, keeping
+    its last saved turn (``alina run --resume`` continues it)."""
+    spool_max_mb: float = Field(64.0, gt=0, le=1_048_576, allow_inf_nan=False)
+    """Operational events written while Postgres is down go to a local spool file of at most this
+    size (``<data_dir>/spool/events-<pid>.jsonl``); they are flushed, in order, once it is back.
+    Events that do not fit are dropped and counted (``alina_events_dropped_total``)."""
 
 
 class RetentionConfig(_Strict):

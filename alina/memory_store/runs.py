@@ -272,7 +272,13 @@ class RunStore:
             try:
                 yield
             finally:
-                await conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (run_id,))
+                try:
+                    await conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (run_id,))
+                except psycopg.OperationalError:
+                    # The session died (Postgres restarted mid-run) and its lock with it: nothing
+                    # to release, and the run's own outcome must not be replaced by this error.
+                    if not conn.broken:
+                        raise
 
     async def get_run(self, run_id: str) -> dict[str, Any] | None:
         """The run's row as a dict plus ``messages`` (dicts ordered by seq) and ``decisions`` (its

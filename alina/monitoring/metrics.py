@@ -96,6 +96,13 @@ GOVERNOR_REDIS_FALLBACKS = Counter(
     registry=REGISTRY,
 )
 RESUMES = Counter("alina_run_resumes_total", "Runs resumed from a checkpoint.", registry=REGISTRY)
+EVENTS_DROPPED = Counter(
+    "alina_events_dropped_total",
+    "Operational events lost: spool_full (Postgres away and the spool file at its size bound), "
+    "spool_corrupt (an unreadable spool line, e.g. cut by a crash).",
+    ["reason"],
+    registry=REGISTRY,
+)
 
 _LABEL_BAD = re.compile(r"[^A-Za-z0-9_.:/-]+")
 _LABEL_MAX = 64

@@ -10,7 +10,9 @@ turn's messages, routing decisions, state, prompt versions and counters. A backg
 writes each commit in one transaction, in order, while the next turn's model call already runs;
 the queue is bounded, so a slow database applies back pressure instead of growing memory. Postgres
 therefore only ever holds whole turns: after a SIGKILL the run resumes from the last committed
-turn and redoes the one that was cut, with no message lost or stored twice.
+turn and redoes the one that was cut, with no message lost or stored twice. When Postgres goes
+away mid-run, the committer retries (``resilience.store_outage_s``) while the turns queue in order,
+and ``on_store_state`` tells the caller to pause orders until a commit succeeds again.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from alina.models import CallRecord
 from alina.monitoring import metrics
 from alina.skills.context import RunContext, run_context
 from alina.skills.loader import default_loader
+from alina.team._committer import StoreStateCallback, TurnCommitter
 from alina.team._routing import Mode, RouteDecision
 from alina.team._team import AlinaTeam, build_team
 from alina.trading.mandate import Mandate, packaged_symbols
@@ -284,47 +287,6 @@ def _error_text(exc: BaseException) -> str:
     return text.splitlines()[0][:500] if text else repr(exc)
 
 
-class _Committer:
-    """Writes turn commits in order on a background task; ``put`` waits only when ``depth``
-    commits are already queued (back pressure). The first failed write is raised by the next
-    ``put`` or by ``close``; later commits are then dropped, so the last good checkpoint stays."""
-
-    def __init__(self, sink: RunSink, depth: int = 4) -> None:
-        self._sink = sink
-        self._queue: asyncio.Queue[TurnCommit | None] = asyncio.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self.written = 0
-        self._task = asyncio.create_task(self._loop(), name="alina-turn-committer")
-
-    async def put(self, commit: TurnCommit) -> None:
-        if self._error is not None:
-            raise self._error
-        await self._queue.put(commit)
-
-    async def close(self) -> None:
-        """Wait until every queued commit is written; raise the first write error."""
-        if not self._task.done():
-            await self._queue.put(None)
-            await self._task
-        if self._error is not None:
-            raise self._error
-
-    async def _loop(self) -> None:
-        while (commit := await self._queue.get()) is not None:
-            if self._error is not None:
-                continue  # drain without writing: never store a turn after a missing one
-            t0 = time.perf_counter()
-            try:
-                await self._sink.commit_turn(commit)
-            except Exception as exc:  # noqa: BLE001 - reported through put()/close()
-                self._error = exc
-                metrics.observe_checkpoint(0.0, ok=False)
-                logger.error("turn %d of run %s was not saved: %s", commit.turn, commit.run_id, exc)
-            else:
-                self.written += 1
-                metrics.observe_checkpoint(time.perf_counter() - t0, ok=True)
-
-
 @dataclass
 class _Progress:
     """Where the run loop stands: shared by the turn task and the code that ends the run."""
@@ -377,6 +339,7 @@ class TeamRunner:
         events: EventWriter | None = None,
         modes: ModeGate | None = None,
         order_symbols: Callable[[], list[str]] | None = None,
+        on_store_state: StoreStateCallback | None = None,
     ) -> None:
         """``memory``: the agents retrieve from it before each model call (see ``build_team``).
         ``memory_writer``: called with each finished run's result (``run`` and ``resume``) in a
@@ -387,7 +350,11 @@ class TeamRunner:
         ``modes``: the system mode (``alina.runtime.modes.SystemMode``): refreshed before every
         turn; safe and halt remove side-effect skills from the agents and keep order tasks from
         the trader. ``order_symbols``: the tradeable pairs an order mandate resolves names
-        against (default: the pairs with packaged market data)."""
+        against (default: the pairs of the packaged markets file).
+        While a turn commit fails (Postgres away: the run goes on, its turns queue in order and
+        are retried for up to ``resilience.store_outage_s``) this process is in safe mode (a local
+        floor: orders pause). ``on_store_state(ok, reason)`` is also told: False and the reason
+        when a commit fails, True when one succeeds again (on the event loop; must not block)."""
         self.config = config
         self.modes: ModeGate = modes if modes is not None else _LocalMode()
         if mode != "normal":
@@ -398,6 +365,7 @@ class TeamRunner:
         self._side_effect_tools = frozenset(
             s.name for s in default_loader().skillset.skills.values() if s.side_effects
         )
+        self.on_store_state = on_store_state
         self.sink = sink
         self.hot = hot
         self.events = events
@@ -469,6 +437,16 @@ class TeamRunner:
         else:
             self.modes.raise_floor("run", mode, f"--mode {mode} for this process")
         self.team.router.set_mode(self.modes.router_mode())
+
+    def _store_state(self, ok: bool, reason: str) -> None:
+        """The run store went away (orders pause: state cannot be saved) or came back."""
+        if ok:
+            self.modes.clear_floor("store")
+        else:
+            why = f"the run store is unreachable, state cannot be saved ({reason})"
+            self.modes.raise_floor("store", "safe", why)
+        if self.on_store_state is not None:
+            self.on_store_state(ok, reason)
 
     def _side_effect_refusal(self) -> str | None:
         if self.modes.blocks_side_effects:
@@ -551,7 +529,11 @@ class TeamRunner:
     ) -> RunResult:
         """Take turns until ALINA answers or a limit/failure stops the run; commit every turn."""
         run_id = result.run_id
-        committer = _Committer(self.sink) if self.sink is not None else None
+        committer = None
+        if self.sink is not None:
+            committer = TurnCommitter(
+                self.sink, outage_s=self.config.resilience.store_outage_s, on_store_state=self._store_state
+            )
         if self.hot is not None:
             await self.hot.set_run_status(run_id, "running", result.task)
         self._calls_logged = len(self._calls)
@@ -611,12 +593,13 @@ class TeamRunner:
                 )
             result.checkpoints = committer.written
         metrics.observe_run(result.status, result.turns)
-        if self.sink is not None:
-            try:
-                await self.sink.finish_run(
+        if self.sink is not None and committer is not None:
+            sink = self.sink
+            try:  # retried like a turn commit while the store is away
+                await committer.call(lambda: sink.finish_run(
                     run_id, result.status, result.turns, result.model_calls, result.tool_calls,
                     result.prompt_tokens, result.completion_tokens, result.wall_s, result.error,
-                )  # fmt: skip
+                ))  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - keep the result; the run stays resumable
                 logger.error("could not record the end of run %s: %s", run_id, exc)
                 result.error = result.error or f"end of run not saved: {_error_text(exc)}"
@@ -637,7 +620,7 @@ class TeamRunner:
         result: RunResult,
         task: str | None,
         p: _Progress,
-        committer: _Committer | None,
+        committer: TurnCommitter | None,
         token: CancellationToken,
     ) -> None:
         """One ``run_stream`` call per turn; after each, queue the turn's commit."""
@@ -680,7 +663,7 @@ class TeamRunner:
                 return
 
     @staticmethod
-    async def _put_quietly(committer: _Committer, commit: TurnCommit) -> None:
+    async def _put_quietly(committer: TurnCommitter, commit: TurnCommit) -> None:
         with contextlib.suppress(Exception):  # an earlier write error is reported by close()
             await committer.put(commit)
 

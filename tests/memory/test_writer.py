@@ -36,22 +36,47 @@ class _Copy:
 
 
 class _Conn:
+    """Mimics the two write paths: a plain COPY (an event id already stored is a unique violation)
+    and COPY into a staging table merged with ON CONFLICT (event_id) DO NOTHING."""
+
     def __init__(self, store: FakeStore) -> None:
         self.store, self.buffer = store, []  # type: ignore[var-annotated]
+        self.staged = self.merged = False
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
         yield
         if self.store.fail_on_commit:
             raise StoreUnavailableError("cannot reach Postgres (scripted: commit lost)")
+        ids = {r[4] for r in self.store.rows}
+        if self.staged:
+            assert self.merged
+            self.buffer = [r for r in self.buffer if r[4] not in ids]
+        elif any(r[4] in ids for r in self.buffer):
+            raise psycopg.errors.UniqueViolation("duplicate key value violates events_event_id_key")
         self.store.rows.extend(self.buffer)  # committed only when the block succeeds
         self.store.copies += 1
+        self.store.staged_copies += self.staged
+        if self.store.lose_reply:  # committed, but the client never hears it
+            self.store.lose_reply = False
+            raise StoreUnavailableError("cannot reach Postgres (scripted: reply lost after commit)")
+
+    async def execute(self, statement: str) -> None:
+        if statement.startswith("CREATE TEMP TABLE alina_events_in"):
+            self.staged = True
+        else:
+            assert (
+                statement.startswith("INSERT INTO events")
+                and "ON CONFLICT (event_id) DO NOTHING" in statement
+            )
+            self.merged = True
 
     def cursor(self) -> _Conn:
         return self
 
     def copy(self, statement: str) -> _Copy:
-        assert statement.startswith("COPY events (run_id, kind, payload, created_at)")
+        table = "alina_events_in" if self.staged else "events"
+        assert statement.startswith(f"COPY {table} (run_id, kind, payload, created_at, event_id)")
         return _Copy(self.buffer)
 
 
@@ -61,8 +86,10 @@ class FakeStore:
     def __init__(self) -> None:
         self.rows: list[tuple[Any, ...]] = []
         self.copies = 0
+        self.staged_copies = 0
         self.fail = False
         self.fail_on_commit = False
+        self.lose_reply = False
         self.gate = asyncio.Event()
         self.gate.set()
 
@@ -100,8 +127,10 @@ async def test_events_are_written_in_batches_in_order() -> None:
     await w.flush()
     assert seqs(store.rows) == list(range(1050))
     assert store.copies <= 1050 // 100 + 3  # batched, not one write per event
-    run_id, kind, _, created_at = store.rows[0]
+    run_id, kind, _, created_at, event_id = store.rows[0]
     assert (run_id, kind, created_at.tzinfo is not None) == ("r1", "tick", True)
+    assert len({r[4] for r in store.rows}) == 1050 and len(event_id) == 36  # a UUID per event
+    assert store.staged_copies == 0  # first writes take the plain COPY path
     assert w.written == 1050 and w.pending == 0
     await w.close()
 
@@ -146,7 +175,7 @@ async def test_failed_writes_keep_events_and_flush_reports_them() -> None:
     await w.close()
 
 
-async def test_a_lost_commit_is_retried_at_least_once() -> None:
+async def test_a_lost_commit_is_retried_and_stored_once() -> None:
     store = FakeStore()
     store.fail_on_commit = True
     w = writer(store, batch_size=10, flush_interval_s=10)
@@ -156,6 +185,20 @@ async def test_a_lost_commit_is_retried_at_least_once() -> None:
     store.fail_on_commit = False
     await w.close()
     assert seqs(store.rows) == [0]  # a commit that raised is not counted as written
+    assert store.staged_copies == 1  # the retry went through ON CONFLICT (event_id) DO NOTHING
+
+
+async def test_a_batch_whose_commit_reply_was_lost_is_not_stored_twice() -> None:
+    store = FakeStore()
+    store.lose_reply = True
+    w = writer(store, batch_size=10, flush_interval_s=10)
+    for i in range(3):
+        await w.emit("tick", {"i": i})
+    with pytest.raises(StoreUnavailableError, match="reply lost"):
+        await w.flush()
+    assert w.pending == 3  # the writer cannot know the batch landed
+    await w.close()
+    assert seqs(store.rows) == [0, 1, 2] and w.pending == 0
 
 
 async def test_emit_fails_fast_when_the_store_is_down_and_the_queue_is_full() -> None:

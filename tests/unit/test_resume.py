@@ -172,8 +172,12 @@ class BrokenSink(MemorySink):
 
 async def test_a_store_that_goes_away_fails_the_run_with_what_to_do_and_keeps_the_last_turn() -> None:
     sink = BrokenSink()
-    r = await TeamRunner(AlinaConfig(), sink=sink, clients=clients()).run(TASK, run_id="r3")
+    states: list[tuple[bool, str]] = []
+    config = AlinaConfig(resilience={"store_outage_s": 0.3})  # the outage outlasts the retries
+    runner = TeamRunner(config, sink=sink, clients=clients(), on_store_state=lambda *s: states.append(s))
+    r = await runner.run(TASK, run_id="r3")
     assert r.status == "failed"
     assert "turn not saved (server closed the connection unexpectedly)" in (r.error or "")
     assert "alina run --resume r3" in (r.error or "")
     assert [c.turn for c in sink.commits] == [1] and r.checkpoints == 1
+    assert states == [(False, "server closed the connection unexpectedly")]  # never back
