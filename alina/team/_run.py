@@ -47,7 +47,7 @@ from alina.memory_store.writer import EventWriter
 from alina.meta_prompts import Prompt
 from alina.models import CallRecord
 from alina.monitoring import metrics
-from alina.skills.context import RunContext, run_context
+from alina.skills.context import RunContext, current_run_context, run_context
 from alina.skills.loader import default_loader
 from alina.team._committer import StoreStateCallback, TurnCommitter
 from alina.team._routing import Mode, RouteDecision
@@ -376,11 +376,14 @@ class TeamRunner:
         self._writes: set[asyncio.Task[None]] = set()
         self._calls: list[CallRecord] = []
         self.team: AlinaTeam = build_team(
-            config, clients=clients, listener=self._calls.append, mode=mode, memory=memory
-        )
+            config, clients=clients, listener=self._calls.append, mode=mode, memory=memory,
+            on_exhausted=self._model_exhausted,
+        )  # fmt: skip
         for client in self.team.clients.values():  # injected clients may be ResilientClients too
             if getattr(client, "listener", "absent") is None:
                 client.listener = self._calls.append  # type: ignore[attr-defined]
+            if getattr(client, "on_exhausted", "absent") is None:
+                client.on_exhausted = self._model_exhausted  # type: ignore[attr-defined]
         self._routing_seen = 0
         self._earlier: list[MessageRow] = []  # the team's conversation before the current run
 
@@ -436,6 +439,13 @@ class TeamRunner:
             self.modes.clear_floor("run")
         else:
             self.modes.raise_floor("run", mode, f"--mode {mode} for this process")
+        self.team.router.set_mode(self.modes.router_mode())
+
+    async def _model_exhausted(self, agent: str, reason: str) -> None:
+        """A model call spent its retries and its fallback: the system enters safe mode (shared,
+        recorded with the reason) until health returns for ``resilience.recover_after_s``."""
+        ctx = current_run_context()
+        await self.modes.escalate("safe", reason, actor="resilience", run_id=ctx.run_id if ctx else None)
         self.team.router.set_mode(self.modes.router_mode())
 
     def _store_state(self, ok: bool, reason: str) -> None:

@@ -22,7 +22,7 @@ from alina.memory_store.vector import VectorMemory
 from alina.meta_prompts import Prompt
 from alina.models import Governor, build_agent_client
 from alina.models._cache import ResponseCache
-from alina.models._resilient import Listener
+from alina.models._resilient import Listener, OnExhausted
 from alina.team._routing import SELECTOR_PROMPT, Mode, Router, profiles_from_prompts
 
 
@@ -116,6 +116,7 @@ def build_team(
     cache: ResponseCache | None = None,
     memory: VectorMemory | None = None,
     governor: Governor | None = None,
+    on_exhausted: OnExhausted | None = None,
 ) -> AlinaTeam:
     """Build ALINA's team from config. ``clients`` replaces model clients (unit tests pass
     ReplayChatCompletionClients; key ``"selector"`` is the router's model) and then ``cache``
@@ -125,7 +126,9 @@ def build_team(
     ``memory.enabled``), each agent named in ``memory.agents`` (default all) retrieves from its
     view ``memory.for_agent(name)`` (its scope + shared; the kinds ``memory.retrieve_kinds``
     names) before every model call. ``governor`` caps the built clients' model calls (default:
-    the process-wide governor of each agent's model server, shared with every other team)."""
+    the process-wide governor of each agent's model server, shared with every other team).
+    ``on_exhausted(agent, reason)``: called by a built client whose retries and fallback are all
+    spent (the run loop moves the system to safe mode)."""
     logging.getLogger("autogen_core").addFilter(_ECHO_FILTER)  # idempotent: a filter is added once
     specs = agent_specs(config)
     retrieving = retrieving_agents(config) if memory is not None else set()
@@ -134,12 +137,15 @@ def build_team(
         if config.cache.enabled:
             cache = ResponseCache(config.redis.url(), ttl_s=config.cache.ttl_s)
         clients = {
-            name: build_agent_client(config, name, governor=governor, listener=listener, cache=cache)
+            name: build_agent_client(
+                config, name, governor=governor, listener=listener, cache=cache, on_exhausted=on_exhausted
+            )
             for name in (ORCHESTRATOR, *SPECIALISTS)
         }
         clients["selector"] = build_agent_client(
-            config, ORCHESTRATOR, governor=governor, listener=listener, label="selector", cache=cache
-        )
+            config, ORCHESTRATOR, governor=governor, listener=listener, label="selector", cache=cache,
+            on_exhausted=on_exhausted,
+        )  # fmt: skip
     kinds = config.memory.retrieve_kinds
     views = {} if memory is None else {
         name: [memory.for_agent(name, kinds=kinds.get(name))] for name in retrieving

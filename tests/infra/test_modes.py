@@ -143,3 +143,35 @@ def test_cli_set_show_resume_and_halt_cancels_open_orders(alina_config_file: Pat
     resumed = _cli(["mode", "resume", "--force", "--reason", "drill over"], alina_config_file)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(_cli(["mode", "show", "--json"], alina_config_file).stdout)["mode"] == "normal"
+
+
+async def test_a_model_that_exhausts_retries_and_fallback_puts_the_system_in_safe_mode(
+    dsn: str, redis_service: Any
+) -> None:
+    """1 + 2 timed-out attempts, a timed-out fallback: the run fails, and the shared mode is safe
+    with the reason, recorded in mode_transitions and as an open alert."""
+    from alina.config import AlinaConfig
+    from alina.models import ResilientClient
+    from alina.team import MemorySink, TeamRunner
+    from tests.unit.test_resilience import Scripted
+    from tests.unit.test_resume import clients
+
+    m = modes(dsn, redis_service.url + "/11")
+    await m.set("normal", "start", actor="operator")
+    team = clients()
+    team["trader"] = ResilientClient(
+        "trader", Scripted("primary", ["slow"]), retries=2, fallback=Scripted("fallback", ["slow"])
+    )
+    runner = TeamRunner(AlinaConfig(), sink=MemorySink(), clients=team, modes=m)
+    result = await runner.run("What is the BTC/USDT trend over the last day of data?", run_id="rx")
+    assert result.status == "failed"
+    other = modes(dsn, redis_service.url + "/11")
+    state = await other.refresh()
+    assert state.mode == "safe" and state.actor == "resilience" and state.automatic
+    assert "trader" in state.reason
+    assert runner.team.router.mode == "safe"
+    with psycopg.connect(dsn) as conn:
+        alert = conn.execute("SELECT kind, message FROM alerts WHERE resolved_at IS NULL").fetchone()
+    assert alert is not None and alert[0] == "mode" and "safe" in alert[1]
+    await m.close()
+    await other.close()
