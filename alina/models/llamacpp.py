@@ -84,10 +84,11 @@ def _stoppable_llama() -> Any:
         class StoppableLlama(Llama):  # type: ignore[misc]
             stop_flag: _StopFlag | None = None
 
-            def create_completion(self, *args: Any, stopping_criteria: Any = None, **kw: Any) -> Any:
-                if self.stop_flag is not None:
-                    stopping_criteria = StoppingCriteriaList([*(stopping_criteria or []), self.stop_flag])
-                return super().create_completion(*args, stopping_criteria=stopping_criteria, **kw)
+            def create_completion(self, *args: Any, **kw: Any) -> Any:
+                if self.stop_flag is not None:  # chat handlers pass stopping_criteria by keyword
+                    own = kw.get("stopping_criteria") or []
+                    kw["stopping_criteria"] = StoppingCriteriaList([*own, self.stop_flag])
+                return super().create_completion(*args, **kw)
 
         _STOPPABLE = StoppableLlama
     return _STOPPABLE

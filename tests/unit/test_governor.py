@@ -139,7 +139,10 @@ def test_one_governor_per_process_per_model_server() -> None:
     cfg = AlinaConfig()
     cfg.team.governor_lease_ttl_s = 0  # no Redis in unit tests
     remote = ModelConfig(provider="openai", base_url="http://127.0.0.1:9/v1", model="x")
-    cfg.models = {"embedded": remote, "other": remote.model_copy(update={"base_url": "http://127.0.0.1:8/v1"})}
+    cfg.models = {
+        "embedded": remote,
+        "other": remote.model_copy(update={"base_url": "http://127.0.0.1:8/v1"}),
+    }
     a = build_agent_client(cfg, "trader")
     b = build_agent_client(cfg, "alina", label="selector")
     assert a.governor is b.governor is governor_for(cfg, "embedded")  # shared across agents and teams
