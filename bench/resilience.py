@@ -14,8 +14,9 @@
      configured 60 s timeout (a dead server is refused at once, so it is far below).
    Reported: seconds from the call to ``on_exhausted`` and to ``ModelUnavailableError``.
 
-``mode_check_per_tool_call`` is the hook for a later measure (the safe-mode check per tool call)
-to join this benchmark's table.
+3. The mode check per tool call: what safety in code costs every tool call (the loader's gate on
+   side effects against the mode and the user's mandate, plus the order mandate check), against
+   a no-op call (goal < 0.1 ms).
 """
 
 from __future__ import annotations
@@ -197,14 +198,61 @@ async def _give_up(reps: int) -> dict[str, Any]:
     return {"hanging": hanging, "killed": killed}
 
 
-# -- hook for later measures -----------------------------------------------------------------------
-def mode_check_per_tool_call(reps: int, quick: bool) -> dict[str, Any] | None:
-    """HOOK (not measured yet): the cost of the safe-mode check on every tool call.
+# -- the mode check per tool call -------------------------------------------------------------------
+MODE_CHECK_MS_MAX = 0.1
 
-    Return ``{"rows": [[measure, value, anchor, ratio], ...], "goals": [Goal, ...], "raw": {...}}``
-    to add rows, goals and raw figures to this benchmark's result; ``None`` adds nothing.
-    """
-    return None
+
+def mode_check_per_tool_call(reps: int, quick: bool) -> dict[str, Any] | None:
+    """What every tool call pays for safety in code: the loader's gate (the skill's side effects
+    against the run's mode and the user's mandate) plus the order skill's mandate check, against
+    the anchor of calling a no-op function (the floor of any per-call check)."""
+    from alina.runtime.modes import SystemMode
+    from alina.skills._contract import SkillRegistry
+    from alina.skills.context import RunContext, run_context
+    from alina.skills.loader import side_effect_refusal
+    from alina.trading.mandate import Mandate, packaged_symbols
+
+    def place_order(symbol: str) -> str:
+        """Place an order.
+
+        Args:
+            symbol: pair
+        """
+        return symbol
+
+    skill = SkillRegistry().add(place_order, agents=["trader"], side_effects=True)
+    modes = SystemMode()  # no stores: the check reads the cached value, as in a run
+    mandate = Mandate.from_request("Buy 0.001 BTC/USDT at market", packaged_symbols())
+    ctx = RunContext("t", run_id="r", mandate=mandate,
+                     side_effect_refusal=lambda: "safe" if modes.blocks_side_effects else None)  # fmt: skip
+    n = 2_000 if quick else 20_000
+
+    def noop(_: Any) -> None:
+        return None
+
+    def per_call_ms(fn: Any) -> float:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn(skill)
+        return (time.perf_counter() - t0) * 1000 / n
+
+    def check(s: Any) -> None:
+        side_effect_refusal(s)
+        mandate.check_order("buy", "BTC/USDT", 0.001)
+
+    checks, anchors = [], []
+    with run_context(ctx):
+        for _ in range(reps):
+            anchors.append(per_call_ms(noop))
+            checks.append(per_call_ms(check))
+    value, anchor = median(checks), median(anchors)
+    return {
+        "rows": [["mode + mandate check per tool call, ms (anchor: a no-op call)", value, anchor,
+                  ratio(value, anchor)]],  # fmt: skip
+        "goals": [Goal("mode + mandate check per tool call, ms", value, MODE_CHECK_MS_MAX,
+                       higher_is_better=False)],  # fmt: skip
+        "raw": {"check_ms": checks, "noop_ms": anchors, "calls_per_rep": n},
+    }
 
 
 def run(reps: int, quick: bool) -> Result:
@@ -278,7 +326,8 @@ def run(reps: int, quick: bool) -> Result:
             f"Killed: two llama_cpp.server processes answered a call each and were SIGKILLed; timeout "
             f"{KILLED_TIMEOUT_S:g} s, retries {RETRIES}. A dead server refuses the connection: the "
             "primary is not retried (unreachable), the fallback is tried once.",
-            "mode_check_per_tool_call: hook for the safe-mode check per tool call (not measured yet).",
+            "Mode check: the loader's side-effect gate (mode + mandate) and the order mandate check, "
+            "mean per call over a tight loop, median over repetitions; the anchor is a no-op call.",
         ],
         params={"reps": reps, "quick": quick, "calls_per_rep": calls, "governor_limit": 4},
         raw=raw,
