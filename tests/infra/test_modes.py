@@ -37,6 +37,13 @@ async def test_one_mode_for_every_process_with_its_history_and_alerts(dsn: str, 
     a, b = modes(dsn, url), modes(dsn, url)
     await a.set("safe", "maintenance window", actor="operator")
     assert (await b.refresh()).mode == "safe" and b.blocks_side_effects
+    from alina.monitoring.metrics import REGISTRY
+
+    assert REGISTRY.get_sample_value("alina_mode", {"mode": "safe"}) == 1.0
+    assert REGISTRY.get_sample_value("alina_mode", {"mode": "normal"}) == 0.0
+    assert (
+        REGISTRY.get_sample_value("alina_mode_transitions_total", {"to": "safe", "actor": "operator"}) or 0
+    ) >= 1
     assert b.router_mode() == "safe"
     await b.set("normal", "done", actor="operator")
     assert (await a.refresh()).mode == "normal"
