@@ -13,7 +13,7 @@ the skills, the stores, the trading adapters and the logging setup can all use t
   ``name: value`` / ``"name": "value"`` pair with a secret name, URL passwords and
   ``Bearer`` tokens replaced by ``***``;
 * :func:`mask_secrets` - a copy of a mapping (any depth) with values under secret names and
-  key-shaped strings masked;
+  key-shaped strings masked; :func:`mask_arguments` the same for a tool call's JSON arguments;
 * :func:`env_name_problem` - why a ``*_env`` setting is not a conventional environment variable
   name (``^[A-Z_][A-Z0-9_]*$``, and not itself key-shaped), without echoing it;
 * :func:`install_log_redaction` - every log record redacted when it is created.
@@ -21,6 +21,7 @@ the skills, the stores, the trading adapters and the logging setup can all use t
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -34,6 +35,7 @@ __all__ = [
     "install_log_redaction",
     "is_secret_name",
     "looks_like_secret",
+    "mask_arguments",
     "mask_secrets",
     "redact_text",
 ]
@@ -132,8 +134,8 @@ def looks_like_secret(value: object) -> bool:
 
 def _mask_pair(m: re.Match[str], quote_bare: bool) -> str:
     val = m.group("val")
-    if val.startswith(("\\\"", '"', "'")):
-        q = "\\\"" if val.startswith("\\\"") else val[0]
+    if val.startswith(('\\"', '"', "'")):
+        q = '\\"' if val.startswith('\\"') else val[0]
         masked = f"{q}{MASK}{q}"
     else:
         q = m.group("q") if quote_bare else ""  # stays valid JSON (or Python) in its quoting
@@ -193,6 +195,20 @@ def mask_secrets(arguments: Mapping[str, Any]) -> dict[str, Any]:
         return value
 
     return dict(walk(arguments))
+
+
+def mask_arguments(arguments: str) -> str:
+    """A tool call's JSON arguments text with secrets masked as :func:`mask_secrets` does; text
+    that is not a JSON object is passed through :func:`redact_text`. Unchanged arguments keep
+    their exact text."""
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:
+        return redact_text(arguments)
+    if not isinstance(parsed, dict):
+        return redact_text(arguments)
+    masked = mask_secrets(parsed)
+    return arguments if masked == parsed else json.dumps(masked, ensure_ascii=False)
 
 
 def env_name_problem(value: object) -> str | None:

@@ -26,7 +26,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from alina._secrets import MASK, env_name_problem, is_secret_name, looks_like_secret, mask_secrets, redact_text
+from alina._secrets import (
+    MASK,
+    env_name_problem,
+    is_secret_name,
+    looks_like_secret,
+    mask_secrets,
+    redact_text,
+)
 from alina.memory_store.vector import KINDS as MEMORY_KINDS
 from alina.memory_store.vector import VectorConfig
 from alina.trading.config import TradingConfig

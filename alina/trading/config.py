@@ -3,8 +3,8 @@
 Secrets never live here: ``api_key_env`` and ``secret_env`` hold the NAMES of the environment
 variables that carry the exchange keys, and the keys are read only when a live exchange is
 opened (:func:`alina.trading.exchange.open_exchange`); a name that is not a conventional
-environment variable name (``A-Z``, ``0-9``, ``_``) is refused without being echoed. Validation happens in two steps, like the
-rest of the configuration: the pydantic structure (``extra="forbid"``), then
+environment variable name (``A-Z``, ``0-9``, ``_``) is refused without being echoed. Validation
+happens in two steps, like the rest of the configuration: the pydantic structure (``extra="forbid"``), then
 :meth:`TradingConfig.cross_field_problems`, whose lines read ``path: what is wrong (got X)``.
 """
 
@@ -27,7 +27,6 @@ __all__ = [
     "TradingConfig",
     "resolve_markets_file",
 ]
-
 
 
 class _Strict(BaseModel):

@@ -109,8 +109,8 @@ def test_conventional_env_names_are_accepted(name: str) -> None:
     assert env_name_problem(name) is None
 
 
-@pytest.mark.parametrize("value", ["sk-abc123", "hunter2", "lower_case", "2ABC", "A-B", "AKIAIOSFODNN7EXAMPLE",
-                                   "KEY_Zq8RkT2mWp4XvL9nB7cY3h", ""])  # fmt: skip
+@pytest.mark.parametrize("value", ["sk-abc123", "hunter2", "lower_case", "2ABC", "A-B",
+                                   "AKIAIOSFODNN7EXAMPLE", "KEY_Zq8RkT2mWp4XvL9nB7cY3h", ""])  # fmt: skip
 def test_env_names_that_are_keys_or_unconventional_are_refused_without_echo(value: str) -> None:
     problem = env_name_problem(value)
     assert problem is not None and "must name an environment variable" in problem
