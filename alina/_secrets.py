@@ -79,19 +79,25 @@ _KEY_PATTERNS = [
     r"eyJ[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]{6,}",  # JWT
 ]
 _KEYS = re.compile(r"(?<![A-Za-z0-9])(?=[-srpgxAhe])(?:" + "|".join(_KEY_PATTERNS) + ")")
+_HEX_ID = re.compile(r"[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|[0-9a-f]{6,}")
 _TOKEN = re.compile(r"(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{20,}={0,2}(?![A-Za-z0-9+/=_\-])")
 _URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]*:)([^@\s/]+)(@)")
 _BEARER = re.compile(r"\b(Bearer|Basic|Token)(\s+)[A-Za-z0-9._~+/=\-]{8,}", re.IGNORECASE)
 _NAME = r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}"
 # "name": "value" / 'name': 'value' / \"name\": \"value\" (JSON inside JSON) / "name": 123
 _QUOTED_PAIR = re.compile(
-    r"(?P<q>\\?[\"'])(?P<name>" + _NAME + r")(?P=q)(?P<sep>\s*[:=]\s*)"
-    r"(?P<val>\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|\\\"(?:(?!\\\").)*?\\\"|(?![\[{\"'\\])[^\s,}\]]+)"
+    r"(?P<q>\\*[\"'])(?P<name>" + _NAME + r")(?P=q)(?P<sep>\s*[:=]\s*)"
+    r"(?P<val>\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|(?P<vq>\\+[\"'])(?:(?!(?P=vq)).)*?(?P=vq)"
+    r"|(?![\[{\"'\\])[^\s,}\]]+)"
 )
-# name=value, name: value (query strings, headers, log lines, YAML)
+_LEADING_QUOTE = re.compile(r"\\*[\"']")
+# name=value, name: value (query strings, headers, log lines, YAML). With ":" the name has no
+# dots: ``models.x.api_key: unknown field`` is a dotted path followed by a message, not a pair.
 _PLAIN_PAIR = re.compile(
-    r"(?<![A-Za-z0-9_.\-\"'\\])(?P<name>" + _NAME + r")(?P<sep>\s*=\s*|:[ \t]*)"
-    r"(?P<val>(?!\*\*\*)[^\s&,;'\"<>(){}\[\]]+)"
+    r"(?<![A-Za-z0-9_.\-\"'\\])(?:(?P<name>"
+    + _NAME
+    + r")(?P<sep>\s*=\s*)|(?P<cname>[A-Za-z_][A-Za-z0-9_\-]{0,63})"
+    r"(?P<csep>:[ \t]*))(?P<val>(?!\*\*\*)[^\s&,;'\"<>(){}\[\]]+)"
 )
 
 
@@ -114,7 +120,8 @@ def is_secret_name(name: str) -> bool:
 def _random_looking(token: str) -> bool:
     """A long token mixing upper, lower case and digits as random strings do (not a word,
     a path, a camelCase identifier or a hex id)."""
-    chars = [c for c in token if c.isalnum()]
+    # Hex ids (uuids, digests, run ids) glued to a name (``Manager_acc6b10e-3b1a-...``) are not keys.
+    chars = [c for c in _HEX_ID.sub("", token) if c.isalnum()]
     if len(chars) < 20:
         return False
     classes = ["u" if c.isupper() else "l" if c.islower() else "d" for c in chars]
@@ -133,14 +140,12 @@ def looks_like_secret(value: object) -> bool:
 
 
 def _mask_pair(m: re.Match[str], quote_bare: bool) -> str:
-    val = m.group("val")
-    if val.startswith(('\\"', '"', "'")):
-        q = '\\"' if val.startswith('\\"') else val[0]
-        masked = f"{q}{MASK}{q}"
+    quoted = _LEADING_QUOTE.match(m.group("val"))
+    if quoted:  # keep the value's own quoting (any depth of escaping): JSON stays JSON
+        q = quoted.group()
     else:
-        q = m.group("q") if quote_bare else ""  # stays valid JSON (or Python) in its quoting
-        masked = f"{q}{MASK}{q}"
-    return m.group()[: m.start("val") - m.start()] + masked
+        q = m.group("q") if quote_bare else ""
+    return m.group()[: m.start("val") - m.start()] + f"{q}{MASK}{q}"
 
 
 def redact_text(text: str) -> str:
@@ -168,7 +173,7 @@ def _sub_pairs(pattern: re.Pattern[str], text: str, quote_bare: bool) -> str:
     out: list[str] = []
     pos = 0
     while (m := pattern.search(text, pos)) is not None:
-        if is_secret_name(m.group("name")):
+        if is_secret_name(m.group("name") or m.group("cname")):
             out.append(text[pos : m.start()] + _mask_pair(m, quote_bare))
             pos = m.end()
         else:

@@ -192,3 +192,63 @@ def test_log_records_are_redacted_for_every_logger(caplog: pytest.LogCaptureFixt
         logging.getLogger("alina").exception("boom")
     assert "hunter2" not in caplog.text and "sk-abc123" not in caplog.text and "abc123" not in caplog.text
     assert "apiKey=***" in caplog.text and "signature=***" in caplog.text
+
+
+# -- the boundaries toward the stores ----------------------------------------------------------
+def test_stored_message_text_masks_tool_arguments_and_key_shaped_results() -> None:
+    from autogen_agentchat.messages import TextMessage, ToolCallExecutionEvent, ToolCallRequestEvent
+    from autogen_core import FunctionCall
+    from autogen_core.models import FunctionExecutionResult
+
+    from alina.team._run import _content
+
+    args = json.dumps({"symbol": "BTC/USDT", "api_key": "hunter2", "note": "use sk-abc123"})
+    request = ToolCallRequestEvent(
+        source="trader", content=[FunctionCall(id="1", name="login", arguments=args)]
+    )
+    stored = json.loads(_content(request))
+    assert stored[0]["name"] == "login"
+    assert json.loads(stored[0]["arguments"]) == {
+        "symbol": "BTC/USDT",
+        "api_key": MASK,
+        "note": f"use {MASK}",
+    }
+    plain = FunctionCall(id="2", name="ticker", arguments='{"symbol": "BTC/USDT"}')
+    assert (
+        json.loads(_content(ToolCallRequestEvent(source="t", content=[plain])))[0]["arguments"]
+        == plain.arguments
+    )
+    result = FunctionExecutionResult(
+        content="session xoxb-123456789-abc", name="login", call_id="1", is_error=False
+    )
+    assert _content(ToolCallExecutionEvent(source="trader", content=[result])) == f"login: session {MASK}"
+    assert _content(TextMessage(source="alina", content="done with sk-abc123")) == f"done with {MASK}"
+
+
+def test_hot_rows_and_event_payloads_are_masked() -> None:
+    from alina.memory_store.checkpoints import MessageRow
+    from alina.memory_store.hot import RECENT_CHARS, _hot_row
+    from alina.memory_store.writer import _event
+
+    row = json.loads(
+        _hot_row(MessageRow(1, "trader", "TextMessage", "x" * (RECENT_CHARS - 5) + " sk-abc123"))
+    )
+    assert "sk-a" not in row["content"] and row["content"].endswith(" ***")  # redacted before the cut
+    event = json.loads(
+        _event("login", {"api_key": "hunter2", "url": "https://x/?token=abc", "n": 1}, None).payload
+    )
+    assert event == {"api_key": MASK, "url": "https://x/?token=***", "n": 1}
+
+
+def test_exchange_error_texts_lose_held_and_foreign_keys() -> None:
+    from alina.trading.errors import ExchangeUnavailable, OrderRejected
+    from alina.trading.exchange import _Secrets
+
+    text = ("binance GET https://api.binance.com/api/v3/account?timestamp=1&signature=9f8e7d&apiKey=abc "
+            "held-key-value key AKIAIOSFODNN7EXAMPLE")  # fmt: skip
+    safe = _Secrets("held-key-value").redact(text)
+    assert "held-key-value" not in safe and "AKIAIOSFODNN7EXAMPLE" not in safe
+    assert "signature=***&apiKey=***" in safe
+    # Whoever raises a trading error, its text is redacted (the desk and paper raise them too).
+    assert "apiKey=***" in str(ExchangeUnavailable("GET /x?apiKey=abc"))
+    assert OrderRejected("refused: token=abc").reason == "refused: token=***"
