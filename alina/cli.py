@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from alina._secrets import mask_secrets, redact_text
 from alina.config import AlinaConfig, ConfigError, load_config
 
 T = TypeVar("T")
@@ -57,8 +58,23 @@ def _mount_plugins_apps() -> None:
 
 _mount_plugins_apps()
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+class _RedactingConsole(Console):
+    """A console whose printed text never carries a secret (:func:`~alina._secrets.redact_text`
+    on every string printed: messages, errors, summaries; tables hold stored, masked data)."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        super().print(*(redact_text(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
+def _print_json(value: Any, **kwargs: Any) -> None:
+    """One JSON document on stdout, secrets masked (:func:`~alina._secrets.mask_secrets`)."""
+    masked = mask_secrets({"": value})[""]
+    sys.stdout.write(json.dumps(masked, **kwargs) + "\n")
+
+
+out = _RedactingConsole(highlight=False, soft_wrap=True)
+err = _RedactingConsole(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 LiveOption = typer.Option(
@@ -224,7 +240,7 @@ def db_status(config: Path | None = ConfigOption, as_json: bool = typer.Option(F
     rows = _run_async(_with_pg(cfg, migration_status))
     pending = [r for r in rows if r.applied_at is None]
     if as_json:
-        sys.stdout.write(json.dumps([dataclasses.asdict(r) for r in rows]) + "\n")
+        _print_json([dataclasses.asdict(r) for r in rows])
     else:
         for r in rows:
             state = f"applied {r.applied_at[:19]}" if r.applied_at else "PENDING"
@@ -437,12 +453,12 @@ async def _run_task(
             result = await _run_recorded(runner, task, resume=resume, quiet=as_json)
     except AlreadyCompleted as done:  # resuming is idempotent: the goal is already reached
         if as_json:
-            sys.stdout.write(json.dumps({"run_id": resume, "status": "completed", "note": str(done)}) + "\n")
+            _print_json({"run_id": resume, "status": "completed", "note": str(done)})
         else:
             err.print(f"[dim]{escape(str(done))}[/]")
         return EXIT_OK
     if as_json:
-        sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+        _print_json(result.to_json(), ensure_ascii=False)
     else:
         if explain:
             _print_routing(result)
@@ -523,7 +539,7 @@ def route(
     cfg = _load(config)
     raw = sys.stdin.read()
     result = _run_async(_route(cfg, raw, mode))
-    sys.stdout.write(json.dumps(result) + "\n")
+    _print_json(result)
 
 
 @app.command()
@@ -581,7 +597,7 @@ def runs_list(
 
     rows = _run_async(go())
     if as_json:
-        sys.stdout.write(json.dumps(_jsonable(rows)) + "\n")
+        _print_json(_jsonable(rows))
         return
     table = Table(title="runs (newest first)")
     for col in ("id", "status", "started", "turns", "task"):
@@ -619,7 +635,7 @@ def runs_show(
     if run is None:
         _fail(typer.BadParameter(f"no run with id {run_id!r} (see `alina runs list`)"))
     if as_json:
-        sys.stdout.write(json.dumps(_jsonable(run)) + "\n")
+        _print_json(_jsonable(run))
         return
     status = "interrupted (resume with `alina run --resume ID`)" if run.get("interrupted") else run["status"]
     out.print(f"run {run['id']} [{status}] {escape(run['task'])}")
@@ -667,7 +683,7 @@ def memory_graph(
     if not found:
         _fail(CommandFailed(f"no entity {entity!r} in the memory graph"))
     if as_json:
-        sys.stdout.write(json.dumps(_jsonable([e.__dict__ for e in edges])) + "\n")
+        _print_json(_jsonable([e.__dict__ for e in edges]))
         return
     for e in edges:
         out.print(escape(str(e)))
@@ -695,7 +711,7 @@ def memory_search(
 
     report = _run_async(_with_memory(cfg, go))
     if as_json:
-        sys.stdout.write(json.dumps(_jsonable(report.to_dict())) + "\n")
+        _print_json(_jsonable(report.to_dict()))
         return
     for i, h in enumerate(report.hits, 1):
         where = f"run {h.run_id[:8]}#{h.message_seq}" if h.run_id else "-"
@@ -737,7 +753,7 @@ def memory_add(
     with err.status("embedding and storing ..."):
         memory_id = _run_async(_with_memory(cfg, go))
     if as_json:
-        sys.stdout.write(json.dumps({"id": memory_id, "kind": kind, "scope": scope}) + "\n")
+        _print_json({"id": memory_id, "kind": kind, "scope": scope})
     else:
         out.print(f"remembered {memory_id} ({kind}, scope {scope}); `alina memory forget ID` removes it")
 
@@ -776,7 +792,7 @@ def memory_stats_cmd(
 
     report = _run_async(_with_memory(cfg, go)).to_dict()
     if as_json:
-        sys.stdout.write(json.dumps(_jsonable(report)) + "\n")
+        _print_json(_jsonable(report))
         return
     for section, data in report.items():
         out.print(f"[bold]{section}[/]")
@@ -801,7 +817,7 @@ def memory_prune(
     cfg = _load(config)
     report = _run_async(prune(cfg, dry_run=dry_run))
     if as_json:
-        sys.stdout.write(json.dumps(_jsonable(report.to_dict())) + "\n")
+        _print_json(_jsonable(report.to_dict()))
     else:
         verb = "would delete" if dry_run else "deleted"
         table = Table(title="alina memory prune" + (" (dry run: nothing deleted)" if dry_run else ""))

@@ -11,7 +11,10 @@ Loading happens in three steps, each of which reports *every* problem it finds:
 Problems are raised together as :class:`ConfigError`, whose lines read
 ``path.to.field: what is wrong (got X)``. Secrets never live in the file: a model names the
 environment variable that holds its API key (``api_key_env``), and the key is read from the
-environment only when a client is built.
+environment only when a client is built. A problem line never quotes a secret: ``X`` is ``***``
+when the field's name looks secret (``api_key``, ``password``...), for an unknown field, for an
+``*_env`` field, and for any value that looks like a key (see :mod:`alina._secrets`); every line
+passes through :func:`~alina._secrets.redact_text` as well.
 """
 
 from __future__ import annotations
@@ -23,6 +26,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from alina._secrets import (
+    MASK,
+    env_name_problem,
+    is_secret_name,
+    looks_like_secret,
+    mask_secrets,
+    redact_text,
+)
 from alina.memory_store.vector import KINDS as MEMORY_KINDS
 from alina.memory_store.vector import VectorConfig
 from alina.trading.config import TradingConfig
@@ -52,7 +63,8 @@ class ConfigError(Exception):
     """The configuration is invalid; the operator must fix it (CLI exit code 2)."""
 
     def __init__(self, problems: list[str], source: str = "config") -> None:
-        self.problems = problems
+        self.problems = [_redact_problem(p) for p in problems]
+        problems = self.problems
         self.source = source
         super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(problems))
 
@@ -289,8 +301,28 @@ def default_config_path() -> Path:
     return Path(env) if env else project_root() / "config.yaml"
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+def _redact_problem(line: str) -> str:
+    """``path: message`` with secrets redacted in both halves (the split keeps a secret-looking
+    path such as ``models.x.api_key`` from masking the first word of its own message)."""
+    path, sep, message = line.partition(": ")
+    return redact_text(path) + sep + redact_text(message)
+
+
+def _hides(path: tuple[Any, ...]) -> bool:
+    """Whether a value at ``path`` must never be shown: a secret-looking or ``*_env`` field."""
+    return any(is_secret_name(str(p)) or str(p).lower().endswith("_env") for p in path)
+
+
+def _short(value: Any, limit: int = 60, path: tuple[Any, ...] = ()) -> str:
+    """``repr(value)`` cut to ``limit`` characters, or ``***`` for a secret (see the module
+    docstring); secrets are masked before the cut, so a cut never leaves part of a key."""
+    if _hides(path) or looks_like_secret(value):
+        return MASK
+    if isinstance(value, dict):
+        value = mask_secrets(value)
+    elif isinstance(value, list | tuple):
+        value = mask_secrets({"": value})[""]
+    text = redact_text(repr(value))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -316,7 +348,8 @@ def _apply_env_overrides(raw: dict[str, Any], environ: dict[str, str]) -> list[s
                 node[part] = child
             if not isinstance(child, dict):
                 problems.append(
-                    f"{'.'.join(parts[: i + 1])}: {key} needs a section here (got {_short(child)})"
+                    f"{'.'.join(parts[: i + 1])}: {key} needs a section here "
+                    f"(got {_short(child, path=tuple(parts[: i + 1]))})"
                 )
                 break
             node = child
@@ -330,12 +363,13 @@ def _format_validation_error(err: ValidationError) -> list[str]:
     for e in err.errors():
         path = ".".join(str(p) for p in e["loc"]) or "(root)"
         msg = e["msg"]
+        got = _short(e.get("input"), path=tuple(e["loc"]))
         if e["type"] == "extra_forbidden":
-            msg = "unknown field (check the spelling; secrets belong in the environment)"
+            # An unknown field's value is never shown: a misspelt secret name (pasword:) holds a secret too.
+            msg, got = "unknown field (check the spelling; secrets belong in the environment)", MASK
         elif e["type"] == "missing":
             msg = "required field is missing"
-        got = e.get("input")
-        lines.append(f"{path}: {msg} (got {_short(got)})")
+        lines.append(f"{path}: {msg} (got {got})")
     return lines
 
 
@@ -380,13 +414,11 @@ def _cross_field_problems(cfg: AlinaConfig) -> list[str]:
             if m.path is not None:
                 problems.append(f"{where}.path: only for provider 'llamacpp' (got {m.path!r})")
         if m.api_key_env is not None:
-            if m.provider != "openai":
+            env_problem = env_name_problem(m.api_key_env)
+            if env_problem:
+                problems.append(f"{where}.api_key_env: {env_problem}")
+            elif m.provider != "openai":
                 problems.append(f"{where}.api_key_env: only for provider 'openai' (got {m.api_key_env!r})")
-            elif not m.api_key_env.replace("_", "").isalnum():
-                problems.append(
-                    f"{where}.api_key_env: must be the NAME of an environment variable, "
-                    f"not a key (got {'***' if len(m.api_key_env) > 12 else m.api_key_env!r})"
-                )
         if m.fallback is not None:
             if m.fallback not in cfg.models:
                 problems.append(f"{where}.fallback: no model of that name (got {m.fallback!r})")
@@ -397,6 +429,9 @@ def _cross_field_problems(cfg: AlinaConfig) -> list[str]:
         folder = folder if folder.is_absolute() else project_root() / folder
         if not folder.is_dir():
             problems.append(f"skills.plugin_dir: not a folder (got {cfg.skills.plugin_dir!r})")
+    env_problem = env_name_problem(cfg.postgres.password_env)
+    if env_problem:
+        problems.append(f"postgres.password_env: {env_problem}")
     problems += cfg.trading.cross_field_problems()
     for i, name in enumerate(cfg.memory.agents or []):
         if name not in (ORCHESTRATOR, *SPECIALISTS):

@@ -21,6 +21,8 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from alina._secrets import mask_secrets, redact_text
+
 __all__ = [
     "MessageRow", "PromptRef", "ResumePoint", "RoutingRow", "TurnCommit", "drop_uncommitted",
     "read_resume_point", "write_turn",
@@ -104,8 +106,12 @@ class ResumePoint:
 
 async def write_turn(conn: AsyncConnection, commit: TurnCommit) -> None:
     """Write one turn atomically: messages, routing decisions, prompt versions, checkpoint and
-    the run's progress counters. Replaying the same commit is a no-op (every insert is keyed)."""
-    pos = commit.position
+    the run's progress counters. Replaying the same commit is a no-op (every insert is keyed).
+
+    Secrets are masked on the way in (:mod:`alina._secrets`): message texts, and the team state,
+    whose model contexts hold every tool call's raw arguments and results (a resumed run sees
+    ``***`` where a key was: the call it belonged to is already done)."""
+    pos = mask_secrets(commit.position)
     async with conn.transaction():
         cur = conn.cursor()
         if commit.messages:
@@ -114,7 +120,7 @@ async def write_turn(conn: AsyncConnection, commit: TurnCommit) -> None:
                 "completion_tokens, latency_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (run_id, seq) DO NOTHING",
                 [
-                    (commit.run_id, m.seq, m.source, m.type, m.content, m.prompt_tokens,
+                    (commit.run_id, m.seq, m.source, m.type, redact_text(m.content), m.prompt_tokens,
                      m.completion_tokens, m.latency_ms)
                     for m in commit.messages
                 ],
@@ -144,7 +150,7 @@ async def write_turn(conn: AsyncConnection, commit: TurnCommit) -> None:
             "INSERT INTO checkpoints (run_id, turn, team_state, prompt_versions, message_count, position) "
             "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, turn) DO NOTHING",
             (
-                commit.run_id, commit.turn, Jsonb(commit.team_state),
+                commit.run_id, commit.turn, Jsonb(mask_secrets(commit.team_state)),
                 Jsonb({p.agent: {"version": p.version, "digest": p.digest} for p in commit.prompts}),
                 commit.message_count, Jsonb(pos),
             ),

@@ -4,6 +4,8 @@ Agents and tools record what they decided, used, observed or caused (``relate``)
 side answers "what is around X" (``neighbours``), "how is X connected to Y" (``paths``, a
 recursive CTE that never revisits a node) and "what do we know about X lately"
 (``recent_facts``). Entities are identified by ``(kind, name)``, e.g. ``("asset", "BTC/USDT")``.
+Every write masks secrets first (:mod:`alina._secrets`): entity names, attributes and facts
+(a fact may quote a tool's arguments or result).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Literal
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from alina._secrets import mask_secrets, redact_text
 from alina.memory_store.runs import RunStore
 
 Kind = Literal["asset", "strategy", "model", "agent", "alert", "run", "tool"]
@@ -55,6 +58,16 @@ class Relation:
     message_seq: int | None = None
 
 
+def _safe_ref(ref: EntityRef) -> EntityRef:
+    return (ref[0], redact_text(ref[1]))
+
+
+def _safe(r: Relation) -> Relation:
+    """``r`` as it may be stored: names and fact with secrets masked."""
+    fact = redact_text(r.fact) if r.fact else r.fact
+    return Relation(_safe_ref(r.src), r.rel, _safe_ref(r.dst), fact, r.run_id, r.message_seq)
+
+
 def parse_ref(text: str) -> EntityRef | str:
     """``"asset:BTC/USDT"`` -> ("asset", "BTC/USDT"); a bare name stays a str (any kind)."""
     kind, sep, name = text.partition(":")
@@ -87,6 +100,7 @@ class MemoryGraph:
         """Id of entity ``(kind, name)``, created if new (attributes merged if given)."""
         if kind not in KINDS:
             raise ValueError(f"unknown entity kind {kind!r}; known: {list(KINDS)}")
+        name, attrs = redact_text(name), mask_secrets(attrs or {})
         async with self._store._connection() as conn:
             cur = await conn.execute(
                 "INSERT INTO entities (kind, name, attrs) VALUES (%s, %s, %s) "
@@ -111,6 +125,7 @@ class MemoryGraph:
         """Record ``src -rel-> dst`` with provenance (run and message); returns the relation id."""
         if rel not in RELS:
             raise ValueError(f"unknown relation {rel!r}; known: {list(RELS)}")
+        fact = redact_text(fact) if fact else fact
         s, d = await self.entity(*src), await self.entity(*dst)
         async with self._store._connection() as conn:
             cur = await conn.execute(
@@ -134,6 +149,8 @@ class MemoryGraph:
         for r in relations:
             if r.rel not in RELS:
                 raise ValueError(f"unknown relation {r.rel!r}; known: {list(RELS)}")
+        relations = [_safe(r) for r in relations]
+        attrs = {_safe_ref(ref): mask_secrets(a) for ref, a in (attrs or {}).items()}
         # sorted: concurrent writers lock entity rows in the same order (no deadlock)
         refs = sorted({*(attrs or {}), *(e for r in relations for e in (r.src, r.dst))})
         for kind, _ in refs:

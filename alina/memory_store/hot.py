@@ -5,6 +5,9 @@ Per run, ``alina:run:ID`` (a hash: status, task, turn, last speaker, update time
 day; ``alina:current_run`` names the run that started last. ``alina runs show`` reads them for a
 run that is still going, without touching Postgres's copy.
 
+Secrets never reach Redis: the task and every message text are redacted
+(:func:`~alina._secrets.redact_text`) before they are written, and before they are cut.
+
 Redis is a cache here, never the record (Postgres is): when Redis is down the run goes on,
 a warning is logged once and ``alina_redis_unavailable_total`` counts the skipped operations.
 After a failure Redis is left alone for ``retry_after_s`` so a dead or unreachable server never
@@ -22,6 +25,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from prometheus_client import Counter
 
+from alina._secrets import redact_text
 from alina.memory_store.checkpoints import MessageRow
 from alina.monitoring.metrics import REGISTRY
 
@@ -71,7 +75,7 @@ class HotState:
             "updated_at": f"{time.time():.3f}",
         }
         if task is not None:
-            mapping["task"] = task[:500]
+            mapping["task"] = redact_text(task)[:500]
 
         async def write() -> None:
             key = f"alina:run:{run_id}"
@@ -127,4 +131,5 @@ class HotState:
 
 
 def _hot_row(m: MessageRow) -> str:
-    return json.dumps({"seq": m.seq, "source": m.source, "type": m.type, "content": m.content[:RECENT_CHARS]})
+    content = redact_text(m.content)[:RECENT_CHARS]  # redacted before the cut: no half key is left
+    return json.dumps({"seq": m.seq, "source": m.source, "type": m.type, "content": content})

@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from alina._secrets import mask_secrets, redact_text
 from alina.memory_store.checkpoints import (
     ResumePoint,
     TurnCommit,
@@ -155,11 +156,12 @@ class RunStore:
         await self.close()
 
     async def create_run(self, run_id: str, task: str, config_json: dict[str, Any]) -> None:
-        """Insert a new run with status ``running``; a duplicate ``run_id`` raises UniqueViolation."""
+        """Insert a new run with status ``running``; a duplicate ``run_id`` raises UniqueViolation.
+        The task and config are stored with secrets masked (:mod:`alina._secrets`)."""
         async with self._connection() as conn:
             await conn.execute(
                 "INSERT INTO runs (id, task, status, config_json) VALUES (%s, %s, 'running', %s)",
-                (run_id, task, Jsonb(config_json)),
+                (run_id, redact_text(task), Jsonb(mask_secrets(config_json))),
             )
 
     async def add_message(
@@ -173,13 +175,23 @@ class RunStore:
         completion_tokens: int | None = None,
         latency_ms: float | None = None,
     ) -> None:
-        """Record message ``seq`` of a run. Idempotent: a second write of the same seq is ignored."""
+        """Record message ``seq`` of a run (secrets in ``content`` masked). Idempotent: a second
+        write of the same seq is ignored."""
         async with self._connection() as conn:
             await conn.execute(
                 "INSERT INTO messages (run_id, seq, source, type, content, prompt_tokens, "
                 "completion_tokens, latency_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (run_id, seq) DO NOTHING",
-                (run_id, seq, source, type, content, prompt_tokens, completion_tokens, latency_ms),
+                (
+                    run_id,
+                    seq,
+                    source,
+                    type,
+                    redact_text(content),
+                    prompt_tokens,
+                    completion_tokens,
+                    latency_ms,
+                ),
             )
 
     async def add_routing_decision(
@@ -216,7 +228,7 @@ class RunStore:
         wall_s: float,
         error: str | None = None,
     ) -> None:
-        """Set a run's final status, counters and ``finished_at``.
+        """Set a run's final status, counters and ``finished_at`` (``error`` stored redacted).
 
         Raises ValueError for a status not in FINAL_STATUSES, LookupError for an unknown run.
         """
@@ -229,7 +241,7 @@ class RunStore:
                 "error = %s WHERE id = %s",
                 (
                     status, turns, model_calls, tool_calls, prompt_tokens, completion_tokens,
-                    wall_s, error, run_id,
+                    wall_s, redact_text(error) if error else error, run_id,
                 ),
             )  # fmt: skip
             if cur.rowcount == 0:

@@ -12,6 +12,8 @@ cosine similarity, so ``min_score`` means something), every Chroma call runs in 
 and with a :class:`RetrievalContext` the retrieved items form one system message at the end of
 the prompt that is *replaced* each turn: the stable prefix (system prompt, history) stays
 byte-identical and retrieved text never accumulates in the agent's history or saved state.
+Every write goes through :meth:`VectorMemory.add_many`, which masks secrets in the texts and
+metadata (:mod:`alina._secrets`) before they are embedded or stored.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from autogen_core.model_context import BufferedChatCompletionContext, ChatComple
 from autogen_core.models import FunctionExecutionResultMessage, LLMMessage, SystemMessage
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from alina._secrets import mask_secrets, redact_text
 from alina.memory_store.embeddings import (
     Embedder,
     OllamaEmbedder,
@@ -551,10 +554,12 @@ class VectorMemory(Memory):
     # -- writes ----------------------------------------------------------------------------------
     async def add_many(self, items: Sequence[MemoryItem], vectors: Any = None) -> list[str]:
         """Store ``items`` (upsert by id within a scope), embedding them in batches unless
-        ``vectors`` are given. Returns the ids. ``vectors`` (one row per item) are L2-normalised."""
+        ``vectors`` are given. Returns the ids. ``vectors`` (one row per item) are L2-normalised.
+        Every write to Chroma passes here: texts and metadata are stored with secrets masked."""
         if not items:
             return []
-        vecs = await self.embedder.embed([i.text for i in items]) if vectors is None else normalise(vectors)
+        texts = [redact_text(i.text) for i in items]
+        vecs = await self.embedder.embed(texts) if vectors is None else normalise(vectors)
         if len(vecs) != len(items):
             raise ValueError(f"got {len(vecs)} vectors for {len(items)} items")
         by_scope: dict[str, list[int]] = {}
@@ -567,8 +572,8 @@ class VectorMemory(Memory):
                 for s in range(0, len(rows), step):
                     part = rows[s : s + step]
                     col.upsert(ids=[items[r].id for r in part], embeddings=vecs[part],
-                               documents=[items[r].text for r in part],
-                               metadatas=[items[r].metadata() for r in part])  # fmt: skip
+                               documents=[texts[r] for r in part],
+                               metadatas=[mask_secrets(items[r].metadata()) for r in part])  # fmt: skip
 
         await self._cols.run(upsert)
         return [i.id for i in items]

@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from alina._secrets import mask_secrets
 from alina.memory_store.runs import RunStore, StoreUnavailableError
 from alina.memory_store.spool import Event, SpoolFile, claim_orphans
 
@@ -349,7 +350,7 @@ def _event(kind: str, payload: Mapping[str, Any] | None, run_id: str | None) -> 
     if not kind or not isinstance(kind, str):
         raise ValueError(f"event kind must be a non-empty string (got {kind!r})")
     try:
-        text = _encode(payload or {})
+        text = _encode(mask_secrets(payload or {}))  # the one way into the events table: no secret passes
     except (TypeError, ValueError) as exc:
         raise ValueError(f"event {kind!r}: payload is not JSON-serialisable ({exc})") from None
     if "\\u0000" in text or "\x00" in kind or (run_id and "\x00" in run_id):

@@ -23,13 +23,15 @@ from autogen_core.models import CreateResult, LLMMessage
 from autogen_core.tools import Tool, ToolSchema
 from prometheus_client import Counter
 
+from alina._secrets import redact_text
 from alina.models._protocol import tool_specs
 from alina.monitoring.metrics import REGISTRY
 
 log = logging.getLogger(__name__)
 CACHE_REQUESTS = Counter(
     "alina_cache_requests_total",
-    "Model-response cache lookups by result (hit, miss, unavailable, corrupt)",
+    "Model-response cache lookups by result (hit, miss, unavailable, corrupt; secret: a response "
+    "carrying a secret, not stored)",
     ["result"],
     registry=REGISTRY,
 )
@@ -108,8 +110,14 @@ class ResponseCache:
         return result
 
     async def set(self, key: str, result: CreateResult) -> None:
+        """Cache ``result`` unless it carries a secret (a key in its text or tool arguments):
+        masking it would make a later hit call the tool with ``***``, so it is not stored."""
+        body = result.model_dump_json()
+        if redact_text(body) != body:
+            CACHE_REQUESTS.labels("secret").inc()
+            return
         try:
-            await self._redis.set(key, result.model_dump_json(), ex=self.ttl_s)
+            await self._redis.set(key, body, ex=self.ttl_s)
         except _REDIS_ERRORS as exc:
             self._unavailable(exc)
 

@@ -10,13 +10,15 @@ once per team are attributed to whichever run is calling them.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, runtime_checkable
+
+# Re-exported: the rules live in alina._secrets so that code below the skills (config, stores) shares them.
+from alina._secrets import MASK, is_secret_name, mask_secrets, redact_text
 
 __all__ = [
     "MASK",
@@ -33,28 +35,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MASK = "***"
 SUMMARY_CHARS = 500
-_SECRET_WORDS = frozenset(
-    {
-        "key",
-        "apikey",
-        "secret",
-        "token",
-        "password",
-        "passwd",
-        "passphrase",
-        "pwd",
-        "pass",
-        "credential",
-        "credentials",
-        "auth",
-        "authorization",
-        "cookie",
-        "signature",
-        "privatekey",
-    }
-)
 _RUN_ID: ContextVar[str | None] = ContextVar("alina_run_id", default=None)
 Outcome = Literal["ok", "error", "timeout"]
 
@@ -74,35 +55,10 @@ def run_scope(run_id: str | None) -> Iterator[None]:
         _RUN_ID.reset(token)
 
 
-def is_secret_name(name: str) -> bool:
-    """Whether an argument called ``name`` holds a secret (see :func:`mask_secrets`)."""
-    words = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name).lower()
-    parts = [w for w in re.split(r"[^a-z0-9]+", words) if w]
-    return bool(_SECRET_WORDS.intersection(parts)) or "".join(parts) in _SECRET_WORDS
-
-
-def mask_secrets(arguments: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``arguments`` whose values under secret-looking names are replaced by ``***``.
-
-    A name is secret-looking when one of its words (split at ``_``, ``-``, ``.`` and camelCase)
-    or the whole name is key, secret, token, password, passphrase, pwd, credential, auth, ...:
-    ``api_key``, ``apiKey``, ``access_token``, ``db_password`` are masked; ``max_tokens`` and
-    ``keyword`` are not. Applies at any depth of nested dicts and lists.
-    """
-
-    def walk(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: (MASK if is_secret_name(str(k)) else walk(v)) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [walk(v) for v in value]
-        return value
-
-    return dict(walk(dict(arguments)))
-
-
 def summarize_result(result: Any, limit: int = SUMMARY_CHARS) -> str:
-    """The first ``limit`` characters of ``str(result)`` (with ``...`` when cut)."""
-    text = result if isinstance(result, str) else repr(result)
+    """The first ``limit`` characters of ``str(result)`` (with ``...`` when cut), secrets
+    redacted first (:func:`~alina._secrets.redact_text`) so a cut cannot leave half a key."""
+    text = redact_text(result if isinstance(result, str) else repr(result))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

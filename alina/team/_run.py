@@ -39,6 +39,7 @@ from autogen_agentchat.messages import (
 from autogen_core import CancellationToken
 from autogen_core.models import ChatCompletionClient
 
+from alina._secrets import mask_arguments, redact_text
 from alina.config import ORCHESTRATOR, AlinaConfig
 from alina.memory_store.checkpoints import MessageRow, PromptRef, ResumePoint, RoutingRow, TurnCommit
 from alina.memory_store.hot import HotState
@@ -273,13 +274,18 @@ _POSITION_FIELDS = (
 
 
 def _content(item: BaseAgentEvent | BaseChatMessage) -> str:
+    """The stored and printed text of one message, secrets masked: every copy of a run's
+    messages (Postgres, Redis, printout, memory) is made from this text, so this is where tool
+    arguments (by name and by shape) and key-shaped text in results and answers are masked."""
     if isinstance(item, ToolCallRequestEvent):
-        return json.dumps([{"name": c.name, "arguments": c.arguments} for c in item.content])
+        return json.dumps([{"name": c.name, "arguments": mask_arguments(c.arguments)} for c in item.content])
     if isinstance(item, ToolCallExecutionEvent):
-        return "\n".join(f"{r.name}: {r.content}" for r in item.content)
+        return redact_text("\n".join(f"{r.name}: {r.content}" for r in item.content))
     if isinstance(item, MemoryQueryEvent):  # what was retrieved before a model call, one line each
-        return "\n".join(f"[{(c.metadata or {}).get('kind', 'memory')}] {c.content!s}" for c in item.content)
-    return item.to_text()
+        return redact_text(
+            "\n".join(f"[{(c.metadata or {}).get('kind', 'memory')}] {c.content!s}" for c in item.content)
+        )
+    return redact_text(item.to_text())
 
 
 def _error_text(exc: BaseException) -> str:

@@ -2,8 +2,9 @@
 
 Secrets never live here: ``api_key_env`` and ``secret_env`` hold the NAMES of the environment
 variables that carry the exchange keys, and the keys are read only when a live exchange is
-opened (:func:`alina.trading.exchange.open_exchange`). Validation happens in two steps, like the
-rest of the configuration: the pydantic structure (``extra="forbid"``), then
+opened (:func:`alina.trading.exchange.open_exchange`); a name that is not a conventional
+environment variable name (``A-Z``, ``0-9``, ``_``) is refused without being echoed. Validation
+happens in two steps, like the rest of the configuration: the pydantic structure (``extra="forbid"``), then
 :meth:`TradingConfig.cross_field_problems`, whose lines read ``path: what is wrong (got X)``.
 """
 
@@ -16,6 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from alina._secrets import env_name_problem
 from alina.trading.data import DATA_DIR
 
 __all__ = [
@@ -25,8 +27,6 @@ __all__ = [
     "TradingConfig",
     "resolve_markets_file",
 ]
-
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
 class _Strict(BaseModel):
@@ -104,14 +104,13 @@ class TradingConfig(_Strict):
     def cross_field_problems(self, prefix: str = "trading") -> list[str]:
         """Every rule that spans fields, as ``path: what is wrong (got X)`` lines (empty = fine)."""
         problems: list[str] = []
+        bad_names = []
         for field in ("api_key_env", "secret_env"):
-            value = getattr(self, field)
-            if not _ENV_NAME.match(value):
-                shown = "***" if len(value) > 12 else repr(value)
-                problems.append(
-                    f"{prefix}.{field}: must be the NAME of an environment variable, not a key (got {shown})"
-                )
-        if self.api_key_env == self.secret_env:
+            env_problem = env_name_problem(getattr(self, field))
+            if env_problem:
+                bad_names.append(field)
+                problems.append(f"{prefix}.{field}: {env_problem}")
+        if self.api_key_env == self.secret_env and not bad_names:
             problems.append(f"{prefix}.secret_env: must differ from api_key_env (got {self.secret_env!r})")
         if not _is_ccxt_exchange(self.exchange):
             problems.append(f"{prefix}.exchange: not a ccxt exchange id (got {self.exchange!r})")

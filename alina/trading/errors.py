@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+from alina._secrets import redact_text
+
 __all__ = [
     "DuplicateClientOrderId",
     "ExchangeUnavailable",
@@ -27,15 +29,20 @@ __all__ = [
 
 
 class TradingError(Exception):
-    """Base class of every trading error; ``str()`` is safe to show an agent or a log."""
+    """Base class of every trading error; ``str()`` is safe to show an agent or a log: text
+    arguments are redacted here (:func:`~alina._secrets.redact_text`), whoever raised it, so an
+    exchange message carrying a key (``apiKey=...`` in a URL, a key-shaped token) loses it."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact_text(a) if isinstance(a, str) else a for a in args))
 
 
 class OrderRejected(TradingError):
     """The order is invalid for the market or the account (the caller must change it)."""
 
     def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
+        self.reason = redact_text(reason)
+        super().__init__(self.reason)
 
 
 class DuplicateClientOrderId(OrderRejected):
@@ -46,7 +53,7 @@ class RiskRejection(TradingError):
     """The risk guard refused the order. ``rule`` names the limit; ``reason`` is for the agent."""
 
     def __init__(self, reason: str, rule: str = "risk") -> None:
-        self.reason = reason
+        self.reason = redact_text(reason)
         self.rule = rule
         super().__init__(reason)
 

@@ -7,7 +7,8 @@ command's ``--live``). Anything less raises :class:`LiveTradingRefused` naming w
 
 Keys are read from the environment only here, handed to one private ccxt instance, and never
 stored elsewhere: adapters' ``repr`` shows no key, every error text passes through
-:meth:`_Secrets.redact`, and market data uses a separate keyless instance.
+:meth:`_Secrets.redact` (the held keys and anything key-shaped, see :mod:`alina._secrets`), and
+market data uses a separate keyless instance.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Protocol, cast
 
 import ccxt
 
+from alina._secrets import MASK, redact_text
 from alina.trading.config import TradingConfig, resolve_markets_file
 from alina.trading.errors import (
     DuplicateClientOrderId,
@@ -76,10 +78,12 @@ class _Secrets:
         return "_Secrets(***)"
 
     def redact(self, text: str) -> str:
-        """``text`` with every secret value replaced by ``***``."""
+        """``text`` with every held key value, and anything else secret-looking (a key-shaped
+        token, ``apiKey=...`` in a URL, a signature; see :func:`~alina._secrets.redact_text`),
+        replaced by ``***``."""
         for v in self._values:
-            text = text.replace(v, "***")
-        return text
+            text = text.replace(v, MASK)
+        return redact_text(text)
 
 
 def live_gate(cfg: TradingConfig, live: bool, environ: Mapping[str, str]) -> list[str]:

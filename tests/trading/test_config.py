@@ -38,13 +38,16 @@ def test_cross_field_problems_name_the_path_and_value() -> None:
     text = "\n".join(problems)
     assert "trading.exchange: not a ccxt exchange id (got 'nosuchexchange')" in problems
     assert any(p.startswith("trading.markets_file: file not found") for p in problems)
-    assert "trading.api_key_env: must be the NAME of an environment variable, not a key (got ***)" in problems
+    assert (
+        "trading.api_key_env: must name an environment variable (A-Z, 0-9, _; e.g. OPENAI_API_KEY), not hold "
+        "the key itself; put the key in that variable (value hidden)"
+    ) in problems
     assert "0123456789abcdef" not in text  # the pasted key is never echoed
     assert any(p.startswith("trading.starting_balances: needs a positive USDT balance") for p in problems)
     assert any(p.startswith("trading.starting_balances: balances cannot be negative") for p in problems)
     assert "trading.slippage.base_bps: larger than slippage.max_bps 10 (got 20)" in problems
     assert any(p.startswith("trading.risk.max_order_notional:") and "(got 9000)" in p for p in problems)
-    assert all(": " in p and "(got " in p for p in problems)
+    assert all(": " in p and ("(got " in p or "(value hidden)" in p) for p in problems)
 
 
 def test_same_env_name_for_key_and_secret() -> None:

@@ -106,7 +106,8 @@ def test_env_override_with_bad_value_names_the_field(tmp_path: Path) -> None:
                     }
                 }
             },
-            "models.r.api_key_env: must be the NAME of an environment variable, not a key (got '***')",
+            "models.r.api_key_env: must name an environment variable (A-Z, 0-9, _; e.g. OPENAI_API_KEY), not "
+            "hold the key itself; put the key in that variable (value hidden)",
         ),
         ({"redis": {"port": 55432}}, "redis.port: same port as postgres.port (got 55432)"),
         ("team: [1, 2", "(file): not valid YAML at line"),
