@@ -721,9 +721,9 @@ class TeamRunner:
         decision = None
         if isinstance(item, ToolCallExecutionEvent):
             acted = [r for r in item.content if r.name in self._side_effect_tools]
-            decision = "; ".join(f"{r.name}: {r.content}" for r in acted)[:1000] or None
+            decision = redact_text("; ".join(f"{r.name}: {r.content}" for r in acted))[:1000] or None
         elif isinstance(item, BaseChatMessage) and item.source == ORCHESTRATOR:
-            decision = "answer: " + item.to_text()[:1000]
+            decision = "answer: " + redact_text(item.to_text())[:1000]
         event = RunEvent(
             decision=decision,
             seq=seq,
