@@ -21,6 +21,7 @@ the skills, the stores, the trading adapters and the logging setup can all use t
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -50,8 +51,7 @@ _SECRET_WORDS = frozenset(
     }
 )  # fmt: skip
 # Every secret name and auth scheme contains one of these (a cheap test before the pair scans).
-_HINTS = ("key", "secret", "token", "pass", "pwd", "cred", "auth", "cookie", "signature", "jwt",
-          "bearer", "basic", "session")  # fmt: skip
+_HINTS = re.compile("key|secret|token|pass|pwd|cred|auth|cookie|signature|jwt|bearer|basic|session")
 # A name ending in one of these describes a secret without holding it (``api_key_env`` names a
 # variable, ``key_file`` a path, ``token_count`` a number), so its value is shown.
 _DESCRIPTORS = frozenset(
@@ -101,6 +101,7 @@ _PLAIN_PAIR = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)  # names repeat (argument, field, payload keys): split each once
 def is_secret_name(name: str) -> bool:
     """Whether a value called ``name`` holds a secret.
 
@@ -153,14 +154,14 @@ def redact_text(text: str) -> str:
     pairs (``apiKey=...``, ``"api_key": "..."``, ``password: ...``), URL passwords
     (``scheme://user:***@host``) and ``Bearer``/``Basic`` tokens. Everything else is unchanged,
     so applying it twice gives the same text."""
-    if not text:
+    if len(text) < 6:  # shorter than any key shape or pair; most payload values
         return text
     text = _KEYS.sub(MASK, text)
-    text = _TOKEN.sub(lambda m: MASK if _random_looking(m.group()) else m.group(), text)
+    if len(text) >= 20:
+        text = _TOKEN.sub(lambda m: MASK if _random_looking(m.group()) else m.group(), text)
     if "://" in text:
         text = _URL_PASSWORD.sub(lambda m: m.group(1) + MASK + m.group(3), text)
-    lower = text.lower()
-    if not any(w in lower for w in _HINTS):  # the common case: no secret name, no pair to look at
+    if not _HINTS.search(text.lower()):  # the common case: no secret name, no pair to look at
         return text
     text = _BEARER.sub(lambda m: m.group(1) + m.group(2) + MASK, text)
     text = _sub_pairs(_QUOTED_PAIR, text, quote_bare=True)

@@ -196,8 +196,14 @@ def test_log_records_are_redacted_for_every_logger(caplog: pytest.LogCaptureFixt
 
 # -- the boundaries toward the stores ----------------------------------------------------------
 def test_stored_message_text_masks_tool_arguments_and_key_shaped_results() -> None:
-    from autogen_agentchat.messages import TextMessage, ToolCallExecutionEvent, ToolCallRequestEvent
+    from autogen_agentchat.messages import (
+        MemoryQueryEvent,
+        TextMessage,
+        ToolCallExecutionEvent,
+        ToolCallRequestEvent,
+    )
     from autogen_core import FunctionCall
+    from autogen_core.memory import MemoryContent
     from autogen_core.models import FunctionExecutionResult
 
     from alina.team._run import _content
@@ -223,6 +229,9 @@ def test_stored_message_text_masks_tool_arguments_and_key_shaped_results() -> No
     )
     assert _content(ToolCallExecutionEvent(source="trader", content=[result])) == f"login: session {MASK}"
     assert _content(TextMessage(source="alina", content="done with sk-abc123")) == f"done with {MASK}"
+    memory = MemoryContent(content="key sk-abc123", mime_type="text/plain", metadata={"kind": "lesson"})
+    recalled = MemoryQueryEvent(source="alina", content=[memory])
+    assert _content(recalled) == f"[lesson] key {MASK}"
 
 
 def test_hot_rows_and_event_payloads_are_masked() -> None:
