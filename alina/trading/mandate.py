@@ -88,7 +88,7 @@ class Mandate:
         """Read the mandate from the user's request. ``symbols``: the tradeable pairs.
         ``previous``: the mandate of the conversation's earlier request, which "the same again"
         refers to (its symbol and amount fill what this request leaves open)."""
-        text = request or ""
+        text = _own_words(request or "")
         avail = list(symbols)
         asks: list[OrderAsk] = []
         if not _ADVICE.search(text):
@@ -102,7 +102,7 @@ class Mandate:
                 asks.append(OrderAsk("sell", _symbol_in(text, avail), None))
         if previous is not None and previous.asks and _SAME.search(text):
             asks = [_filled_from(a, previous) for a in asks] or list(previous.asks)
-        return cls(text, tuple(asks), bool(_CANCEL.search(text)))
+        return cls(request or "", tuple(asks), bool(_CANCEL.search(text)))
 
     def check_order(self, side: str, symbol: str, amount: float) -> str | None:
         """None when the order matches an ask of the request, else why it is refused."""
@@ -132,6 +132,20 @@ class Mandate:
 def packaged_symbols() -> tuple[str, ...]:
     """The pairs of the packaged Binance markets file (what the default paper desk trades)."""
     return tuple(json.loads((DATA_DIR / "binance_markets_subset_ticksize.json").read_text("utf-8")))
+
+
+_QUOTED = re.compile(r'"[^"]*"|“[^”]*”|«[^»]*»|\'[^\']{12,}\'|```.*?```', re.S)
+
+
+def _own_words(request: str) -> str:
+    """The words of the request that are the user's own ask, not material given to work on:
+    quoted text is dropped, and so is everything after a colon whose head asks for no order
+    ("Summarise this news: ... buy 5 BTC ..." asks for a summary, not a buy)."""
+    text = _QUOTED.sub(" ", request)
+    head, colon, _rest = text.partition(":")
+    if colon and not _VERB.search(head) and not _CANCEL.search(head) and not _CLOSE.search(head):
+        return head
+    return text
 
 
 def _filled_from(ask: OrderAsk, previous: Mandate) -> OrderAsk:
