@@ -149,7 +149,7 @@ async def main(args: argparse.Namespace) -> int:
     from alina.runtime.modes import SystemMode
     from alina.skills import trading as trading_skills
     from alina.skills.recorder import run_scope
-    from alina.team import TeamRunner
+    from alina.team import AlreadyCompleted, TeamRunner
     from alina.trading.desk import open_desk
     from alina.trading.intents import PgIntentStore
     from alina.trading.paper import PaperExchange
@@ -176,7 +176,11 @@ async def main(args: argparse.Namespace) -> int:
         print(f"run {args.run_id} started", flush=True)
         with run_scope(args.run_id):
             if args.resume:
-                result = await runner.resume(args.run_id)
+                try:
+                    result = await runner.resume(args.run_id)
+                except AlreadyCompleted:  # killed after its last write: done, as `alina run --resume` says
+                    print(json.dumps({"status": "completed", "note": "already completed"}), flush=True)
+                    return 0
             else:
                 result = await runner.run(args.task, run_id=args.run_id)
         await runner.close()

@@ -107,9 +107,11 @@ def test_order_runs_killed_anywhere_place_each_order_exactly_once(orders_config:
             delay = rng.uniform(0.3, 2.5) if point == "time" else None
             code = _driver(config, run_id, task=task, kill=kill, delay=delay)
             attempts.append((point, code))
-            task = None
             if code == 0:
                 break
+            with psycopg.connect(dsn) as conn:  # killed before the run was even recorded: start over
+                known = conn.execute("SELECT 1 FROM runs WHERE id = %s", (run_id,)).fetchone()
+            task = None if known else TASK
         trial_kills = sum(code == -signal.SIGKILL for _, code in attempts)
         kills += trial_kills
         report.append({"trial": trial, "attempts": attempts})
