@@ -330,6 +330,7 @@ def _print_summary(r: Any) -> None:
         f"[{color}]{r.status}[/] run {r.run_id}: {r.turns} turns, {r.model_calls} model calls, "
         f"{r.tool_calls} tool calls, {r.prompt_tokens}+{r.completion_tokens} tokens, {r.wall_s:.1f}s"
         + (f" [dim]({escape(r.stop_reason)})[/]" if r.stop_reason else "")
+        + (f" [bold red]mode {r.mode}: no orders[/]" if r.mode in ("safe", "halt") else "")
     )
     if r.error:
         err.print(f"[red]reason:[/] {escape(r.error)}")

@@ -58,18 +58,18 @@ def show(
     limit: int = typer.Option(10, min=1, max=1000, help="how many transitions to list"),
     config: Path | None = ConfigOption,
 ) -> None:
-    """The current mode, who set it and why, and the latest transitions."""
+    """The current mode, who set it and why, the latest transitions and the open alerts."""
     cfg, modes = _open(config)
 
-    async def go() -> tuple[Any, list[Any]]:
+    async def go() -> tuple[Any, list[Any], list[dict[str, Any]]]:
         try:
             await _migrated(cfg)
             state = await modes.refresh()
-            return state, await modes.history(limit)
+            return state, await modes.history(limit), await modes.open_alerts(limit)
         finally:
             await modes.close()
 
-    state, history = _run(go())
+    state, history, alerts = _run(go())
     if as_json:
         sys.stdout.write(json.dumps({
             "mode": state.mode, "reason": state.reason, "actor": state.actor, "automatic": state.automatic,
@@ -77,6 +77,7 @@ def show(
             "history": [{"from": t.from_mode, "to": t.to_mode, "actor": t.actor, "reason": t.reason,
                          "automatic": t.automatic, "run_id": t.run_id, "at": str(t.created_at)}
                         for t in history],
+            "open_alerts": [{**a, "at": str(a["at"])} for a in alerts],
         }) + "\n")  # fmt: skip
         return
     colour = {"normal": "green", "degraded": "yellow"}.get(state.mode, "red")
@@ -85,6 +86,9 @@ def show(
         how = "auto" if t.automatic else "manual"
         out.print(f"  {str(t.created_at)[:19]}  {t.from_mode} -> {t.to_mode}  {how} by "
                   f"{escape(t.actor)}: {escape(t.reason)}")  # fmt: skip
+    for a in alerts:
+        when = str(a["at"])[:19]
+        out.print(f"  [red]open alert[/] {when} {a['severity']} {a['kind']}: {escape(a['message'])}")
 
 
 @app.command("set")

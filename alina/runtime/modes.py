@@ -283,6 +283,21 @@ class SystemMode:
             )
             return [Transition(*row) for row in await cur.fetchall()]
 
+    async def open_alerts(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Alerts not resolved yet, newest first (empty when Postgres is not configured)."""
+        if self.dsn is None:
+            return []
+        async with await psycopg.AsyncConnection.connect(
+            self.dsn, autocommit=True, connect_timeout=max(1, int(self._timeout_s * 3))
+        ) as conn:
+            cur = await conn.execute(
+                "SELECT kind, severity, message, source, run_id, created_at FROM alerts "
+                "WHERE resolved_at IS NULL ORDER BY id DESC LIMIT %s",
+                (limit,),
+            )
+            cols = ("kind", "severity", "message", "source", "run_id", "at")
+            return [dict(zip(cols, row, strict=True)) for row in await cur.fetchall()]
+
     async def close(self) -> None:
         if self._redis is not None:
             await self._redis.aclose()

@@ -238,6 +238,8 @@ class RunResult:
     wall_s: float = 0.0
     answer: str = ""
     error: str | None = None
+    mode: str = "normal"
+    """The system mode the run ended in (``safe``/``halt``: it could place no order)."""
     resumed_from_turn: int | None = None
     """Set by ``resume()``: the checkpoint this attempt started from (events hold only this attempt)."""
     checkpoints: int = 0
@@ -260,6 +262,7 @@ class RunResult:
             "wall_s": round(self.wall_s, 3),
             "answer": self.answer,
             "error": self.error,
+            "mode": self.mode,
             "resumed_from_turn": self.resumed_from_turn,
             "checkpoints": self.checkpoints,
             "messages": [{"source": e.source, "type": e.type, "content": e.content} for e in self.events],
@@ -588,6 +591,7 @@ class TeamRunner:
             result.error = _error_text(exc)
             result.stop_reason = "error"
         self._count_calls(result, p.calls_seen)
+        result.mode = self.modes.current
         result.wall_s = p.wall_before + time.monotonic() - p.start
         p.routing_seq = self._take_routing(result, p.pending_routing, p.routing_seq)
         if committer is not None:

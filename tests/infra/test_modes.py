@@ -138,6 +138,7 @@ def test_cli_set_show_resume_and_halt_cancels_open_orders(alina_config_file: Pat
     assert "canceled" in halted.stdout and "canceled 0" not in halted.stdout
     shown = json.loads(_cli(["mode", "show", "--json"], alina_config_file).stdout)
     assert shown["mode"] == "halt" and shown["history"][0]["reason"] == "drill"
+    assert any(a["kind"] == "mode" and "halt" in a["message"] for a in shown["open_alerts"])
 
     async def open_now() -> int:
         async with PgIntentStore(cfg.postgres.dsn()) as intents:
@@ -149,7 +150,8 @@ def test_cli_set_show_resume_and_halt_cancels_open_orders(alina_config_file: Pat
     assert asyncio.run(open_now()) == 0
     resumed = _cli(["mode", "resume", "--force", "--reason", "drill over"], alina_config_file)
     assert resumed.returncode == 0, resumed.stderr
-    assert json.loads(_cli(["mode", "show", "--json"], alina_config_file).stdout)["mode"] == "normal"
+    after = json.loads(_cli(["mode", "show", "--json"], alina_config_file).stdout)
+    assert after["mode"] == "normal" and after["open_alerts"] == []  # leaving halt resolved the alert
 
 
 async def test_a_model_that_exhausts_retries_and_fallback_puts_the_system_in_safe_mode(
@@ -177,6 +179,7 @@ async def test_a_model_that_exhausts_retries_and_fallback_puts_the_system_in_saf
     assert state.mode == "safe" and state.actor == "resilience" and state.automatic
     assert "trader" in state.reason
     assert runner.team.router.mode == "safe"
+    assert result.mode == "safe" and result.to_json()["mode"] == "safe"
     with psycopg.connect(dsn) as conn:
         alert = conn.execute("SELECT kind, message FROM alerts WHERE resolved_at IS NULL").fetchone()
     assert alert is not None and alert[0] == "mode" and "safe" in alert[1]
