@@ -129,6 +129,9 @@ class TeamConfig(_Strict):
     leases (the cap holds per process only)."""
     history_window: int = Field(6, ge=1, le=200)
     """How many recent messages each model call sees (the system prompt is always first)."""
+    check_answers: bool = True
+    """Check ALINA's answer against the run's reports (grounded, complete, consistent); a failing
+    answer is regenerated once, then replaced by a labelled digest of the reports."""
 
 
 class PostgresConfig(_Strict):

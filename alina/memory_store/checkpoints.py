@@ -32,6 +32,19 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Evaluation:
+    """One score of one message: ``name`` says which check (answer_check, output_check)."""
+
+    name: str
+    agent: str
+    score: float
+    passed: bool
+    details: dict[str, Any]
+    prompt_version: int | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True)
 class MessageRow:
     seq: int
     source: str
@@ -40,6 +53,9 @@ class MessageRow:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     latency_ms: float | None = None
+    evaluations: tuple[Evaluation, ...] = ()
+    """Scores of this message (ALINA's answer check, a specialist's output check), stored in
+    ``evaluations`` with the message, in the same transaction."""
     decision: str | None = None
     """Set when the message is a decision (an order action, ALINA's answer): one line stored in
     ``decisions`` with the message's seq, in the same transaction as the message."""
@@ -125,6 +141,15 @@ async def write_turn(conn: AsyncConnection, commit: TurnCommit) -> None:
                     for m in commit.messages
                 ],
             )  # fmt: skip
+        scored = [(m, e) for m in commit.messages for e in m.evaluations]
+        if scored:
+            await cur.executemany(
+                "INSERT INTO evaluations (run_id, message_seq, name, agent, score, passed, details, "
+                "prompt_version, model) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (run_id, message_seq, name) DO NOTHING",
+                [(commit.run_id, m.seq, e.name, e.agent, min(1.0, max(0.0, e.score)), e.passed,
+                  Jsonb(e.details), e.prompt_version, e.model) for m, e in scored],
+            )  # fmt: skip
         decided = [m for m in commit.messages if m.decision]
         if decided:
             await cur.executemany(
@@ -193,6 +218,10 @@ async def drop_uncommitted(conn: AsyncConnection, run_id: str) -> None:
     position = row[0] if row else {}
     await conn.execute(
         "DELETE FROM messages WHERE run_id = %s AND seq > %s", (run_id, int(position.get("message_count", 0)))
+    )
+    await conn.execute(
+        "DELETE FROM evaluations WHERE run_id = %s AND message_seq > %s",
+        (run_id, int(position.get("message_count", 0))),
     )
     await conn.execute(
         "DELETE FROM decisions WHERE run_id = %s AND message_seq > %s",

@@ -95,6 +95,19 @@ GOVERNOR_REDIS_FALLBACKS = Counter(
     ["governor"],
     registry=REGISTRY,
 )
+EVALUATION_SCORE = Histogram(
+    "alina_evaluation_score",
+    "Scores (0..1) of messages by evaluation (answer_check, output_check) and agent.",
+    ["evaluation", "agent"],
+    buckets=(0.0, 0.34, 0.5, 0.67, 0.7, 0.8, 0.9, 1.0),
+    registry=REGISTRY,
+)
+EVALUATIONS = Counter(
+    "alina_evaluations_total",
+    "Evaluations by name, agent and outcome (answer_check: passed|regenerated|digest).",
+    ["evaluation", "agent", "outcome"],
+    registry=REGISTRY,
+)
 RESUMES = Counter("alina_run_resumes_total", "Runs resumed from a checkpoint.", registry=REGISTRY)
 EVENTS_DROPPED = Counter(
     "alina_events_dropped_total",
@@ -220,6 +233,15 @@ def observe_run(status: str, turns: int) -> None:
     """Record a finished team run: its status (e.g. ok, error, timeout, max_turns) and turns."""
     RUNS.labels(status=safe_label(status)).inc()
     RUN_TURNS.observe(max(0, int(turns)))
+
+
+def observe_evaluation(evaluation: str, agent: str, score: float, outcome: str) -> None:
+    """One evaluated message: its score and how it ended."""
+    EVALUATION_SCORE.labels(evaluation=safe_label(evaluation), agent=safe_label(agent)).observe(
+        min(1.0, max(0.0, float(score)))
+    )
+    labels = {"evaluation": safe_label(evaluation), "agent": safe_label(agent)}
+    EVALUATIONS.labels(**labels, outcome=safe_label(outcome)).inc()
 
 
 def observe_checkpoint(seconds: float, ok: bool) -> None:

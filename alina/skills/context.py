@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from alina.trading.mandate import Mandate
 
@@ -51,6 +51,8 @@ class RunContext:
     turn: Callable[[], int] = lambda: 0
     mandate: Mandate = field(default_factory=Mandate.none)
     side_effect_refusal: Callable[[], str | None] = _never_refused
+    answer_checks: list[Any] = field(default_factory=list)
+    """Checks of ALINA's answers made during the run (``alina.team``'s answer checker), in order."""
     _calls: dict[int, int] = field(default_factory=dict, repr=False)
 
     def request_id(self, kind: str) -> str | None:

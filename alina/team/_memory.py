@@ -315,8 +315,9 @@ def _contradictions(run: RunLike, answer: EventLike) -> list[Relation]:
 
 
 def run_memories(run: RunLike, *, specialists: Sequence[str] = SPECIALISTS) -> list[MemoryItem]:
-    """The memories ``run`` leaves for retrieval: its outcome (shared) and each specialist's
-    report (in that specialist's scope), with provenance. Ids: ``RUN-outcome``, ``RUN-SEQ``."""
+    """The memories ``run`` leaves for retrieval: its outcome (shared; only when its answer
+    passed the fact check, or was not checked) and each specialist's report (in that
+    specialist's scope), with provenance. Ids: ``RUN-outcome``, ``RUN-SEQ``."""
     rid = run.run_id
     events = list(run.events)
     uses = tool_uses(events)
@@ -339,6 +340,9 @@ def run_memories(run: RunLike, *, specialists: Sequence[str] = SPECIALISTS) -> l
         items.append(MemoryItem(text, kind, e.source, rid, e.seq, id=f"{rid}-{e.seq}", extra=extra))
     answer = _answer(events)
     outcome = run.answer.strip() or (answer.content.strip() if answer else "")
+    check = getattr(run, "answer_check", None)
+    if check is not None and check.get("outcome") not in ("passed", "regenerated"):
+        return items  # only answers that passed the fact check become outcomes to recall
     if outcome or events:
         result = outcome or f"no answer ({run.stop_reason or 'stopped'})"
         text = _one_line(f"Task: {task} | Outcome ({run.status}): {result}", MAX_MEMORY_CHARS)

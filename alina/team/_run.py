@@ -41,7 +41,14 @@ from autogen_core.models import ChatCompletionClient
 
 from alina._secrets import mask_arguments, redact_text
 from alina.config import ORCHESTRATOR, AlinaConfig
-from alina.memory_store.checkpoints import MessageRow, PromptRef, ResumePoint, RoutingRow, TurnCommit
+from alina.memory_store.checkpoints import (
+    Evaluation,
+    MessageRow,
+    PromptRef,
+    ResumePoint,
+    RoutingRow,
+    TurnCommit,
+)
 from alina.memory_store.hot import HotState
 from alina.memory_store.vector import VectorMemory
 from alina.memory_store.writer import EventWriter
@@ -50,6 +57,7 @@ from alina.models import CallRecord
 from alina.monitoring import metrics
 from alina.skills.context import RunContext, current_run_context, run_context
 from alina.skills.loader import default_loader
+from alina.team._answers import REPORT_TYPES, check_output
 from alina.team._committer import StoreStateCallback, TurnCommitter
 from alina.team._routing import Mode, RouteDecision
 from alina.team._team import AlinaTeam, build_team
@@ -237,6 +245,9 @@ class RunResult:
     completion_tokens: int = 0
     wall_s: float = 0.0
     answer: str = ""
+    answer_check: dict[str, Any] | None = None
+    """The check of the final answer: grounded, complete, consistent, findings, outcome
+    (passed | regenerated | digest)."""
     error: str | None = None
     mode: str = "normal"
     """The system mode the run ended in (``safe``/``halt``: it could place no order)."""
@@ -263,6 +274,7 @@ class RunResult:
             "answer": self.answer,
             "error": self.error,
             "mode": self.mode,
+            "answer_check": self.answer_check,
             "resumed_from_turn": self.resumed_from_turn,
             "checkpoints": self.checkpoints,
             "messages": [{"source": e.source, "type": e.type, "content": e.content} for e in self.events],
@@ -371,6 +383,7 @@ class TeamRunner:
         mode = self.modes.router_mode()
         self.order_symbols = order_symbols or (lambda: list(packaged_symbols()))
         self._mandate: Mandate | None = None  # the conversation's latest request's mandate
+        self._ctx: RunContext | None = None  # the run being driven
         self._side_effect_tools = frozenset(
             s.name for s in default_loader().skillset.skills.values() if s.side_effects
         )
@@ -573,7 +586,8 @@ class TeamRunner:
         # The tools of this run's turns can read its conversation (the optimizer scores reports):
         # what the team already holds (a resumed run's checkpoint, a chat's earlier tasks) + this.
         earlier = self._earlier
-        with run_context(self._context(result, p, earlier)):
+        self._ctx = self._context(result, p, earlier)
+        with run_context(self._ctx):
             turns = asyncio.ensure_future(self._take_turns(result, task, p, committer, token))
         try:
             async with asyncio.timeout(self.config.team.wall_time_s):
@@ -718,6 +732,29 @@ class TeamRunner:
         self._routing_seen = len(self.team.router.decisions)
         return seq
 
+    def _evaluate(self, result: RunResult, item: BaseAgentEvent | BaseChatMessage) -> tuple[Evaluation, ...]:
+        """Scores of a chat message: ALINA's answer carries its answer check (made by the
+        checking client during the turn), a specialist's report its output check."""
+        if not isinstance(item, BaseChatMessage) or item.source == "user":
+            return ()
+        agent = item.source
+        prompt = self.team.prompts.get(agent)
+        model = self.config.model_for(agent).model if agent in self.config.agents else None
+        where: dict[str, Any] = {"prompt_version": prompt.version if prompt else None, "model": model}
+        if agent == ORCHESTRATOR:
+            checks = self._ctx.answer_checks if self._ctx is not None else []
+            if not checks:
+                return ()
+            check = checks.pop()
+            result.answer_check = check.to_json()
+            metrics.observe_evaluation("answer_check", agent, check.score, check.outcome)
+            return (Evaluation("answer_check", agent, check.score, check.passed, check.to_json(), **where),)
+        if type(item).__name__ not in REPORT_TYPES:
+            return ()
+        score, checks_met = check_output(item.to_text())
+        metrics.observe_evaluation("output_check", agent, score, "passed" if score == 1.0 else "failed")
+        return (Evaluation("output_check", agent, score, score == 1.0, checks_met, **where),)
+
     def _record(
         self, result: RunResult, item: BaseAgentEvent | BaseChatMessage, seq: int, latency_ms: float
     ) -> RunEvent:
@@ -730,6 +767,7 @@ class TeamRunner:
             decision = "answer: " + redact_text(item.to_text())[:1000]
         event = RunEvent(
             decision=decision,
+            evaluations=self._evaluate(result, item),
             seq=seq,
             source=item.source,
             type=type(item).__name__,

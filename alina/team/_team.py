@@ -23,6 +23,7 @@ from alina.meta_prompts import Prompt
 from alina.models import Governor, build_agent_client
 from alina.models._cache import ResponseCache
 from alina.models._resilient import Listener, OnExhausted
+from alina.team._answers import AnswerCheckClient
 from alina.team._routing import SELECTOR_PROMPT, Mode, Router, profiles_from_prompts
 
 
@@ -151,7 +152,12 @@ def build_team(
         name: [memory.for_agent(name, kinds=kinds.get(name))] for name in retrieving
     }  # fmt: skip
     agents: list[ChatAgent | Team] = [
-        build_agent(name, config, clients[name], prompt=used[name], memory=views.get(name))
+        build_agent(
+            name, config,
+            AnswerCheckClient(clients[name]) if name == ORCHESTRATOR and config.team.check_answers
+            else clients[name],
+            prompt=used[name], memory=views.get(name),
+        )  # ALINA's answers are checked against the run's reports before anyone sees them
         for name in (*SPECIALISTS, ORCHESTRATOR)
     ]
     router = Router(

@@ -314,14 +314,15 @@ async def test_a_skipped_conditional_step_records_what_caused_it() -> None:
 async def test_an_answer_against_a_specialists_report_is_recorded_as_a_contradiction() -> None:
     scripts = {"trader": [call("candle_summary", '{"symbol": "BTC/USDT", "hours": 24}')],
                "monitor": ["healthy: process cpu 3.1%, memory 40%"]}  # fmt: skip
-    agreeing = await TeamRunner(AlinaConfig(), clients=clients(
+    unchecked = AlinaConfig.model_validate({"team": {"check_answers": False}})  # the raw answers
+    agreeing = await TeamRunner(unchecked, clients=clients(
         **scripts, alina=["BTC/USDT is in a downtrend and the system is healthy."],
     )).run(TASK, run_id="agree")  # fmt: skip
     [report] = [e for e in agreeing.events if e.type == "ToolCallSummaryMessage" and e.source == "trader"]
     assert "downtrend" in report.content  # the packaged data's last day
     assert not [f for f in run_facts(agreeing) if f.rel == "contradicted"]
 
-    r = await TeamRunner(AlinaConfig(), clients=clients(
+    r = await TeamRunner(unchecked, clients=clients(
         **scripts, alina=["BTC/USDT is bullish today; the system looks degraded."],
     )).run(TASK, run_id="wrong")  # fmt: skip
     answer = next(e.seq for e in r.events if e.source == "alina")

@@ -131,7 +131,8 @@ async def test_an_order_the_user_asked_for_is_placed_once_with_a_deterministic_r
     plugins: None, desk: TradingDesk
 ) -> None:
     order = ("place_order", {"symbol": "BTC/USDT", "side": "buy", "amount": 0.001, "order_type": "market"})
-    runner = TeamRunner(AlinaConfig(), sink=MemorySink(), clients=team(Recording([calls(order)])))
+    answer = "Bought 0.001 BTC/USDT at market; the order is filled."
+    runner = TeamRunner(AlinaConfig(), sink=MemorySink(), clients=team(Recording([calls(order)]), answer))
     result = await runner.run("Buy 0.001 BTC/USDT at market", run_id="run-a")
     assert "placed buy market 0.001 BTC/USDT" in next(
         e.content for e in result.events if e.type == "ToolCallExecutionEvent"
@@ -139,7 +140,8 @@ async def test_an_order_the_user_asked_for_is_placed_once_with_a_deterministic_r
     [intent] = await desk.intents.list()
     assert intent.request_id == "run-a:t1:c0:place" and intent.status == "placed"
     decisions = [e.decision for e in result.events if e.decision]
-    assert decisions[0].startswith("place_order: placed buy market") and decisions[-1] == "answer: Done."
+    assert decisions[0].startswith("place_order: placed buy market") and decisions[-1] == "answer: " + answer
+    assert result.answer_check is not None and result.answer_check["outcome"] == "passed"
 
 
 async def test_safe_mode_hides_and_refuses_order_tools_even_when_asked(

@@ -103,7 +103,7 @@ async def test_model_picks_the_speaker_when_no_rule_applies_then_alina_concludes
 
 async def test_follow_up_continues_the_same_conversation() -> None:
     runner = TeamRunner(
-        AlinaConfig(),
+        AlinaConfig.model_validate({"team": {"check_answers": False}}),  # placeholder answers
         clients=clients(
             trader=[call("get_price"), call("candle_summary")],
             alina=["Price given.", "Trend given."],
@@ -181,7 +181,7 @@ async def test_the_optimizer_scores_a_report_from_earlier_in_the_conversation() 
     """A chat follow-up (like a resumed run) starts with messages the team already holds: the
     optimizer's tool reads those too, so it scores the trader's real report, not the request."""
     runner = TeamRunner(
-        AlinaConfig(),
+        AlinaConfig.model_validate({"team": {"check_answers": False}}),  # placeholder answers
         clients=clients(
             trader=[call("get_price")],
             optimizer=[call("score_answer", '{"of": "trader"}')],
