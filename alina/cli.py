@@ -332,6 +332,12 @@ def _print_summary(r: Any) -> None:
         + (f" [dim]({escape(r.stop_reason)})[/]" if r.stop_reason else "")
         + (f" [bold red]mode {r.mode}: no orders[/]" if r.mode in ("safe", "halt") else "")
     )
+    check = getattr(r, "answer_check", None)
+    if check:
+        colour = {"passed": "green", "regenerated": "yellow"}.get(check["outcome"], "red")
+        why = "; ".join(check["findings"][:3])
+        detail = f" [dim]({escape(why)})[/]" if why else ""
+        out.print(f"[dim]answer check:[/] [{colour}]{check['outcome']}[/]{detail}")
     if r.error:
         err.print(f"[red]reason:[/] {escape(r.error)}")
 
@@ -647,6 +653,10 @@ def runs_show(
 
     for m in run["messages"]:
         line(m)
+    for e in run.get("evaluations", []):
+        outcome = (e.get("details") or {}).get("outcome", "passed" if e["passed"] else "failed")
+        where = f"#{e['message_seq']} {e['agent']} {e['name']}"
+        out.print(f"  [bold]score[/] {where}: {e['score']:.2f} ({outcome})")
     for d in run.get("decisions", []):
         out.print(f"  [bold]decision[/] #{d['message_seq']} {d['agent']}: {escape(str(d['decision'])[:200])}")
     live = run.get("live")

@@ -294,7 +294,8 @@ class RunStore:
 
     async def get_run(self, run_id: str) -> dict[str, Any] | None:
         """The run's row as a dict plus ``messages`` (dicts ordered by seq) and ``decisions`` (its
-        order actions and ALINA's answer, by message seq), or None if unknown."""
+        order actions and ALINA's answer, by message seq) and ``evaluations`` (the scores of its
+        messages), or None if unknown."""
         async with self._connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
@@ -315,6 +316,12 @@ class RunStore:
                 (run_id,),
             )
             run["decisions"] = await cur.fetchall()
+            await cur.execute(
+                "SELECT message_seq, agent, name, score, passed, details, prompt_version, model "
+                "FROM evaluations WHERE run_id = %s ORDER BY message_seq, name",
+                (run_id,),
+            )
+            run["evaluations"] = await cur.fetchall()
             return run
 
     async def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:

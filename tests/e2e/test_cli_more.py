@@ -20,11 +20,21 @@ def test_runs_list_and_show_and_tool_calls_recorded(alina_config_file: Path, pg_
 
     done = alina("run", TASK, "--json", config=alina_config_file)
     assert done.returncode == 0, done.stderr
-    run_id = json.loads(done.stdout)["run_id"]
+    result = json.loads(done.stdout)
+    run_id = result["run_id"]
+    # ALINA's answer is checked against the reports: it carries the trend or the change, and the
+    # health state (her own words when they passed, else the labelled digest of the reports)
+    check, answer = result["answer_check"], result["answer"].lower()
+    assert check["outcome"] in ("passed", "regenerated", "digest"), check
+    assert any(w in answer for w in ("4.25", "4.3", "downtrend", "fell")), answer
+    assert "healthy" in answer or "degraded" in answer, answer
     listed = json.loads(alina("runs", "list", "--json", config=alina_config_file).stdout)
     assert listed[0]["id"] == run_id and listed[0]["status"] == "completed" and listed[0]["task"] == TASK
     shown = json.loads(alina("runs", "show", run_id, "--json", config=alina_config_file).stdout)
     assert shown["id"] == run_id and len(shown["messages"]) >= 4
+    scores = {(e["agent"], e["name"]) for e in shown["evaluations"]}
+    assert {("alina", "answer_check"), ("trader", "output_check"), ("monitor", "output_check")} <= scores
+    assert any(d["agent"] == "alina" and d["decision"].startswith("answer: ") for d in shown["decisions"])
     assert alina("runs", "show", "nope", config=alina_config_file).returncode == 2
     with psycopg.connect(pg_service.dsn) as conn:
         tools = conn.execute(
