@@ -12,6 +12,10 @@ import yaml
 PROMPT_DIR = Path(__file__).parent / "prompts"
 _REQUIRED = ("name", "version", "description", "system")
 _OPTIONAL = ("keywords", "examples")
+_CLAIMS = "claims"
+Claim = tuple[tuple[str, ...], ...]
+"""One routing cue: groups of alternative words or phrases; a clause matches when it has one of
+every group."""
 
 
 class PromptError(Exception):
@@ -28,6 +32,10 @@ class Prompt:
     """Lower-case words that route a task to this agent without a model call."""
     examples: tuple[str, ...] = ()
     """Typical requests this agent handles (the router's lexical scorer reads them)."""
+    claims: tuple[Claim, ...] = ()
+    """Cues for clauses this agent takes even when they name another agent or use its keywords
+    (e.g. "rewrite the trader's prompt" is the optimizer's); ``<agent>`` stands for any agent's
+    name. Lower-case."""
 
     @property
     def digest(self) -> str:
@@ -60,7 +68,7 @@ def load_prompt(name: str) -> Prompt:
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
         raise PromptError(f"{path}: missing keys {missing}")
-    unknown = sorted(set(data) - {*_REQUIRED, *_OPTIONAL})
+    unknown = sorted(set(data) - {*_REQUIRED, *_OPTIONAL, _CLAIMS})
     if unknown:
         raise PromptError(f"{path}: unknown keys {unknown}")
     if data["name"] != name:
@@ -71,6 +79,7 @@ def load_prompt(name: str) -> Prompt:
         value = data.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
             raise PromptError(f"{path}: {key} must be a list of non-empty strings (got {value!r:.80})")
+    claims = _claims(path, data.get(_CLAIMS, []))
     return Prompt(
         name=name,
         version=data["version"],
@@ -78,4 +87,28 @@ def load_prompt(name: str) -> Prompt:
         system=str(data["system"]).strip(),
         keywords=tuple(k.strip().lower() for k in data.get("keywords", ())),
         examples=tuple(e.strip() for e in data.get("examples", ())),
+        claims=claims,
     )
+
+
+def _claims(path: Path, value: Any) -> tuple[Claim, ...]:
+    """The ``claims`` of a prompt file, lower-cased: a list of cues, each a non-empty list of groups,
+    each a non-empty list of non-empty strings; raise PromptError naming the first bad cue."""
+    if not isinstance(value, list):
+        raise PromptError(f"{path}: claims must be a list of cues (got {value!r:.80})")
+    out = []
+    for i, cue in enumerate(value):
+        ok = (
+            isinstance(cue, list)
+            and bool(cue)
+            and all(
+                isinstance(g, list) and g and all(isinstance(w, str) and w.strip() for w in g) for g in cue
+            )
+        )
+        if not ok:
+            raise PromptError(
+                f"{path}: claims[{i}] must be a list of groups, each a list of non-empty strings "
+                f"(got {cue!r:.80})"
+            )
+        out.append(tuple(tuple(" ".join(w.lower().split()) for w in g) for g in cue))
+    return tuple(out)

@@ -12,11 +12,14 @@ turns) and names who acts next. In order, the first that applies decides:
 3. **mention** — ``@agent`` in the latest user message (case-insensitive, plural tolerant)
    wins; several mentions speak in the order written.
 4. **rules** — a plan from the latest user message: it is cut into clauses ("and", "then",
-   commas, sentences; "after"/"before" reorder), each clause names its specialists by the
-   keywords of their prompt files; the optimizer goes after whoever must first produce what
-   it scores; ``if healthy``/``if it's a downtrend`` makes the following steps depend on the
-   monitor's or trader's report, and the agent whose report decides the condition is added
-   first when the task does not ask for it.
+   commas, sentences; "after"/"before" reorder); a clause that matches an agent's ``claims``
+   (cues in its prompt file: asking to change an agent's prompt, model or settings is the
+   optimizer's; asking for the system's own figures — tokens, latency, error rates, caches,
+   time spent — is the monitor's) goes to that agent alone, even when it names another agent;
+   any other clause names its specialists by the keywords of their prompt files; the optimizer
+   goes after whoever must first produce what it scores; ``if healthy``/``if it's a downtrend``
+   makes the following steps depend on the monitor's or trader's report, and the agent whose
+   report decides the condition is added first when the task does not ask for it.
 5. **lexical** / **semantic** — a clause without keywords is scored against each agent's
    description and ``examples``: BM25 over word stems first, then, when that is not confident,
    the cosine similarity of sentence embeddings (MiniLM, :mod:`alina.team._similarity`); a
@@ -114,6 +117,13 @@ class AgentProfile:
     description: str
     keywords: tuple[str, ...] = ()
     examples: tuple[str, ...] = ()
+    claims: tuple[tuple[tuple[str, ...], ...], ...] = ()
+    """Cues (groups of alternative words or phrases) for clauses this agent takes even when
+    they name another agent; ``<agent>`` stands for any agent's name."""
+
+
+AGENT_PLACEHOLDER = "<agent>"
+"""In a claim, any agent's name."""
 
 
 @dataclass(frozen=True)
@@ -398,6 +408,15 @@ class Plan:
     """``direct`` rests on a lexical match only (a follow-up reading takes precedence)."""
 
 
+def _find(stems: Sequence[str], phrases: Sequence[tuple[str, ...]]) -> int | None:
+    """The first position in ``stems`` where one of ``phrases`` (stemmed words) starts, or None."""
+    for i in range(len(stems)):
+        for phrase in phrases:
+            if tuple(stems[i : i + len(phrase)]) == phrase:
+                return i
+    return None
+
+
 def _clauses(task: str) -> list[str]:
     """Clauses in the order the task needs them ("A after B" -> B, A; "before B, A" -> A, B)."""
     parts = [p.strip() for p in _SPLIT.split(task) if p and p.strip()]
@@ -538,6 +557,21 @@ class Router:
         )
         self.decisions: list[RouteDecision] = []
         self._keywords = {p.name: {stem(k) for k in (*p.keywords, p.name)} for p in profiles}
+        self._claims = {p.name: [self._compile(c, names) for c in p.claims] for p in profiles if p.claims}
+
+    @staticmethod
+    def _compile(claim: Sequence[Sequence[str]], names: Sequence[str]) -> list[list[tuple[str, ...]]]:
+        """A claim's groups as stemmed phrases (``<agent>`` expanded to every agent's name)."""
+        groups = []
+        for group in claim:
+            phrases: list[tuple[str, ...]] = []
+            for alt in group:
+                for text in names if alt == AGENT_PLACEHOLDER else (alt,):
+                    t = tuple(stem(w) for w in words(text))
+                    if t:
+                        phrases.append(t)
+            groups.append(phrases)
+        return groups
 
     @property
     def specialists(self) -> list[str]:
@@ -563,6 +597,24 @@ class Router:
                 if name not in first and (w in kws or s in kws):
                     first[name] = pos
         return first
+
+    def claimant(self, clause: str) -> str | None:
+        """The agent whose claim the clause matches (a word or phrase of each of the claim's
+        groups), or None. When several match, the claim that starts first in the clause wins
+        (the request leads: "tune the trader so it uses fewer tokens" asks for a change, "the
+        error rate since we switched models" for a figure); then the claim with more groups;
+        then the agents' order."""
+        stems = [stem(w) for w in words(clause)]
+        best: tuple[tuple[int, int, int], str] | None = None
+        for order, (name, claims) in enumerate(self._claims.items()):
+            for groups in claims:
+                starts = [_find(stems, phrases) for phrases in groups]
+                if None in starts:
+                    continue
+                key = (min(p for p in starts if p is not None), -len(groups), order)
+                if best is None or key < best[0]:
+                    best = (key, name)
+        return best[1] if best else None
 
     def plan(self, task: str, history: Sequence[Turn] = ()) -> Plan:
         """The steps the task needs, in order; ``history`` (turns before the task) tells the
@@ -590,6 +642,13 @@ class Router:
                     plan.steps.append(Step(cond.agent, "rules", 0.9))  # its report decides
             material = bool(_QUOTED.search(clause) or _INLINE.search(clause))
             scan = _INLINE.sub("", _QUOTED.sub(" ", clause))
+            owner = self.claimant(scan)
+            if owner is not None:
+                # Another agent named here is what the clause is about, not who should act.
+                if owner != ORCHESTRATOR:
+                    greeting_only = False
+                    plan.steps.append(Step(owner, "rules", 0.9, condition))
+                continue
             hits = self._hits(scan)
             specialists = sorted((n for n in hits if n != ORCHESTRATOR), key=hits.__getitem__)
             if specialists:
@@ -914,7 +973,8 @@ def parse_snapshot(data: Any, names: Collection[str]) -> list[Turn]:
 def profiles_from_prompts(prompts: Mapping[str, Any]) -> list[AgentProfile]:
     """Router profiles from loaded prompts (``name -> Prompt``)."""
     return [
-        AgentProfile(name, p.description, tuple(p.keywords), tuple(p.examples)) for name, p in prompts.items()
+        AgentProfile(name, p.description, tuple(p.keywords), tuple(p.examples), tuple(p.claims))
+        for name, p in prompts.items()
     ]
 
 

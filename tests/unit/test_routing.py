@@ -33,7 +33,7 @@ from alina.team import (
     match_name,
     parse_snapshot,
 )
-from alina.team._routing import profiles_from_prompts, stem, turns_from_messages
+from alina.team._routing import AgentProfile, profiles_from_prompts, stem, turns_from_messages
 from tests.scripted import INFO, replay
 from tests.scripted import call as _call
 
@@ -211,6 +211,85 @@ def test_the_optimizer_scores_after_whoever_produces_the_thing_to_score() -> Non
     assert next_of(U("Improve the trader's system prompt, its answers are too vague."))[0] == "optimizer"
     earlier = [U("Is the system healthy?"), Turn("monitor", HEALTHY), Turn("alina", "Healthy.")]
     assert router().decide([*earlier, U("grade the health report")]).speaker == "optimizer"
+
+
+# --------------------------------------------------------------------------- rules: claims
+
+
+@pytest.mark.parametrize(
+    ("task", "expected"),
+    [
+        # asking to change an agent (its prompt, model, settings, how it answers): the optimizer,
+        # even when the request names the trader, the monitor or ALINA
+        ("The trader's answers are too long, rewrite its prompt", "optimizer"),
+        ("switch the monitor to a bigger model", "optimizer"),
+        ("tune ALINA's settings", "optimizer"),
+        ("make the trader more concise", "optimizer"),
+        ("Use a larger model for the monitor.", "optimizer"),
+        ("Lower the trader's temperature a little.", "optimizer"),
+        ("Swap the model behind the trader for qwen2.5", "optimizer"),
+        ("the monitor's replies are rambling", "optimizer"),
+        ("Increase the trader's max tokens", "optimizer"),
+        ("make the trader use fewer tokens", "optimizer"),
+        ("tune the trader so it uses fewer tokens", "optimizer"),  # the change comes first
+        # the system's own figures: the monitor, even when they name another agent or use the
+        # optimizer's words ("rate")
+        ("is the monitor healthy", "monitor"),
+        ("how many tokens did the last run use", "monitor"),
+        ("How many tokens did the trader use today?", "monitor"),
+        ("What's our error rate today?", "monitor"),
+        ("What is the trader's error rate this week?", "monitor"),
+        ("What is the cache hit rate?", "monitor"),
+        ("Is Redis up?", "monitor"),
+        ("How long did the last few runs take?", "monitor"),
+        ("Where did the time go in the last run?", "monitor"),
+        ("Which agent was the slowest in the last run?", "monitor"),
+        ("How much latency does the optimizer's model have?", "monitor"),
+        ("What's the error rate since we switched the trader to a bigger model?", "monitor"),  # figure first
+        # near misses: the agent's own work, the market, this answer's length
+        ("what is the trader's latest BTC report", "trader"),
+        ("Switch to the 4-hour chart for ETH", "trader"),
+        ("What's the percentage change of ETH today?", "trader"),
+        ("Run a backtest over a longer time frame", "trader"),
+        ("How long has BTC been in a downtrend?", "trader"),
+        ("How long will the rally take?", "trader"),
+        ("Make a better trade than yesterday", "trader"),
+        ("How much memory does the model use?", "monitor"),
+        ("Score the monitor's last health report: all green, CPU 12%", "optimizer"),
+    ],
+)
+def test_requests_about_the_team_reach_the_right_specialist(task: str, expected: str) -> None:
+    d = router().decide([U(task)])
+    assert (d.speaker, d.method, d.confidence) == (expected, "rules", 0.9), d
+    assert d.candidates == (expected,), d  # the agent the clause names is its topic, not a step
+
+
+def test_a_claim_is_one_clause_of_the_plan() -> None:
+    task = U("What's the BTC price, and how many tokens did that take?")
+    assert next_of(task) == ("trader", "rules")
+    assert next_of(task, Turn("trader", TREND)) == ("monitor", "rules")
+    assert next_of(U("what's the BTC price, keep it brief")) == ("trader", "rules")
+    assert next_of(U("make it shorter")) == ("alina", "done")  # ALINA's last answer, not an agent
+    cond = U("If the system is healthy, switch the trader to a bigger model")
+    assert next_of(cond) == ("monitor", "rules")
+    assert next_of(cond, Turn("monitor", HEALTHY)) == ("optimizer", "rules")
+    assert next_of(cond, Turn("monitor", DEGRADED)) == ("alina", "done")
+    assert next_of(U("@trader how many tokens did you use?")) == ("trader", "mention")  # a mention wins
+
+
+def test_claims_are_data_from_the_prompt_files() -> None:
+    profiles = [
+        AgentProfile("alina", "the lead", ("hello",)),
+        AgentProfile("trader", "markets", ("price", "chart")),
+        AgentProfile("monitor", "health", ("health",), claims=((("chart", "charts"), ("<agent>", "team")),)),
+    ]
+    r = Router(profiles, embedder=None)
+    assert r.decide([U("draw the price chart")]).speaker == "trader"
+    assert r.decide([U("chart the trader's health")]).speaker == "monitor"  # <agent>: any agent's name
+    assert r.decide([U("a chart of the team")]).speaker == "monitor"
+    assert r.claimant("what is the price") is None
+    assert load_prompt("optimizer").claims and load_prompt("monitor").claims
+    assert not load_prompt("trader").claims  # nothing in code names the claiming agents
 
 
 def test_text_after_an_evaluation_colon_is_material_not_requests() -> None:
@@ -454,6 +533,23 @@ def test_prompt_files_accept_examples_and_still_reject_unknown_keys(tmp_path: Pa
         load_prompt.cache_clear()
         with pytest.raises(PromptError, match="unknown keys"):
             load_prompt("trader")
+    finally:
+        load_prompt.cache_clear()
+
+
+def test_prompt_files_validate_claims(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(prompts_module, "PROMPT_DIR", tmp_path)
+    base = "name: trader\nversion: 1\ndescription: d\nsystem: s\n"
+    try:
+        _write(tmp_path, base + "claims:\n  - [[Switch, change], [the  Model]]\n  - [[redis]]\n")
+        load_prompt.cache_clear()
+        assert load_prompt("trader").claims == ((("switch", "change"), ("the model",)), (("redis",),))
+        bad_claims = ("[switch, model]", "[[]]", "[[[model, '']]]", "x")
+        for bad in bad_claims:
+            _write(tmp_path, base + f"claims: {bad}\n")
+            load_prompt.cache_clear()
+            with pytest.raises(PromptError, match="claims"):
+                load_prompt("trader")
     finally:
         load_prompt.cache_clear()
 
