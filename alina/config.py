@@ -425,7 +425,7 @@ def _cross_field_problems(cfg: AlinaConfig) -> list[str]:
             )
     # A model file must exist only when something may load it: an agent's model or its fallback.
     in_use = {a.model for a in cfg.agents.values() if a.model in cfg.models}
-    in_use |= {cfg.models[k].fallback for k in in_use} - {None}
+    in_use |= {fb for k in in_use if (fb := cfg.models[k].fallback) is not None}
     for key, m in cfg.models.items():
         where = f"models.{key}"
         if m.provider == "llamacpp":
