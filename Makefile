@@ -12,7 +12,7 @@ TASK  ?= What is the BTC/USDT trend over the last day of data, and is the system
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: ## install system packages, the venv and the embedded model (idempotent)
+setup: ## install system packages, the venv and the models (idempotent)
 	@scripts/setup.sh
 
 up: setup ## start local Postgres and Redis on loopback

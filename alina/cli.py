@@ -266,8 +266,9 @@ def _doctor_checks(cfg: AlinaConfig) -> list[Any]:
     from alina.models.llamacpp import default_gguf_path
     from alina.runtime.doctor import run_checks
 
-    embedded = [m for m in cfg.models.values() if m.provider == "llamacpp"]
-    model_path = Path(embedded[0].path) if embedded and embedded[0].path else None
+    used = [cfg.models[a.model] for a in cfg.agents.values() if a.model in cfg.models]
+    embedded = [m for m in [*used, *cfg.models.values()] if m.provider == "llamacpp"]
+    model_path = embedded[0].gguf_file() if embedded else None
     if model_path is None:
         try:
             model_path = default_gguf_path()

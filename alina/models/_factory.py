@@ -28,7 +28,7 @@ def build_provider(cfg: ModelConfig, *, max_tokens: int | None = None) -> JsonTo
     if cfg.provider == "llamacpp":
         from alina.models.llamacpp import LlamaCppClient
 
-        return LlamaCppClient(model_path=cfg.path, n_threads=cfg.n_threads, **common)  # type: ignore[arg-type]
+        return LlamaCppClient(model_path=cfg.gguf_file(), n_threads=cfg.n_threads, **common)  # type: ignore[arg-type]
     assert cfg.base_url is not None  # enforced by the config's cross-field rules
     if cfg.provider == "openai":
         from alina.models.openai_compat import OpenAICompatClient

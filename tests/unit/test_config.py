@@ -69,7 +69,7 @@ def test_env_override_with_bad_value_names_the_field(tmp_path: Path) -> None:
         ),
         (
             {"agents": {"trader": {"model": "missing"}}},
-            "agents.trader.model: no model of that name under models: ['embedded'] (got 'missing')",
+            "agents.trader.model: no model of that name under models: ['embedded', 'qwen15'] (got 'missing')",
         ),
         ({"agents": {"trader": {}}}, "agents.alina: required agent is missing"),
         (
@@ -140,3 +140,46 @@ def test_postgres_password_comes_from_the_environment_and_is_masked(monkeypatch)
     pg = AlinaConfig().postgres
     assert ":hunter2@" in pg.dsn()
     assert "hunter2" not in pg.dsn_for_display()
+
+
+# -- the larger model (models.qwen15): optional, its file needed only when something uses it ---
+MISSING = "/no/such/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+
+
+def test_larger_model_is_configured_but_unused_by_default() -> None:
+    cfg = AlinaConfig()
+    qwen = cfg.models["qwen15"]
+    assert qwen.provider == "llamacpp" and qwen.n_ctx == 4096 and qwen.timeout_s == 180.0
+    assert qwen.gguf_file() == project_root() / ".alina/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+    assert {a.model for a in cfg.agents.values()} == {"embedded"}
+    assert cfg.models["embedded"].gguf_file() is None  # the packaged SmolLM2
+
+
+def test_missing_larger_model_file_does_not_break_the_default_config(tmp_path: Path) -> None:
+    cfg = load_config(project_root() / "config.yaml", environ={"ALINA__MODELS__QWEN15__PATH": MISSING})
+    assert cfg.models["qwen15"].path == MISSING
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"ALINA__AGENTS__TRADER__MODEL": "qwen15"},  # an agent uses it
+        {"ALINA__MODELS__EMBEDDED__FALLBACK": "qwen15"},  # the fallback of a model in use
+    ],
+    ids=["agent", "fallback"],
+)
+def test_missing_larger_model_file_is_an_error_once_used(environ: dict[str, str]) -> None:
+    got = problems(project_root() / "config.yaml", {"ALINA__MODELS__QWEN15__PATH": MISSING, **environ})
+    assert got == [
+        f"models.qwen15.path: file not found (got {MISSING!r}); "
+        "run scripts/setup.sh (make setup) to assemble it"
+    ]
+
+
+def test_relative_model_path_is_relative_to_the_project(tmp_path: Path) -> None:
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    rel = Path(*[".."] * len(project_root().parts[1:])) / gguf.relative_to("/")
+    cfg = load_config(write(tmp_path, {"models": {"embedded": {"path": str(rel)}}}), environ={})
+    assert cfg.models["embedded"].gguf_file() == project_root() / rel
+    assert cfg.models["embedded"].gguf_file().resolve() == gguf.resolve()
