@@ -92,7 +92,13 @@ def to_chat(messages: Sequence[LLMMessage]) -> list[ChatDict]:
 
 
 def tool_call_schema(specs: Sequence[ToolSpec]) -> dict[str, Any]:
-    """JSON schema of one tool call: the tool name as an enum and that tool's argument schema."""
+    """JSON schema of one tool call: the tool name as an enum and that tool's argument schema.
+
+    ``tool`` is declared before ``arguments``, and a grammar compiled from this schema in its
+    declared order (see :func:`schema_text`) makes the model write the tool name first: it
+    commits to a tool, then fills in that tool's arguments. Compiled from a key-sorted copy,
+    ``arguments`` came first and the first argument the model typed decided the tool.
+    """
     variants = [
         {
             "type": "object",
@@ -105,6 +111,15 @@ def tool_call_schema(specs: Sequence[ToolSpec]) -> dict[str, Any]:
         for s in specs
     ]
     return variants[0] if len(variants) == 1 else {"anyOf": variants}
+
+
+def schema_text(schema: dict[str, Any]) -> str:
+    """``schema`` as JSON text in its declared key order, for grammar compilers.
+
+    llama.cpp's JSON-schema-to-grammar converters emit an object's properties in the order the
+    schema lists them, so this text must never be key-sorted (see :func:`tool_call_schema`).
+    """
+    return json.dumps(schema, ensure_ascii=False)
 
 
 def choice_schema(specs: Sequence[ToolSpec]) -> dict[str, Any]:
@@ -187,9 +202,11 @@ def parse_structured(text: str, specs: Sequence[ToolSpec]) -> list[FunctionCall]
     """Turn constrained JSON output into FunctionCalls, or the answer string of a choice turn.
 
     Raises :class:`MalformedOutputError` (quoting the output) when the text is not the promised JSON.
+    Control characters (a raw newline) inside strings are accepted: the grammars llama.cpp
+    compiles from a JSON schema allow them, so constrained output may contain them.
     """
     try:
-        data = json.loads(text)
+        data = json.loads(text, strict=False)
     except json.JSONDecodeError as exc:
         raise MalformedOutputError(f"model output is not JSON ({exc.msg}): {text[:200]!r}") from None
     if isinstance(data, dict) and "answer" in data and "tool" not in data:
