@@ -1,4 +1,4 @@
-"""The arguments the user's request names — a time window and a trading pair — read in code.
+"""The arguments the user's request names — a time window, a trading pair, an order id — read in code.
 
 A report answers the question asked only if the window and pair the user named reach the tool.
 The trader's first tool call is written by a 135M model under a grammar: the grammar makes the
@@ -7,8 +7,8 @@ copies the ``e.g. 24`` of the description, for "the last 6 hours"). So the tools
 arguments from the run's request themselves, through :func:`task_arguments`:
 
 * when the user's own words name exactly one window ("last 6 hours", "past 2 days", "last
-  week", "24h") or exactly one pair ("BTC/USDT", "ETH", "bitcoin"), the tool uses it, whatever
-  the model wrote;
+  week", "24h"), exactly one pair ("BTC/USDT", "ETH", "bitcoin") or exactly one order id
+  ("cancel order paper-3"), the tool uses it, whatever the model wrote;
 * when they name none, or several different ones ("compare the last day with the last week"),
   the model's argument stands — the request is not unambiguous, so code does not guess.
 
@@ -37,7 +37,7 @@ from alina.skills.context import current_run_context
 from alina.trading.mandate import own_words, packaged_symbols
 from alina.trading.market_data import UnknownSymbolError, available_symbols, normalize_symbol
 
-__all__ = ["TaskArguments", "named_pair", "named_window_hours", "task_arguments"]
+__all__ = ["TaskArguments", "named_order_id", "named_pair", "named_window_hours", "task_arguments"]
 
 _UNIT_HOURS = {
     "minute": 1 / 60, "minutes": 1 / 60, "min": 1 / 60, "mins": 1 / 60,
@@ -60,6 +60,10 @@ _LAST = re.compile(
 )
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[/-][A-Za-z0-9]+)?(?::[A-Za-z0-9]+)?")
 _QUOTES = frozenset({"USDT", "USD", "USDC", "BUSD", "EUR"})
+# "order paper-3", "order id 123456", "order #42", or a paper id anywhere; an id has a digit.
+_ORDER_ID = re.compile(
+    r"\border\s*(?:id\s*)?[#:]?\s*(?P<id>(?=[\w-]*\d)[A-Za-z0-9][\w-]*)|\b(?P<paper>paper-\d+)\b", re.I
+)
 _ALIASES = {
     "bitcoin": "BTC", "ethereum": "ETH", "ether": "ETH", "dogecoin": "DOGE", "litecoin": "LTC",
     "ripple": "XRP", "cardano": "ADA", "tron": "TRX",
@@ -72,6 +76,7 @@ class TaskArguments:
 
     hours: float | None = None
     symbol: str | None = None
+    order_id: str | None = None
 
 
 def _count(text: str | None) -> float | None:
@@ -131,8 +136,15 @@ def named_pair(text: str, symbols: Iterable[str] | None = None) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
+def named_order_id(text: str) -> str | None:
+    """The one order id ``text`` names ("order paper-3", "order id 123", "order #42", "paper-7");
+    None when it names none or several."""
+    found = {m.group("id") or m.group("paper") for m in _ORDER_ID.finditer(text)}
+    return found.pop() if len(found) == 1 else None
+
+
 def task_arguments(task: str | None = None) -> TaskArguments:
-    """The window and pair ``task`` names (default: the current run's request).
+    """The window, pair and order id ``task`` names (default: the current run's request).
 
     Outside a run (a notebook or a test calling a tool directly) nothing is named, so the
     caller's arguments stand.
@@ -143,4 +155,6 @@ def task_arguments(task: str | None = None) -> TaskArguments:
             return TaskArguments()
         task = ctx.task
     words = own_words(task or "")
-    return TaskArguments(hours=named_window_hours(words), symbol=named_pair(words))
+    return TaskArguments(
+        hours=named_window_hours(words), symbol=named_pair(words), order_id=named_order_id(words)
+    )

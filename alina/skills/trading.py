@@ -231,9 +231,13 @@ async def place_order(
 async def cancel_order(order_id: str) -> str:
     """Cancel a resting order.
 
+    In a run, the order id the user's request names wins over ``order_id``
+    (:mod:`alina.skills.task_args`): the user asked to cancel that order, not one the model made up.
+
     Args:
         order_id: The order id shown by open_orders, e.g. "paper-3".
     """
+    order_id = task_arguments().order_id or order_id
     ctx = current_run_context()
     if ctx is not None:
         refusal = ctx.side_effect_refusal() or ctx.mandate.check_cancel()

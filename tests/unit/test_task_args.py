@@ -20,11 +20,17 @@ from alina.skills import trading as trading_skills
 from alina.skills.builtin import candle_summary, get_price
 from alina.skills.context import RunContext, run_context
 from alina.skills.loader import build_tool, default_loader
-from alina.skills.task_args import TaskArguments, named_pair, named_window_hours, task_arguments
+from alina.skills.task_args import (
+    TaskArguments,
+    named_order_id,
+    named_pair,
+    named_window_hours,
+    task_arguments,
+)
 from alina.team import MemorySink, TeamRunner
 from alina.trading.config import TradingConfig
 from alina.trading.desk import TradingDesk, open_desk
-from alina.trading.mandate import packaged_symbols
+from alina.trading.mandate import Mandate, packaged_symbols
 from alina.trading.market_data import MarketData
 from tests.scripted import INFO
 
@@ -71,6 +77,23 @@ def test_named_window_hours(text: str, hours: float | None) -> None:
 )
 def test_named_pair(text: str, pair: str | None) -> None:
     assert named_pair(text) == pair
+
+
+@pytest.mark.parametrize(
+    ("text", "order_id"),
+    [
+        ("Cancel order paper-3", "paper-3"),
+        ("cancel order id 123456", "123456"),
+        ("cancel order #42", "42"),
+        ("please cancel paper-7", "paper-7"),
+        ("cancel paper-7 and paper-8", None),  # two ids: ambiguous
+        ("Cancel my open orders", None),
+        ("Cancel the BTC/USDT order", None),
+        ("the order of 0.01 BTC", None),
+    ],
+)
+def test_named_order_id(text: str, order_id: str | None) -> None:
+    assert named_order_id(text) == order_id
 
 
 def test_quoted_or_pasted_material_names_nothing() -> None:
@@ -132,6 +155,19 @@ async def test_trading_skills_use_the_pair_of_the_request(desk: TradingDesk) -> 
         assert "BTC/USDT" in await trading_skills.open_orders("ETH/USDT")
     with in_run("List my open ETH/USDT orders"):  # the paper desk has no ETH/USDT: it says so
         assert (await trading_skills.open_orders("")).startswith("error: unknown symbol 'ETH/USDT'")
+
+
+async def test_cancel_order_cancels_the_order_the_request_names(desk: TradingDesk) -> None:
+    last = (await desk.ticker("BTC/USDT")).last
+    await desk.place_order("BTC/USDT", "buy", "limit", 0.01, round(last * 0.98, 2))
+    await desk.place_order("BTC/USDT", "buy", "limit", 0.01, round(last * 0.97, 2))
+    [first, second] = [o.id for o in await desk.open_orders()]
+    with run_context(RunContext(f"Cancel order {second}", run_id="r", mandate=Mandate.from_request(
+        f"Cancel order {second}", packaged_symbols()
+    ))):  # fmt: skip
+        out = await trading_skills.cancel_order("12345678901234567890")  # the model's made-up id
+    assert out.startswith(f"canceled order {second}"), out
+    assert [o.id for o in await desk.open_orders()] == [first]
 
 
 # --------------------------------------------------------------------------- schemas

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -163,6 +163,23 @@ async def test_ollama_request_keeps_tool_before_arguments() -> None:
     assert fmt == CALL and all(list(v["properties"]) == ["tool", "arguments"] for v in fmt["anyOf"])
 
 
+def test_free_text_string_arguments_are_bounded_in_the_grammar_only() -> None:
+    def find(order_id: str, symbol: Literal["BTC/USDT"] = "BTC/USDT", note: str = "") -> str:
+        """Find an order."""
+        return order_id
+
+    [spec] = proto.tool_specs([FunctionTool(find, "Find an order")])
+    spec.parameters["properties"]["note"]["maxLength"] = 500  # a tool's own bound is kept
+    args = proto.tool_call_schema([spec])["properties"]["arguments"]
+    assert args["properties"]["order_id"]["maxLength"] == proto.MAX_FREE_STRING_CHARS
+    assert "maxLength" not in args["properties"]["symbol"]  # bounded by its enum already
+    assert args["properties"]["note"]["maxLength"] == 500
+    assert "maxLength" not in spec.parameters["properties"]["order_id"]  # the tool's schema is unchanged
+    gbnf = json_schema_to_gbnf(proto.schema_text(proto.tool_call_schema([spec])))
+    rules = dict(re.findall(r"^(\S+) ::= (.*)$", gbnf, re.M))
+    assert rules["arguments-order-id"].count("char") == proto.MAX_FREE_STRING_CHARS  # at most 64 chars
+
+
 # --------------------------------------------------------------------------- raw newlines
 
 
@@ -180,3 +197,21 @@ def test_raw_newlines_in_strings_are_parsed() -> None:
     # Raw newlines between tokens were always valid JSON; still are.
     out = proto.parse_structured('{\n"tool": "trend",\n"arguments": {"hours": 6}\n}', SPECS)
     assert isinstance(out, list) and json.loads(out[0].arguments) == {"hours": 6}
+
+
+# --------------------------------------------------------------------------- preselect
+
+
+def test_preselect_weighs_words_by_how_few_tools_mention_them() -> None:
+    from autogen_core.models import UserMessage
+
+    specs = proto.tool_specs(tools_for_agent("trader") + tools_for("monitor"))
+
+    def ask(text: str) -> list[str]:
+        return [s.name for s in proto.preselect(specs, [UserMessage(content=text, source="user")])]
+
+    # "market" is in market_regime's name but three tools mention it; only place_order says "buy".
+    assert ask("Buy 0.01 BTC/USDT at market") == ["place_order"]
+    assert ask("What market regime is BTC in right now?") == ["market_regime"]
+    assert ask("What is the BTC/USDT trend over the last 6 hours?") == ["candle_summary"]
+    assert ask("Cancel order paper-3") == ["cancel_order"]
