@@ -6,7 +6,8 @@ to a JSON schema. A tool turn is therefore a grammar-constrained JSON object::
 
     {"tool": "<one of the tool names>", "arguments": {<that tool's full argument schema>}}
 
-which this module turns into AutoGen ``FunctionCall``s. History is rendered append-only and
+which this module turns into AutoGen ``FunctionCall``s (the tool name comes first and free-text
+strings are length-bounded, see :func:`tool_call_schema`). History is rendered append-only and
 deterministically, so the prompt prefix stays byte-identical across turns (prefix cache reuse).
 """
 
