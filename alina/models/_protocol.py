@@ -6,7 +6,8 @@ to a JSON schema. A tool turn is therefore a grammar-constrained JSON object::
 
     {"tool": "<one of the tool names>", "arguments": {<that tool's full argument schema>}}
 
-which this module turns into AutoGen ``FunctionCall``s. History is rendered append-only and
+which this module turns into AutoGen ``FunctionCall``s (the tool name comes first and free-text
+strings are length-bounded, see :func:`tool_call_schema`). History is rendered append-only and
 deterministically, so the prompt prefix stays byte-identical across turns (prefix cache reuse).
 """
 
@@ -15,8 +16,10 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Literal
 
 from autogen_core import FunctionCall
@@ -91,20 +94,66 @@ def to_chat(messages: Sequence[LLMMessage]) -> list[ChatDict]:
     return out
 
 
+MAX_FREE_STRING_CHARS = 64
+"""Length bound the tool grammar puts on a string argument the tool leaves unbounded."""
+
+_STRING_BOUNDS = frozenset({"enum", "const", "maxLength", "pattern", "format"})
+
+
+def _bounded_strings(parameters: dict[str, Any]) -> dict[str, Any]:
+    """``parameters`` with ``maxLength`` :data:`MAX_FREE_STRING_CHARS` on every top-level string
+    argument that has no bound of its own (enum, const, maxLength, pattern, format).
+
+    Unbounded, a small model may repeat characters until ``max_tokens`` ("Cancel order paper-3"
+    made the 135M model write an order id of endless digits), and the cut-off call fails the
+    turn; bounded, the call ends and the tool can reject or correct a bad value. Ids, pairs and
+    names fit; a tool needing longer text declares its own ``maxLength``. Only the grammar
+    sees the bound: the tool's own schema and validation are unchanged.
+    """
+    props = parameters.get("properties")
+    if not isinstance(props, dict):
+        return parameters
+    bounded = {
+        name: (
+            {**p, "maxLength": MAX_FREE_STRING_CHARS}
+            if isinstance(p, dict) and p.get("type") == "string" and not _STRING_BOUNDS & p.keys()
+            else p
+        )
+        for name, p in props.items()
+    }
+    return {**parameters, "properties": bounded}
+
+
 def tool_call_schema(specs: Sequence[ToolSpec]) -> dict[str, Any]:
-    """JSON schema of one tool call: the tool name as an enum and that tool's argument schema."""
+    """JSON schema of one tool call: the tool name as an enum and that tool's argument schema
+    (with free-text strings bounded, see :func:`_bounded_strings`).
+
+    ``tool`` is declared before ``arguments``, and a grammar compiled from this schema in its
+    declared order (see :func:`schema_text`) makes the model write the tool name first: it
+    commits to a tool, then fills in that tool's arguments. Compiled from a key-sorted copy,
+    ``arguments`` came first and the first argument the model typed decided the tool.
+    """
     variants = [
         {
             "type": "object",
             "properties": {
                 "tool": {"type": "string", "enum": [s.name]},
-                "arguments": s.parameters,
+                "arguments": _bounded_strings(s.parameters),
             },
             "required": ["tool", "arguments"],
         }
         for s in specs
     ]
     return variants[0] if len(variants) == 1 else {"anyOf": variants}
+
+
+def schema_text(schema: dict[str, Any]) -> str:
+    """``schema`` as JSON text in its declared key order, for grammar compilers.
+
+    llama.cpp's JSON-schema-to-grammar converters emit an object's properties in the order the
+    schema lists them, so this text must never be key-sorted (see :func:`tool_call_schema`).
+    """
+    return json.dumps(schema, ensure_ascii=False)
 
 
 def choice_schema(specs: Sequence[ToolSpec]) -> dict[str, Any]:
@@ -153,7 +202,8 @@ def _words(text: str) -> set[str]:
 def preselect(specs: Sequence[ToolSpec], messages: Sequence[LLMMessage]) -> list[ToolSpec]:
     """Narrow a forced tool call to the tool the request clearly asks for.
 
-    Scores each tool by the words its name and description share with the latest user request;
+    Scores each tool by the words its name and description share with the latest user request,
+    each word weighted by how few of the offered tools mention it (1/n for a word in n tools);
     the best-scoring tools stay in the grammar (all of them when nothing matches). A small model
     then only fills in arguments instead of choosing (which it does badly).
     """
@@ -168,9 +218,18 @@ def preselect(specs: Sequence[ToolSpec], messages: Sequence[LLMMessage]) -> list
         "",
     )
     words = _words(request)
+    texts = [_words(f"{s.name} {s.description}") for s in specs]
+    names = [_words(s.name) for s in specs]
+    # A word many tools mention says little about which one is meant: "buy ... at market" is an
+    # order (only place_order mentions "buy"), not market_regime (three tools mention "market").
+    mentions = Counter(w for text in texts for w in text)
     # A word in the tool's name counts twice: "price" points at get_price before a tool that
-    # merely mentions prices.
-    scores = [len(words & _words(f"{s.name} {s.description}")) + len(words & _words(s.name)) for s in specs]
+    # merely mentions prices. Fractions: exact ties must stay ties.
+    scores = [
+        sum((Fraction(1, mentions[w]) for w in words & text), Fraction(0))
+        + sum((Fraction(1, mentions[w]) for w in words & name), Fraction(0))
+        for text, name in zip(texts, names, strict=True)
+    ]
     best = max(scores)
     if best == 0:
         return list(specs)
@@ -187,9 +246,11 @@ def parse_structured(text: str, specs: Sequence[ToolSpec]) -> list[FunctionCall]
     """Turn constrained JSON output into FunctionCalls, or the answer string of a choice turn.
 
     Raises :class:`MalformedOutputError` (quoting the output) when the text is not the promised JSON.
+    Control characters (a raw newline) inside strings are accepted: the grammars llama.cpp
+    compiles from a JSON schema allow them, so constrained output may contain them.
     """
     try:
-        data = json.loads(text)
+        data = json.loads(text, strict=False)
     except json.JSONDecodeError as exc:
         raise MalformedOutputError(f"model output is not JSON ({exc.msg}): {text[:200]!r}") from None
     if isinstance(data, dict) and "answer" in data and "tool" not in data:

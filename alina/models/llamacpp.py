@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +28,7 @@ from alina.models._errors import (
     ModelUnavailableError,
     is_context_overflow,
 )
-from alina.models._protocol import ChatDict
+from alina.models._protocol import ChatDict, schema_text
 
 
 def default_gguf_path() -> Path:
@@ -125,10 +124,14 @@ class _Engine:
                 self.busy = False
 
     def grammar(self, schema: dict[str, Any]) -> Any:
-        """Compiled grammar for a JSON schema, cached (tool schemas repeat every turn)."""
+        """Compiled grammar for a JSON schema, cached (tool schemas repeat every turn).
+
+        Compiled in the schema's declared key order, which the grammar keeps (``tool`` before
+        ``arguments``); the cache key is that same text, so differently ordered schemas never
+        share a grammar."""
         from llama_cpp import LlamaGrammar
 
-        key = json.dumps(schema, sort_keys=True)
+        key = schema_text(schema)
         g = self._grammars.get(key)
         if g is None:
             g = self._grammars[key] = LlamaGrammar.from_json_schema(key, verbose=False)

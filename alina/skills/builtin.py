@@ -27,6 +27,7 @@ from autogen_core.tools import FunctionTool
 from alina.meta_prompts.rubric import score as rubric_score
 from alina.monitoring.metrics import LATENCY, LatencyWindow, observe_tool_call
 from alina.skills.context import ChatMessage, RunContext, current_run_context, run_context
+from alina.skills.task_args import task_arguments
 from alina.trading.market_data import MarketData, UnknownSymbolError, available_symbols, format_price
 
 ERROR_PREFIX = "error:"
@@ -66,9 +67,13 @@ Symbol = Literal[tuple(sorted(available_symbols()))]  # type: ignore[valid-type]
 def get_price(symbol: Symbol = "BTC/USDT") -> str:  # type: ignore[valid-type]
     """Get the last price of a trading pair from the bundled historical market data.
 
+    In a run, the pair the user's request names wins over ``symbol`` (see
+    :mod:`alina.skills.task_args`).
+
     Args:
         symbol: Trading pair, e.g. "BTC/USDT".
     """
+    symbol = task_arguments().symbol or symbol
     md = market_data()
     try:
         sym = md.resolve(symbol)
@@ -82,10 +87,16 @@ def get_price(symbol: Symbol = "BTC/USDT") -> str:  # type: ignore[valid-type]
 def candle_summary(symbol: Symbol = "BTC/USDT", hours: float = 24.0) -> str:  # type: ignore[valid-type]
     """Summarise the trend of a pair over the last hours or days of market data: change, high, low.
 
+    In a run, the window and pair the user's request names win over ``hours`` and ``symbol``
+    (see :mod:`alina.skills.task_args`); the summary states the window it covers.
+
     Args:
         symbol: Trading pair, e.g. "BTC/USDT".
         hours: How many hours back from the end of the data to summarise, e.g. 24.
     """
+    asked = task_arguments()
+    symbol = asked.symbol or symbol
+    hours = asked.hours if asked.hours is not None else hours
     md = market_data()
     try:
         hours = float(hours)

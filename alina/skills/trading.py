@@ -22,9 +22,11 @@ from prometheus_client import Counter
 
 from alina.monitoring.metrics import REGISTRY
 from alina.skills.context import current_run_context
+from alina.skills.task_args import task_arguments
 from alina.trading.config import TradingConfig
 from alina.trading.desk import TradingDesk, open_desk
 from alina.trading.errors import OrderOutcomeUnknown, RiskRejection, TradingError
+from alina.trading.mandate import packaged_symbols
 from alina.trading.market_data import UnknownSymbolError, format_price
 from alina.trading.orders import Order
 from alina.trading.regime import market_regime as _regime
@@ -82,6 +84,16 @@ async def _get_desk() -> TradingDesk:
         return _desk
 
 
+# The pairs of the packaged markets file (what the desk can trade) as an enum in every skill's
+# schema: a grammar-constrained small model can then only name a real pair (a free-text symbol
+# let it ask ticker for "BEGIN_TITLE"). The default pair comes first; open_orders also takes ""
+# (all pairs).
+_DEFAULT_SYMBOL = "BTC/USDT"
+_SYMBOLS = (_DEFAULT_SYMBOL, *(s for s in packaged_symbols() if s != _DEFAULT_SYMBOL))
+Symbol = Literal[_SYMBOLS]  # type: ignore[valid-type]
+SymbolOrAll = Literal[("", *_SYMBOLS)]  # type: ignore[valid-type]
+
+
 def _when(ts_ms: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts_ms / 1000)) + " UTC"
 
@@ -105,12 +117,15 @@ def _error(exc: Exception) -> str:
     return f"{ERROR} {exc}"
 
 
-async def ticker(symbol: str = "BTC/USDT") -> str:
+async def ticker(symbol: Symbol = _DEFAULT_SYMBOL) -> str:  # type: ignore[valid-type]
     """Get the current price of a trading pair from the trading desk (paper replay or live exchange).
+
+    In a run, the pair the user's request names wins over ``symbol`` (:mod:`alina.skills.task_args`).
 
     Args:
         symbol: Trading pair, e.g. "BTC/USDT".
     """
+    symbol = task_arguments().symbol or symbol
     try:
         t = await (await _get_desk()).ticker(symbol)
     except (TradingError, UnknownSymbolError) as exc:
@@ -150,12 +165,17 @@ async def positions() -> str:
     )
 
 
-async def open_orders(symbol: str = "") -> str:
+async def open_orders(symbol: SymbolOrAll = "") -> str:  # type: ignore[valid-type]
     """List resting (unfilled) orders.
+
+    In a run, the request decides the filter: the pair it names, or all pairs when it names
+    none (a small model's guess must not hide orders the user asked to see).
 
     Args:
         symbol: Only this trading pair, e.g. "BTC/USDT"; empty for all pairs.
     """
+    if current_run_context() is not None:
+        symbol = task_arguments().symbol or ""
     try:
         orders = await (await _get_desk()).open_orders(symbol or None)
     except (TradingError, UnknownSymbolError) as exc:
@@ -168,7 +188,7 @@ async def open_orders(symbol: str = "") -> str:
 
 
 async def place_order(
-    symbol: str,
+    symbol: Symbol,  # type: ignore[valid-type]
     side: Literal["buy", "sell"],
     amount: float,
     order_type: Literal["market", "limit"] = "market",
@@ -211,9 +231,13 @@ async def place_order(
 async def cancel_order(order_id: str) -> str:
     """Cancel a resting order.
 
+    In a run, the order id the user's request names wins over ``order_id``
+    (:mod:`alina.skills.task_args`): the user asked to cancel that order, not one the model made up.
+
     Args:
         order_id: The order id shown by open_orders, e.g. "paper-3".
     """
+    order_id = task_arguments().order_id or order_id
     ctx = current_run_context()
     if ctx is not None:
         refusal = ctx.side_effect_refusal() or ctx.mandate.check_cancel()
@@ -228,12 +252,15 @@ async def cancel_order(order_id: str) -> str:
     return f"canceled order {o.id} ({_describe(o)}, filled {_num(o.filled)})"
 
 
-async def market_regime(symbol: str = "BTC/USDT") -> str:
+async def market_regime(symbol: Symbol = _DEFAULT_SYMBOL) -> str:  # type: ignore[valid-type]
     """Summarise the market regime of a pair: trend, volatility versus its recent past, range position.
+
+    In a run, the pair the user's request names wins over ``symbol`` (:mod:`alina.skills.task_args`).
 
     Args:
         symbol: Trading pair, e.g. "BTC/USDT".
     """
+    symbol = task_arguments().symbol or symbol
     try:
         desk = await _get_desk()
         sym = desk.resolve(symbol)

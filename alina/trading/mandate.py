@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from alina.trading.data import DATA_DIR
 from alina.trading.market_data import UnknownSymbolError, normalize_symbol
 
-__all__ = ["Mandate", "OrderAsk", "packaged_symbols"]
+__all__ = ["Mandate", "OrderAsk", "own_words", "packaged_symbols"]
 
 _VERB = re.compile(
     r"\b(?P<verb>buy|buying|bought|purchase|sell|selling|short|dump|go\s+long|go\s+short)\b", re.I
@@ -88,7 +88,7 @@ class Mandate:
         """Read the mandate from the user's request. ``symbols``: the tradeable pairs.
         ``previous``: the mandate of the conversation's earlier request, which "the same again"
         refers to (its symbol and amount fill what this request leaves open)."""
-        text = _own_words(request or "")
+        text = own_words(request or "")
         avail = list(symbols)
         asks: list[OrderAsk] = []
         if not _ADVICE.search(text):
@@ -137,7 +137,7 @@ def packaged_symbols() -> tuple[str, ...]:
 _QUOTED = re.compile(r'"[^"]*"|“[^”]*”|«[^»]*»|\'[^\']{12,}\'|```.*?```', re.S)
 
 
-def _own_words(request: str) -> str:
+def own_words(request: str) -> str:
     """The words of the request that are the user's own ask, not material given to work on:
     quoted text is dropped, and so is everything after a colon whose head asks for no order
     ("Summarise this news: ... buy 5 BTC ..." asks for a summary, not a buy)."""

@@ -60,7 +60,9 @@ class _Model:
 
         if fmt in (None, ""):
             return None
-        key = "json" if fmt == "json" else json.dumps(fmt, sort_keys=True)
+        # Declared key order (llama.cpp's C++ converter parses schemas as ordered JSON too): the
+        # grammar lists properties in that order, so `tool` comes before `arguments`.
+        key = "json" if fmt == "json" else json.dumps(fmt)
         g = self._grammars.get(key)
         if g is None:
             if fmt == "json":

@@ -11,6 +11,7 @@ installed here); see that module for what this leaves unverified.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -131,11 +132,14 @@ async def test_plain_text_answer(provider, net) -> None:
 async def test_tool_call_validates_against_full_schema(provider, net, monkeypatch, prompt: str) -> None:
     client = provider.client
     seen_schemas: list[dict[str, Any] | None] = []
+    texts: list[str] = []
     backend = client._complete
 
     async def spy(chat, *, schema, max_tokens, deadline):  # records what the backend is asked for
         seen_schemas.append(schema)
-        return await backend(chat, schema=schema, max_tokens=max_tokens, deadline=deadline)
+        done = await backend(chat, schema=schema, max_tokens=max_tokens, deadline=deadline)
+        texts.append(done.text)
+        return done
 
     monkeypatch.setattr(client, "_complete", spy)
     tools = ToolLog().tools()
@@ -152,6 +156,8 @@ async def test_tool_call_validates_against_full_schema(provider, net, monkeypatc
     assert '"default": 1' in json.dumps(schema)
     if provider.name == "ollama":  # and it went over the wire as Ollama's `format`
         assert provider.server.requests[-1]["format"] == schema
+    # The grammar kept the schema's declared order end to end: the tool name is written first.
+    assert re.match(r'\s*\{\s*"tool"\s*:', texts[0]), texts
 
 
 @integration
