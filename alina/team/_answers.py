@@ -194,15 +194,38 @@ def check_answer(
     return AnswerCheck(grounded, complete, consistent, findings)
 
 
-def check_output(text: str) -> tuple[float, dict[str, bool]]:
-    """A specialist's report, scored by deterministic checks: it says something, its tool
-    succeeded (no ``error:``), and it carries a fact (a figure or a state). Score = share met."""
+_ORDER_START = re.compile(r"^\s*(?:\w+: )?(?:placed|canceled|cancelled)\b", re.I)
+_ORDER_LINE = re.compile(r"\b(buy|sell)\b.*\b([A-Z0-9]+/[A-Z0-9]+)\b", re.I)
+_REFUSED = re.compile(r"\b(?:refused|rejected)\b[^.]*?(?::|by|because|\()\s*\S", re.I)
+_HEALTH_FIGURES = ("cpu", "memory")
+_SCORE = re.compile(r"\bscore\s*[:=]?\s*(0(?:\.\d+)?|1(?:\.0+)?)\b", re.I)
+
+
+def check_output(text: str, agent: str = "") -> tuple[float, dict[str, bool]]:
+    """A specialist's report, scored by deterministic checks (score = share met): it says
+    something, its tool succeeded (no ``error:``), it carries a fact (a figure or a state), and
+    what its role owes:
+
+    * trader: an order line names its side and pair, and a refused order says why;
+    * monitor: the verdict (healthy/degraded) and the figures asked for (cpu, memory);
+    * optimizer: a score in [0, 1].
+    """
     low = text.strip().lower()
     checks = {
         "answered": bool(low),
         "tool_ok": not any(line.lstrip().startswith(("error:", "error ")) for line in low.splitlines()),
         "has_facts": bool(_numbers(text)) or any(_facts([text]).states.values()),
     }
+    if agent == "trader" and re.search(r"\b(placed|canceled|cancelled|refused|rejected)\b", low):
+        lines = [ln for ln in text.splitlines() if _ORDER_START.search(ln)]
+        checks["order_named"] = all(_ORDER_LINE.search(ln) for ln in lines)
+        if re.search(r"\b(refused|rejected)\b", low):
+            checks["refusal_reasoned"] = bool(_REFUSED.search(text))
+    elif agent == "monitor":
+        checks["verdict"] = bool(_facts([text]).states["health"])
+        checks["figures"] = all(word in low for word in _HEALTH_FIGURES)
+    elif agent == "optimizer":
+        checks["score"] = bool(_SCORE.search(text))
     return sum(checks.values()) / len(checks), checks
 
 

@@ -751,7 +751,7 @@ class TeamRunner:
             return (Evaluation("answer_check", agent, check.score, check.passed, check.to_json(), **where),)
         if type(item).__name__ not in REPORT_TYPES:
             return ()
-        score, checks_met = check_output(item.to_text())
+        score, checks_met = check_output(item.to_text(), agent)
         metrics.observe_evaluation("output_check", agent, score, "passed" if score == 1.0 else "failed")
         return (Evaluation("output_check", agent, score, score == 1.0, checks_met, **where),)
 

@@ -131,3 +131,22 @@ async def test_an_answer_repeating_a_retrieved_memory_is_not_grounded_by_it() ->
     assert result.content.startswith(DIGEST_HEAD)
     [check] = ctx.answer_checks
     assert check.outcome == "digest" and "numbers in no report: 7" in check.findings[0]
+
+
+@pytest.mark.parametrize(
+    ("agent", "text", "failed"),
+    [
+        ("trader", "placed buy market 0.001 BTC/USDT: filled 0.001 @ 23,780.06 (order paper-1)", set()),
+        ("trader", "placed an order (order paper-2)", {"order_named"}),  # side and pair missing
+        ("trader", "error: order refused: the user asked to sell, not to buy.", {"tool_ok"}),
+        ("trader", "error: order refused", {"tool_ok", "refusal_reasoned"}),
+        ("monitor", HEALTH, set()),
+        ("monitor", "all good", {"has_facts", "verdict", "figures"}),
+        ("optimizer", "trader's report: score 0.71: non_empty=pass", set()),
+        ("optimizer", "looks fine to me", {"has_facts", "score"}),
+    ],
+)
+def test_output_checks_ask_each_role_for_what_it_owes(agent: str, text: str, failed: set[str]) -> None:
+    score, checks = check_output(text, agent)
+    assert {name for name, ok in checks.items() if not ok} == failed
+    assert score == pytest.approx((len(checks) - len(failed)) / len(checks))
