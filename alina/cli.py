@@ -279,6 +279,12 @@ def _doctor_checks(cfg: AlinaConfig) -> list[Any]:
     )
 
 
+def _healthy(cfg: AlinaConfig) -> tuple[bool, str]:
+    """Whether the doctor's checks that matter for leaving safe mode pass (disk aside)."""
+    failing = [f"{c.name}: {c.detail}" for c in _doctor_checks(cfg) if not c.ok and c.name != "disk"]
+    return not failing, "; ".join(failing) or "model, Postgres and Redis ok"
+
+
 @app.command()
 def doctor(config: Path | None = ConfigOption, as_json: bool = typer.Option(False, "--json")) -> None:
     """Check model, Postgres, Redis and disk; print a fix for each failure."""
@@ -556,21 +562,28 @@ def chat(config: Path | None = ConfigOption, live: bool = LiveOption) -> None:
     cfg = _load(config)
 
     async def loop() -> None:
+        from alina.runtime.modes import watch_health
+
         async with _team_session(cfg, live=live, on_event=_print_event) as runner:
+            # an automatic safe mode ends once the health checks pass for resilience.recover_after_s
+            watcher = asyncio.create_task(watch_health(runner.modes, lambda: _healthy(cfg)))
             out.print("[bold magenta]ALINA[/] ready. Type a task; /quit or Ctrl-D to leave.")
-            while True:
-                try:
-                    line = await asyncio.to_thread(input, "you> ")
-                except EOFError:
-                    out.print()
-                    break
-                line = line.strip()
-                if not line:
-                    continue
-                if line in ("/quit", "/exit"):
-                    break
-                result = await _run_recorded(runner, line)
-                _print_summary(result)
+            try:
+                while True:
+                    try:
+                        line = await asyncio.to_thread(input, "you> ")
+                    except EOFError:
+                        out.print()
+                        break
+                    line = line.strip()
+                    if not line:
+                        continue
+                    if line in ("/quit", "/exit"):
+                        break
+                    result = await _run_recorded(runner, line)
+                    _print_summary(result)
+            finally:
+                watcher.cancel()
 
     try:
         _run_async(loop())

@@ -23,6 +23,7 @@ operator set is left only by an operator (``alina mode resume``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -44,6 +45,7 @@ __all__ = [
     "Transition",
     "blocks_side_effects",
     "parse_mode",
+    "watch_health",
 ]
 
 logger = logging.getLogger(__name__)
@@ -373,6 +375,22 @@ class SystemMode:
         except (psycopg.Error, OSError) as exc:
             self._warn_once("pg-write", f"mode: transition not recorded in Postgres ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else ''})")  # fmt: skip
+
+
+async def watch_health(
+    modes: SystemMode, healthy: Callable[[], tuple[bool, str]], *, interval_s: float = 10.0
+) -> None:
+    """Feed ``healthy()`` (run in a thread: checks may block) to :meth:`SystemMode.report_health`
+    every ``interval_s`` until cancelled, so a long-running process leaves an automatic safe mode
+    once the health checks have passed for ``recover_after_s``. A failing check never stops it."""
+    while True:
+        try:
+            ok, detail = await asyncio.to_thread(healthy)
+            if await modes.report_health(ok, detail):
+                logger.warning("health restored: back to normal mode")
+        except Exception as exc:  # noqa: BLE001 - the watcher must outlive a bad check
+            logger.warning("health check failed to run: %s", exc)
+        await asyncio.sleep(interval_s)
 
 
 class _Missing:

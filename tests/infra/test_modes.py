@@ -185,3 +185,29 @@ async def test_a_model_that_exhausts_retries_and_fallback_puts_the_system_in_saf
     assert alert is not None and alert[0] == "mode" and "safe" in alert[1]
     await m.close()
     await other.close()
+
+
+async def test_watch_health_leaves_an_automatic_safe_mode_after_sustained_health(
+    dsn: str, redis_service: Any
+) -> None:
+    import asyncio
+
+    from alina.runtime.modes import watch_health
+
+    now = [0.0]
+    m = modes(dsn, redis_service.url + "/12", recover_after_s=30, clock=lambda: now[0])
+    await m.escalate("safe", "models exhausted", actor="resilience")
+    checks = iter([(False, "model down"), (True, "ok"), (True, "ok"), (True, "ok")])
+
+    def healthy() -> tuple[bool, str]:
+        now[0] += 20  # each check happens 20 s (of the injected clock) after the previous one
+        return next(checks, (True, "ok"))
+
+    task = asyncio.create_task(watch_health(m, healthy, interval_s=0))
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if m.current == "normal":
+            break
+    task.cancel()
+    assert m.current == "normal" and m.state.actor == "recovery"
+    await m.close()
