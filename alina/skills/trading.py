@@ -208,6 +208,11 @@ async def place_order(
         desk = await _get_desk()
         request_id = None
         if ctx is not None:
+            # The user's request names exactly one order of this side, pair and amount: that is the
+            # order (a small model garbles pairs and amounts); a different side is still refused.
+            asked = [a for a in ctx.mandate.asks if a.side == side]
+            if len(asked) == 1 and asked[0].symbol is not None and asked[0].amount is not None:
+                symbol, amount = asked[0].symbol, asked[0].amount
             refusal = ctx.side_effect_refusal() or ctx.mandate.check_order(side, desk.resolve(symbol), amount)
             if refusal is not None:
                 ORDERS_REFUSED.labels(skill="place_order").inc()

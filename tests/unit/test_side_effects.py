@@ -228,3 +228,23 @@ async def test_a_thanks_after_an_order_request_grants_nothing(plugins: None, des
     out = next(e.content for e in again.events if e.type == "ToolCallExecutionEvent")
     assert "place_order: error: place_order refused" in out
     assert await placed(desk) == 1  # still only the order the first request asked for
+
+
+async def test_a_garbled_pair_or_amount_becomes_the_order_the_user_named(
+    plugins: None, desk: TradingDesk
+) -> None:
+    """The 135M model wrote symbol "BTC/USD:BTC" and amount 1e12 for "Buy 0.001 BTC/USDT": the
+    request names exactly one buy with pair and amount, so that is what is placed."""
+    garbled = (
+        "place_order",
+        {"symbol": "BTC/USD:BTC", "side": "buy", "amount": 1e12, "order_type": "market"},
+    )
+    answer = "Bought 0.001 BTC/USDT at market; the order is filled."
+    r = await TeamRunner(
+        AlinaConfig(), sink=MemorySink(), clients=team(Recording([calls(garbled)]), answer)
+    ).run("Buy 0.001 BTC/USDT at market")
+    assert "placed buy market 0.001 BTC/USDT" in next(
+        e.content for e in r.events if e.type == "ToolCallExecutionEvent"
+    )
+    [intent] = await desk.intents.list()
+    assert (intent.symbol, intent.amount, intent.side) == ("BTC/USDT", 0.001, "buy")
