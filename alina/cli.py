@@ -48,12 +48,14 @@ app.add_typer(db_app, name="db")
 def _mount_plugins_apps() -> None:
     # Imported here, not at the top: these apps pull in ccxt and the backtest engine.
     from alina.runtime.mode_cli import app as mode_app
+    from alina.runtime.status_cli import status
     from alina.skills.cli import app as skills_app
     from alina.trading.backtest_cli import app as backtest_app
 
     app.add_typer(mode_app, name="mode")
     app.add_typer(skills_app, name="skills")
     app.add_typer(backtest_app, name="backtest")
+    app.command("status")(status)
 
 
 _mount_plugins_apps()
@@ -383,6 +385,7 @@ async def _team_session(cfg: AlinaConfig, *, live: bool, on_event: Any) -> Async
     from alina.memory_store.graph import MemoryGraph
     from alina.memory_store.writer import EventWriter
     from alina.runtime.modes import SystemMode
+    from alina.runtime.status import configure_monitor_status
     from alina.skills import trading as trading_skills
     from alina.skills.loader import SkillLoader, set_default_loader
     from alina.skills.recorder import PostgresToolCallRecorder
@@ -415,6 +418,8 @@ async def _team_session(cfg: AlinaConfig, *, live: bool, on_event: Any) -> Async
         desk = await open_desk(cfg.trading, live=live, intents=intents, mode_source=lambda: modes.current)
         trading_skills.configure(desk, mode=lambda: modes.current)
         stack.callback(trading_skills.configure)  # back to the lazy default
+        configure_monitor_status(mode=lambda: modes.current, dsn=cfg.postgres.dsn())
+        stack.callback(configure_monitor_status)
         recorder = await stack.enter_async_context(PostgresToolCallRecorder(cfg.postgres.dsn()))
         set_default_loader(SkillLoader.from_config(cfg, recorder=recorder))
         stack.callback(set_default_loader, None)

@@ -206,9 +206,12 @@ def system_health() -> str:
     """Report process CPU and memory, system memory and load, model latency, and a health verdict.
 
     The verdict is "degraded" when system memory use > 90%, any agent's p95 model latency
-    > 30 s, or the 1-minute load average > 2x the CPU count; otherwise "healthy".
+    > 30 s, or the 1-minute load average > 2x the CPU count; otherwise "healthy". A third line
+    gives the system mode and the open alerts count (or says they are unavailable).
     """
-    return format_health(health_report())
+    from alina.runtime.status import monitor_status_line
+
+    return f"{format_health(health_report())}\n{monitor_status_line()}"
 
 
 # --------------------------------------------------------------------------- optimizer

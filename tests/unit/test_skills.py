@@ -201,7 +201,8 @@ def fresh_latency(monkeypatch):
 def test_system_health_fields(fresh_latency):
     out = system_health()
     lines = out.splitlines()
-    assert len(lines) == 2 and len(out) < 500
+    assert len(lines) == 3 and len(out) < 600
+    assert lines[2] == "status: mode and alerts unavailable (no stores configured in this process)"
     assert re.match(r"^(healthy|degraded)\b", lines[0])
     assert re.search(r"process cpu \d+\.\d%", lines[0])
     assert re.search(r"rss \d+ MB", lines[0])
