@@ -231,6 +231,22 @@ def test_fallback_switch_is_per_agent() -> None:
     assert clear_fallback_preference("obs_a") and not clear_fallback_preference("obs_a")
 
 
+async def test_a_preferred_fallback_is_asked_first_and_the_primary_stays_a_backup() -> None:
+    from alina.models import ModelUnreachableError, ResilientClient, prefer_fallback
+    from tests.unit.test_resilience import ASK, Scripted
+
+    primary, fallback = Scripted("primary", ["from primary"]), Scripted("fallback", ["from fallback"])
+    client = ResilientClient("obs_fb", primary, fallback=fallback, governor=Governor(2, name="obs-fb"))
+    prefer_fallback("obs_fb", "test")
+    try:
+        assert (await client.create(ASK)).content == "from fallback" and primary.attempts == 0
+        fallback.steps = [ModelUnreachableError("down")]
+        assert (await client.create(ASK)).content == "from primary"
+    finally:
+        clear_fallback_preference("obs_fb")
+    assert (await client.create(ASK)).content == "from primary" and fallback.attempts == 2
+
+
 def test_histogram_quantile_interpolates_like_prometheus() -> None:
     assert histogram_quantile(0.95, [(1.0, 0), (float("inf"), 0)]) is None
     assert histogram_quantile(0.5, [(1.0, 10), (2.0, 20), (float("inf"), 20)]) == pytest.approx(1.0)
