@@ -68,6 +68,11 @@ async def test_fires_only_after_for_and_clears_only_past_the_clear_threshold() -
     await obs.evaluate()
     figs.values["timeouts_per_min"] = 5.0
     await obs.evaluate()
+    clock.now += 20
+    figs.values["timeouts_per_min"] = None  # no data: the wait starts over too
+    await obs.evaluate()
+    figs.values["timeouts_per_min"] = 5.0
+    await obs.evaluate()
     clock.now += 29
     assert await obs.evaluate() == []
     clock.now += 1
@@ -263,6 +268,7 @@ def test_process_figures_are_differences_over_the_window() -> None:
         metrics.observe_model_call("obs_fig", "scripted", "m", 0.3, outcome="timeout")
     metrics.observe_model_call("obs_fig", "scripted", "m", 0.3, 10, 5, outcome="ok")
     metrics.observe_evaluation("answer_check", "obs_fig", 0.4, "passed")
+    metrics.MODEL_QUEUE_WAIT_SECONDS.labels(priority="chat").observe(2.0)
     clock.now += 30
     now = figs.read()
     assert now["timeouts_per_min"] == pytest.approx(3.0)
@@ -270,9 +276,12 @@ def test_process_figures_are_differences_over_the_window() -> None:
     assert now["tokens_per_hour"] == pytest.approx(15 * 60)
     assert now["evaluation_score"] == pytest.approx(0.4)
     assert now["model_p95_s"] is not None and 0.25 <= now["model_p95_s"] <= 0.5
+    assert now["queue_wait_p95_s"] is not None and 1.0 <= now["queue_wait_p95_s"] <= 2.5
+    assert now["rss_mb"] is not None and now["rss_mb"] > 0 and now["cpu_pct"] is not None
     clock.now += 62  # everything fell out of the window
     later = figs.read()
     assert later["timeouts_per_min"] == 0.0 and later["model_p95_s"] is None
+    assert later["queue_wait_p95_s"] is None
     assert later["evaluation_score"] is None
 
 
