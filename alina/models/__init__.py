@@ -20,7 +20,14 @@ from alina.models._errors import (
 from alina.models._factory import build_agent_client, build_provider, governor_for, model_server
 from alina.models._governor import PRIORITIES, Governor, priority_for, shared_governor
 from alina.models._guard import allow_model_requests, model_requests_allowed, set_model_requests_allowed
-from alina.models._resilient import CallRecord, OnExhausted, ResilientClient
+from alina.models._resilient import (
+    CallRecord,
+    OnExhausted,
+    ResilientClient,
+    clear_fallback_preference,
+    prefer_fallback,
+    prefers_fallback,
+)
 
 __all__ = [
     "PRIORITIES",
@@ -41,9 +48,12 @@ __all__ = [
     "allow_model_requests",
     "build_agent_client",
     "build_provider",
+    "clear_fallback_preference",
     "governor_for",
     "model_requests_allowed",
     "model_server",
+    "prefer_fallback",
+    "prefers_fallback",
     "priority_for",
     "set_model_requests_allowed",
     "shared_governor",

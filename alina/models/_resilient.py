@@ -83,6 +83,26 @@ _FAILURES: tuple[tuple[type[ModelError], Outcome], ...] = (
 )
 
 
+_PREFER_FALLBACK: dict[str, str] = {}
+"""Agents whose calls go to their fallback model first (agent -> why); set by the observer's
+``fallback_model`` action, read by every ResilientClient of the process on each call."""
+
+
+def prefer_fallback(agent: str, reason: str) -> None:
+    """From the next call on, ``agent``'s calls try its fallback model first (the primary second)."""
+    _PREFER_FALLBACK[agent] = reason
+
+
+def clear_fallback_preference(agent: str) -> bool:
+    """Back to primary-first for ``agent``; returns whether a preference was set."""
+    return _PREFER_FALLBACK.pop(agent, None) is not None
+
+
+def prefers_fallback(agent: str) -> bool:
+    """Whether ``agent``'s calls try the fallback model first."""
+    return agent in _PREFER_FALLBACK
+
+
 def _failure(exc: ModelError) -> Outcome:
     return next((o for cls, o in _FAILURES if isinstance(exc, cls)), "error")
 
@@ -242,6 +262,8 @@ class ResilientClient(ChatCompletionClient):
         options = [("primary", self.primary, self.retries)]
         if self.fallback is not None:
             options.append(("fallback", self.fallback, 0))
+            if prefers_fallback(self.agent):  # the observer moved this agent; the primary stays a backup
+                options.reverse()
         failures: list[str] = []
         for role, client, retries in options:
             try:

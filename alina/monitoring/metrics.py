@@ -116,6 +116,16 @@ EVENTS_DROPPED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+ALERTS_FIRING = Gauge(
+    "alina_alerts_firing", "1 while the observer's alert rule is firing, else 0.", ["rule"], registry=REGISTRY
+)
+ALERT_ACTIONS = Counter(
+    "alina_alert_actions_total",
+    "Actions taken on alerts, by result: applied|pending|approved|rate_limited|cancelled|failed|unavailable|"
+    "undone|kept|recovered|not_recovered.",
+    ["action", "result"],
+    registry=REGISTRY,
+)
 
 _LABEL_BAD = re.compile(r"[^A-Za-z0-9_.:/-]+")
 _LABEL_MAX = 64

@@ -1,0 +1,156 @@
+"""The observer on real Postgres and Redis, fed by the real metrics of scripted model calls.
+
+Slow calls are a scripted model that sleeps past its timeout (every attempt times out, whatever
+the machine's speed); the observer's clock is injected, so windows and for-durations never
+depend on wall-clock time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from alina.config import ActionConfig, AlertRule, AlertsConfig
+from alina.memory_store import RunStore
+from alina.models import Governor, ModelUnavailableError, ModelUnreachableError, ResilientClient
+from alina.monitoring.observer import Observer, ProcessFigures
+from alina.runtime.modes import SystemMode
+from tests.unit.test_resilience import ASK, Scripted
+
+pytestmark = pytest.mark.integration
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 5000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def dsn(fresh_pg_dsn: str) -> str:
+    store = RunStore(fresh_pg_dsn)
+    await store.open()  # applies the migrations
+    await store.close()
+    return fresh_pg_dsn
+
+
+def alerts(dsn: str, kind: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT severity, message, source, resolved_at IS NOT NULL, resolution FROM alerts "
+            "WHERE kind = %s ORDER BY id",
+            (kind,),
+        ).fetchall()
+
+
+async def calls(client: ResilientClient, n: int, *, fail: bool) -> None:
+    for _ in range(n):
+        if fail:
+            with pytest.raises(ModelUnavailableError):
+                await client.create(ASK)
+        else:
+            await client.create(ASK)
+
+
+async def test_timeouts_lower_concurrency_until_they_stop_then_the_limit_is_restored(dsn: str) -> None:
+    clock, gov = Clock(), Governor(4, name="obs-timeouts")
+    rule = AlertRule(name="model_timeouts", figure="timeouts_per_min", threshold=3.0, clear=1.0, for_s=10.0,
+                     action="lower_concurrency")  # fmt: skip
+    cfg = AlertsConfig(rules=[rule], actions={"lower_concurrency": ActionConfig(limit=1)}, window_s=60.0)
+    figures = ProcessFigures(60.0, clock=clock)
+    obs = Observer(cfg, figures=figures, dsn=dsn, clock=clock, governors=lambda: [gov])
+    model = Scripted("primary", ["slow"], timeout_s=0.02)
+    client = ResilientClient("obs_slow", model, retries=0, governor=gov)
+    await obs.evaluate()  # the baseline
+
+    await calls(client, 5, fail=True)  # 5 timeouts in a 60s window: 5/min
+    clock.now += 1
+    assert await obs.evaluate() == [] and gov.limit == 4  # not for 10s yet
+    clock.now += 10
+    assert await obs.evaluate() == ["fired:model_timeouts"]
+    assert gov.limit == 1
+    [(severity, message, source, resolved, _)] = alerts(dsn, "model_timeouts")
+    assert (severity, source, resolved) == ("warning", "observer", False)
+    assert "timeouts_per_min = 5" in message
+
+    model.steps = ["fine"]  # stop injecting: the model answers again
+    await calls(client, 3, fail=False)
+    clock.now += 61  # the timeouts leave the window
+    assert await obs.evaluate() == ["cleared:model_timeouts"]
+    assert gov.limit == 4
+    [(_, _, _, resolved, resolution)] = alerts(dsn, "model_timeouts")
+    assert resolved and "past the clear threshold" in resolution
+    rec = obs.actions.records[1]
+    assert rec.status == "undone" and rec.recovered is True
+
+
+async def test_error_rate_enters_safe_mode_and_leaves_it_when_errors_stop(
+    dsn: str, redis_service: Any
+) -> None:
+    clock = Clock()
+    mode = SystemMode(redis_url=redis_service.url + "/9", dsn=dsn)
+    await mode.set("normal", "test start", actor="test")
+    rule = AlertRule(name="model_errors", figure="model_error_rate", threshold=0.5, clear=0.2, for_s=0.0,
+                     severity="critical", action="safe_mode")  # fmt: skip
+    cfg = AlertsConfig(rules=[rule], actions={"safe_mode": ActionConfig(min_interval_s=0.0)}, window_s=60.0)
+    obs = Observer(cfg, figures=ProcessFigures(60.0, clock=clock), dsn=dsn, mode=mode, clock=clock)
+    model = Scripted("primary", [ModelUnreachableError("connection refused")])
+    client = ResilientClient("obs_err", model, retries=0, governor=Governor(4, name="obs-errors"))
+    await obs.evaluate()
+
+    await calls(client, 4, fail=True)
+    clock.now += 1
+    assert await obs.evaluate() == ["fired:model_errors"]
+    other = SystemMode(redis_url=redis_service.url + "/9", dsn=dsn)  # another process sees it
+    state = await other.refresh()
+    assert state.mode == "safe" and state.actor == "observer:model_errors"
+    [(severity, message, source, resolved, _)] = alerts(dsn, "model_errors")
+    assert (severity, source, resolved) == ("critical", "observer", False) and "error_rate = 1" in message
+    assert [r[3] for r in alerts(dsn, "mode")] == [False]  # the mode's own alert is open
+
+    model.steps = ["fine"]
+    await calls(client, 4, fail=False)
+    clock.now += 61
+    assert await obs.evaluate() == ["cleared:model_errors"]
+    assert (await other.refresh()).mode == "normal"
+    assert [r[3] for r in alerts(dsn, "model_errors")] == [True]
+    assert [r[3] for r in alerts(dsn, "mode")] == [True]
+
+    # fired again, but an operator then chose safe mode: clearing the alert leaves it to them
+    model.steps = [ModelUnreachableError("connection refused")]
+    await calls(client, 4, fail=True)
+    clock.now += 61  # the window holds these failures only
+    assert await obs.evaluate() == ["fired:model_errors"]
+    await other.set("safe", "investigating", actor="operator")
+    model.steps = ["fine"]
+    await calls(client, 4, fail=False)
+    clock.now += 61
+    assert await obs.evaluate() == ["cleared:model_errors"]
+    assert (await other.refresh()).mode == "safe"
+    await other.set("normal", "done", actor="operator")
+    await mode.close()
+    await other.close()
+
+
+async def test_alertmanager_webhook_fires_and_resolves_stored_alerts(dsn: str) -> None:
+    from tests.unit.test_observer import ALERTMANAGER
+
+    gov = Governor(4, name="obs-am")
+    rule = AlertRule(name="t_timeouts", figure="timeouts_per_min", threshold=3.0, clear=1.0,
+                     action="lower_concurrency")  # fmt: skip
+    cfg = AlertsConfig(rules=[rule], actions={"lower_concurrency": ActionConfig(limit=2)})
+    obs = Observer(cfg, dsn=dsn, governors=lambda: [gov])
+    assert (await obs.handle_alertmanager(ALERTMANAGER))["fired"] == ["t_timeouts"]
+    assert gov.limit == 2
+    [(severity, message, source, resolved, _)] = alerts(dsn, "t_timeouts")
+    assert (severity, source, resolved) == ("critical", "alertmanager", False)
+    assert message == "alertmanager: model timeouts above 3/min"
+    one = {**ALERTMANAGER["alerts"][0], "status": "resolved", "endsAt": "2026-01-01T00:05:00Z"}
+    got = await obs.handle_alertmanager({**ALERTMANAGER, "status": "resolved", "alerts": [one]})
+    assert got["resolved"] == ["t_timeouts"] and gov.limit == 4
+    [(_, _, _, resolved, resolution)] = alerts(dsn, "t_timeouts")
+    assert resolved and resolution.startswith("alertmanager resolved")
