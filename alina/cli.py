@@ -567,11 +567,19 @@ def chat(config: Path | None = ConfigOption, live: bool = LiveOption) -> None:
     cfg = _load(config)
 
     async def loop() -> None:
+        from alina.models._governor import process_governors
+        from alina.monitoring.observer import Observer
         from alina.runtime.modes import watch_health
 
         async with _team_session(cfg, live=live, on_event=_print_event) as runner:
             # an automatic safe mode ends once the health checks pass for resilience.recover_after_s
             watcher = asyncio.create_task(watch_health(runner.modes, lambda: _healthy(cfg)))
+            # alert rules evaluated on this process's live figures; their actions are undone on clear
+            observer = Observer(
+                cfg.alerts, mode=runner.modes, dsn=cfg.postgres.dsn(), governors=process_governors
+            )
+            if cfg.alerts.enabled:
+                observer.start()
             out.print("[bold magenta]ALINA[/] ready. Type a task; /quit or Ctrl-D to leave.")
             try:
                 while True:
@@ -589,6 +597,7 @@ def chat(config: Path | None = ConfigOption, live: bool = LiveOption) -> None:
                     _print_summary(result)
             finally:
                 watcher.cancel()
+                await observer.stop()
 
     try:
         _run_async(loop())

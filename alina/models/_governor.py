@@ -284,6 +284,12 @@ class Governor:
 _GOVERNORS: dict[tuple[str, str | None], Governor] = {}
 
 
+def process_governors() -> list[Governor]:
+    """Every governor this process made through :func:`shared_governor` (what the monitor's
+    actions lower and restore)."""
+    return list(_GOVERNORS.values())
+
+
 def shared_governor(
     server: str, *, limit: int = 4, redis_url: str | None = None, lease_ttl_s: float = 30.0
 ) -> Governor:
