@@ -8,6 +8,7 @@ configuration (nothing was started).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -138,7 +139,12 @@ def _run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _load(config: Path | None) -> AlinaConfig:
-    return _guarded(lambda: load_config(config))
+    cfg = _guarded(lambda: load_config(config))
+    from alina.monitoring.metrics import configure_costs
+
+    m = cfg.monitoring  # every command that calls models prices them at the configured rates
+    configure_costs(m.cost_per_1k_prompt_tokens, m.cost_per_1k_completion_tokens, m.cost_per_cpu_second)
+    return cfg
 
 
 def _services(cfg: AlinaConfig) -> tuple[Any, Any]:
@@ -551,11 +557,28 @@ def route(
 
 
 @app.command()
-def chat(config: Path | None = ConfigOption, live: bool = LiveOption) -> None:
+def chat(
+    config: Path | None = ConfigOption,
+    live: bool = LiveOption,
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", help="Serve /metrics, /healthz and POST /alerts on monitoring.host:PORT."
+    ),
+) -> None:
     """Console chat with ALINA: each line is a task or a follow-up; /quit or Ctrl-D ends it."""
     cfg = _load(config)
 
     async def loop() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            if metrics_port is not None:
+                from alina.monitoring.server import MetricsServer, RunTotalsCollector
+
+                totals = RunTotalsCollector(cfg.postgres.dsn(), cfg.monitoring.run_totals_cache_s)
+                server = MetricsServer(cfg.monitoring.host, metrics_port, run_totals=totals)
+                await stack.enter_async_context(server)
+                out.print(f"metrics: {server.url}/metrics")
+            await chat_loop()
+
+    async def chat_loop() -> None:
         async with _team_session(cfg, live=live, on_event=_print_event) as runner:
             out.print("[bold magenta]ALINA[/] ready. Type a task; /quit or Ctrl-D to leave.")
             while True:
