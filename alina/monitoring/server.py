@@ -94,8 +94,12 @@ class RunTotalsCollector(Collector):
         yield GaugeMetricFamily(
             "alina_store_up", "1 when the run totals were read from Postgres.", rows is not None
         )
-        if rows is None:
-            return
+        if rows is not None:
+            yield from self._families(rows)
+
+    @staticmethod
+    def _families(rows: list[tuple[Any, ...]]) -> list[Any]:
+        """The families for ``rows`` of (status, runs, model calls, tool calls, prompt, completion)."""
         runs = GaugeMetricFamily("alina_store_runs", "Runs in Postgres by status.", labels=["status"])
         calls = CounterMetricFamily("alina_store_model_calls", "Model calls of finished runs (Postgres).")
         tools = CounterMetricFamily("alina_store_tool_calls", "Tool calls of finished runs (Postgres).")
@@ -111,7 +115,7 @@ class RunTotalsCollector(Collector):
         tools.add_metric([], float(sum(r[3] for r in done)))
         tokens.add_metric(["prompt"], float(sum(r[4] for r in done)))
         tokens.add_metric(["completion"], float(sum(r[5] for r in done)))
-        yield from (runs, calls, tools, tokens)
+        return [runs, calls, tools, tokens]
 
 
 class MetricsServer:

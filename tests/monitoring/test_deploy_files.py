@@ -131,3 +131,24 @@ async def test_no_label_value_carries_arguments_or_secrets() -> None:
     assert 'gen_ai_tool_name="lookup_price"' in text
     assert SECRET not in text and SECRET[:12] not in text
     assert "BTC/USDT" not in text  # argument values (message content) never become labels
+
+
+async def test_readme_monitoring_names_only_exported_series() -> None:
+    import re
+
+    from alina.monitoring.server import RunTotalsCollector
+
+    await scripted_calls()
+    readme = (DEPLOY.parent / "README.md").read_text()
+    section = readme.split("### Monitoring", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`((?:gen_ai|alina_cost|alina_store|process)_[a-z_]+)", section))
+    assert "gen_ai_client_token_usage" in named
+    exported = {m.name for m in metrics.REGISTRY.collect()} | registry_sample_names()
+    exported |= {m.name for m in RunTotalsCollector("postgresql://x@127.0.0.1:1/x", 0, 1)._families(
+        [("completed", 1, 1, 1, 1, 1)]
+    )} | {"alina_store_up"}  # fmt: skip
+    exported |= {n + "_total" for n in exported}
+    labels = {k for fam in metrics.REGISTRY.collect() for smp in fam.samples for k in smp.labels}
+    named -= labels  # label names (gen_ai_request_model...) are checked by the series tests
+    assert {"gen_ai_client_token_usage", "alina_store_up", "alina_cost_estimated_total"} <= named
+    assert named <= exported, named - exported
