@@ -8,6 +8,7 @@ configuration (nothing was started).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -140,7 +141,12 @@ def _run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _load(config: Path | None) -> AlinaConfig:
-    return _guarded(lambda: load_config(config))
+    cfg = _guarded(lambda: load_config(config))
+    from alina.monitoring.metrics import configure_costs
+
+    m = cfg.monitoring  # every command that calls models prices them at the configured rates
+    configure_costs(m.cost_per_1k_prompt_tokens, m.cost_per_1k_completion_tokens, m.cost_per_cpu_second)
+    return cfg
 
 
 def _services(cfg: AlinaConfig) -> tuple[Any, Any]:
@@ -562,7 +568,13 @@ def route(
 
 
 @app.command()
-def chat(config: Path | None = ConfigOption, live: bool = LiveOption) -> None:
+def chat(
+    config: Path | None = ConfigOption,
+    live: bool = LiveOption,
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", help="Serve /metrics, /healthz and POST /alerts on monitoring.host:PORT."
+    ),
+) -> None:
     """Console chat with ALINA: each line is a task or a follow-up; /quit or Ctrl-D ends it."""
     cfg = _load(config)
 
@@ -571,33 +583,43 @@ def chat(config: Path | None = ConfigOption, live: bool = LiveOption) -> None:
         from alina.monitoring.observer import Observer
         from alina.runtime.modes import watch_health
 
-        async with _team_session(cfg, live=live, on_event=_print_event) as runner:
+        async with contextlib.AsyncExitStack() as stack:
+            runner = await stack.enter_async_context(_team_session(cfg, live=live, on_event=_print_event))
             # an automatic safe mode ends once the health checks pass for resilience.recover_after_s
             watcher = asyncio.create_task(watch_health(runner.modes, lambda: _healthy(cfg)))
+            stack.callback(watcher.cancel)
             # alert rules evaluated on this process's live figures; their actions are undone on clear
             observer = Observer(
                 cfg.alerts, mode=runner.modes, dsn=cfg.postgres.dsn(), governors=process_governors
             )
             if cfg.alerts.enabled:
                 observer.start()
+            stack.push_async_callback(observer.stop)
+            if metrics_port is not None:
+                from alina.monitoring.server import MetricsServer, RunTotalsCollector
+
+                totals = RunTotalsCollector(cfg.postgres.dsn(), cfg.monitoring.run_totals_cache_s)
+                server = MetricsServer(
+                    cfg.monitoring.host, metrics_port, run_totals=totals,
+                    on_alerts=observer.handle_alertmanager,  # Alertmanager drives the same actions
+                    mode=lambda: runner.modes.current,
+                )  # fmt: skip
+                await stack.enter_async_context(server)
+                out.print(f"metrics: {server.url}/metrics")
             out.print("[bold magenta]ALINA[/] ready. Type a task; /quit or Ctrl-D to leave.")
-            try:
-                while True:
-                    try:
-                        line = await asyncio.to_thread(input, "you> ")
-                    except EOFError:
-                        out.print()
-                        break
-                    line = line.strip()
-                    if not line:
-                        continue
-                    if line in ("/quit", "/exit"):
-                        break
-                    result = await _run_recorded(runner, line)
-                    _print_summary(result)
-            finally:
-                watcher.cancel()
-                await observer.stop()
+            while True:
+                try:
+                    line = await asyncio.to_thread(input, "you> ")
+                except EOFError:
+                    out.print()
+                    break
+                line = line.strip()
+                if not line:
+                    continue
+                if line in ("/quit", "/exit"):
+                    break
+                result = await _run_recorded(runner, line)
+                _print_summary(result)
 
     try:
         _run_async(loop())

@@ -46,6 +46,7 @@ __all__ = [
     "ConfigError",
     "MemoryConfig",
     "ModelConfig",
+    "MonitoringConfig",
     "PostgresConfig",
     "RedisConfig",
     "RetentionConfig",
@@ -376,6 +377,27 @@ class SkillsConfig(_Strict):
     """Allow-list of skill names (null = all that load); ALINA_SKILLS=a,b replaces it."""
 
 
+class MonitoringConfig(_Strict):
+    """``monitoring:`` — the metrics server (``alina chat --metrics-port``) and cost rates.
+
+    The server serves ``GET /metrics`` (Prometheus text), ``GET /healthz`` and ``POST /alerts``
+    (Alertmanager webhooks); see README, "Monitoring". The cost rates price model calls into
+    ``alina_cost_estimated_total{agent,kind}``; 0.0 (the default) counts zero.
+    """
+
+    host: str = "127.0.0.1"
+    """Address the metrics server binds to (loopback: only this machine can scrape)."""
+    port: int = Field(9464, ge=1, le=65535)
+    """Port of the metrics server when ``--metrics-port`` is not given."""
+    run_totals_cache_s: float = Field(15.0, ge=0, le=3600, allow_inf_nan=False)
+    """How long the totals of finished runs read from Postgres (``alina_store_*``) are reused
+    between scrapes before the ``runs`` table is read again."""
+    cost_per_1k_prompt_tokens: float = Field(0.0, ge=0, allow_inf_nan=False)
+    cost_per_1k_completion_tokens: float = Field(0.0, ge=0, allow_inf_nan=False)
+    cost_per_cpu_second: float = Field(0.0, ge=0, allow_inf_nan=False)
+    """Process CPU seconds since the previous model call are charged to the agent of that call."""
+
+
 class PathsConfig(_Strict):
     data_dir: str = ".alina"
     """Local state: Postgres and Redis data, logs. Relative paths are relative to the project."""
@@ -403,6 +425,7 @@ class AlinaConfig(_Strict):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     trading: TradingConfig = Field(default_factory=TradingConfig)
 
     def data_dir(self) -> Path:

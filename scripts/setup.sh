@@ -16,10 +16,11 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 done_() { printf '    %s\n' "$*"; }
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
-step "system packages (redis-server; PostgreSQL 15)"
+step "system packages (redis-server; PostgreSQL 15; prometheus + promtool for the monitoring tests)"
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 [ -x /usr/lib/postgresql/15/bin/pg_ctl ] || command -v pg_ctl >/dev/null || need+=(postgresql-15)
+command -v promtool >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -eq 0 ]; then
   done_ "already installed: redis-server $(redis-server --version | awk '{print $3}'), postgres $(ls /usr/lib/postgresql 2>/dev/null | tr '\n' ' ')"
 else

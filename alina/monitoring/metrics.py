@@ -8,6 +8,17 @@ importing this module never pollutes other registries and an exporter must serve
 Label hygiene: label values are identifiers only (agent, provider, model, tool names,
 fixed outcome/status/kind words). They are sanitised to ``[A-Za-z0-9_.:/-]`` and cut at 64
 characters, so a message or a secret can never become a long-lived time series by mistake.
+
+OpenTelemetry GenAI semantic conventions (``gen_ai.*`` metrics, status Development) are exported
+in their Prometheus form next to the ``alina_*`` series, recorded by the same functions:
+``gen_ai_client_operation_duration_seconds``, ``gen_ai_client_token_usage`` (both from
+:func:`observe_model_call`), ``gen_ai_execute_tool_duration_seconds`` (from
+:func:`observe_tool_call`) and ``gen_ai_invoke_agent_duration_seconds`` (from
+:func:`observe_agent_invocation`). Attribute dots become underscores (``gen_ai.request.model`` ->
+``gen_ai_request_model``); ``error_type`` is empty on success, as OTel leaves ``error.type`` unset.
+``alina_cost_estimated_total{agent,kind}`` turns tokens and CPU seconds into money at the rates
+set by :func:`configure_costs` (``monitoring:`` in config.yaml; all 0.0 by default). The
+process's CPU and memory (``process_*``) come from prometheus_client's ProcessCollector.
 """
 
 from __future__ import annotations
@@ -15,9 +26,11 @@ from __future__ import annotations
 import math
 import re
 import threading
+import time
 from collections import deque
+from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -127,6 +140,101 @@ ALERT_ACTIONS = Counter(
     registry=REGISTRY,
 )
 
+# --- OpenTelemetry GenAI semantic conventions (Prometheus form); buckets as the conventions suggest
+GEN_AI_DURATION_BUCKETS = tuple(0.01 * 2**i for i in range(14))  # 0.01 .. 81.92 s
+GEN_AI_TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))  # 1 .. 67108864 tokens
+GEN_AI_AGENT_BUCKETS = tuple(round(0.1 * 2**i, 1) for i in range(13))  # 0.1 .. 409.6 s
+GEN_AI_CHAT = "chat"
+_GEN_AI_MODEL_LABELS = ["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model"]
+# outcomes that are a successful call (a repaired answer is still an answer): no error.type
+_MODEL_OK = frozenset({"ok", "repaired"})
+
+GEN_AI_OPERATION_DURATION = Histogram(
+    "gen_ai_client_operation_duration_seconds",
+    "OTel gen_ai.client.operation.duration: duration of a GenAI client operation (one model call); "
+    "error_type is the ALINA outcome of a failed call, empty on success.",
+    [*_GEN_AI_MODEL_LABELS, "error_type"],
+    buckets=GEN_AI_DURATION_BUCKETS,
+    registry=REGISTRY,
+)
+GEN_AI_TOKEN_USAGE = Histogram(
+    "gen_ai_client_token_usage",
+    "OTel gen_ai.client.token.usage: tokens per model call, gen_ai_token_type=input|output.",
+    [*_GEN_AI_MODEL_LABELS, "gen_ai_token_type"],
+    buckets=GEN_AI_TOKEN_BUCKETS,
+    registry=REGISTRY,
+)
+GEN_AI_EXECUTE_TOOL_DURATION = Histogram(
+    "gen_ai_execute_tool_duration_seconds",
+    "OTel gen_ai.execute_tool.duration: duration of a tool execution; error_type empty on success.",
+    ["gen_ai_tool_name", "gen_ai_tool_type", "gen_ai_agent_name", "error_type"],
+    buckets=GEN_AI_DURATION_BUCKETS,
+    registry=REGISTRY,
+)
+GEN_AI_INVOKE_AGENT_DURATION = Histogram(
+    "gen_ai_invoke_agent_duration_seconds",
+    "OTel gen_ai.invoke_agent.duration: duration of one agent invocation (one turn of an agent).",
+    ["gen_ai_agent_name", "gen_ai_request_model", "error_type"],
+    buckets=GEN_AI_AGENT_BUCKETS,
+    registry=REGISTRY,
+)
+
+COST_KINDS = ("prompt", "completion", "cpu")
+COST = Counter(
+    "alina_cost_estimated_total",
+    "Estimated cost (monitoring.cost_per_* rates; currency is the operator's) by agent and "
+    "kind=prompt|completion|cpu. cpu: the process CPU seconds since the previous model call, "
+    "charged to the agent whose call just ended.",
+    ["agent", "kind"],
+    registry=REGISTRY,
+)
+# process_cpu_seconds_total, process_resident_memory_bytes, ... (Linux /proc; a no-op elsewhere)
+PROCESS = ProcessCollector(registry=REGISTRY)
+
+
+@dataclass
+class CostRates:
+    """Money per unit: per 1000 prompt tokens, per 1000 completion tokens, per CPU second."""
+
+    per_1k_prompt_tokens: float = 0.0
+    per_1k_completion_tokens: float = 0.0
+    per_cpu_second: float = 0.0
+
+
+_COST_LOCK = threading.Lock()
+_cost_rates = CostRates()
+_last_cpu = time.process_time()
+
+
+def configure_costs(
+    per_1k_prompt_tokens: float = 0.0, per_1k_completion_tokens: float = 0.0, per_cpu_second: float = 0.0
+) -> CostRates:
+    """Set the rates :func:`observe_model_call` prices calls at (negative or non-finite -> 0)."""
+    global _cost_rates
+    rates = CostRates(
+        *(_seconds(v) for v in (per_1k_prompt_tokens, per_1k_completion_tokens, per_cpu_second))
+    )
+    with _COST_LOCK:
+        _cost_rates = rates
+    return rates
+
+
+def _observe_cost(agent: str, prompt_tokens: int | None, completion_tokens: int | None) -> None:
+    global _last_cpu
+    with _COST_LOCK:
+        rates = _cost_rates
+        now = time.process_time()  # all threads of this process (llama.cpp computes in-process)
+        cpu, _last_cpu = max(0.0, now - _last_cpu), now
+    # inc(0) too: the series exist from the first call on, so dashboards show 0, not "no data"
+    COST.labels(agent=agent, kind="prompt").inc(
+        max(0, prompt_tokens or 0) / 1000 * rates.per_1k_prompt_tokens
+    )
+    COST.labels(agent=agent, kind="completion").inc(
+        max(0, completion_tokens or 0) / 1000 * rates.per_1k_completion_tokens
+    )
+    COST.labels(agent=agent, kind="cpu").inc(cpu * rates.per_cpu_second)
+
+
 _LABEL_BAD = re.compile(r"[^A-Za-z0-9_.:/-]+")
 _LABEL_MAX = 64
 
@@ -229,14 +337,35 @@ def observe_model_call(
         if n is not None and n > 0:
             TOKENS.labels(agent=a, kind=kind).inc(n)
     LATENCY.record(a, secs)
+    gen_ai = {"gen_ai_operation_name": GEN_AI_CHAT, "gen_ai_provider_name": p, "gen_ai_request_model": m}
+    GEN_AI_OPERATION_DURATION.labels(**gen_ai, error_type="" if outcome in _MODEL_OK else outcome).observe(
+        secs
+    )
+    for token_type, n in (("input", prompt_tokens), ("output", completion_tokens)):
+        if n is not None and n >= 0 and outcome in _MODEL_OK:
+            GEN_AI_TOKEN_USAGE.labels(**gen_ai, gen_ai_token_type=token_type).observe(n)
+    _observe_cost(a, prompt_tokens, completion_tokens)
 
 
 def observe_tool_call(agent: str, tool: str, seconds: float, outcome: str = "ok") -> None:
     """Record one tool call (``outcome`` ok|error|timeout) and its duration."""
     _check(outcome, TOOL_OUTCOMES, "outcome")
-    t = safe_label(tool)
-    TOOL_CALLS.labels(agent=safe_label(agent), tool=t, outcome=outcome).inc()
-    TOOL_CALL_SECONDS.labels(tool=t).observe(_seconds(seconds))
+    t, a, secs = safe_label(tool), safe_label(agent), _seconds(seconds)
+    TOOL_CALLS.labels(agent=a, tool=t, outcome=outcome).inc()
+    TOOL_CALL_SECONDS.labels(tool=t).observe(secs)
+    GEN_AI_EXECUTE_TOOL_DURATION.labels(
+        gen_ai_tool_name=t, gen_ai_tool_type="function", gen_ai_agent_name=a,
+        error_type="" if outcome == "ok" else outcome,
+    ).observe(secs)  # fmt: skip
+
+
+def observe_agent_invocation(agent: str, model: str, seconds: float, error_type: str = "") -> None:
+    """Record one agent invocation (``gen_ai_invoke_agent_duration_seconds``); ``error_type``
+    empty means it succeeded, otherwise a short identifier (sanitised like every label)."""
+    GEN_AI_INVOKE_AGENT_DURATION.labels(
+        gen_ai_agent_name=safe_label(agent), gen_ai_request_model=safe_label(model),
+        error_type=safe_label(error_type) if error_type else "",
+    ).observe(_seconds(seconds))  # fmt: skip
 
 
 def observe_run(status: str, turns: int) -> None:
