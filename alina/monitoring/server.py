@@ -35,7 +35,7 @@ __all__ = ["MetricsServer", "RunTotalsCollector", "current_mode"]
 
 logger = logging.getLogger(__name__)
 
-AlertHandler = Callable[[dict[str, Any]], Awaitable[None]]
+AlertHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 _RUN_TOTALS_SQL = """
 SELECT status, count(*), coalesce(sum(model_calls), 0), coalesce(sum(tool_calls), 0),
@@ -162,7 +162,7 @@ class MetricsServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server = site._server  # the bound socket tells the real port when port=0
+        server: Any = site._server  # the bound socket tells the real port when port=0
         if server is not None and server.sockets:
             self.port = server.sockets[0].getsockname()[1]
         self._started = time.monotonic()

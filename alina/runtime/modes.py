@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 Mode = Literal["normal", "degraded", "safe", "halt"]
 MODES: tuple[Mode, ...] = ("normal", "degraded", "safe", "halt")
-_LEVEL = {m: i for i, m in enumerate(MODES)}
+_LEVEL: dict[str, int] = {m: i for i, m in enumerate(MODES)}
 REDIS_KEY = "alina:mode"
 
 MODE = Gauge(
