@@ -107,3 +107,28 @@ def test_false_promotions_on_20_no_op_candidates_ours_vs_gepa_style() -> None:
     )
     assert ours["sign"] <= 1
     assert gepa > ours["sign"]
+
+
+def test_readme_states_the_committed_bench_figures_and_defaults() -> None:
+    import json
+    from pathlib import Path
+
+    from alina.meta_prompts import gate
+
+    root = Path(__file__).resolve().parents[2]
+    readme = " ".join((root / "README.md").read_text(encoding="utf-8").split())
+    rows = json.loads((root / "bench/results/optimizer_gate.json").read_text())["summary"]["rows"]
+    n12 = len(load_eval_set("alina", "heldout"))
+    sign, boot, anchor = (next(r for r in rows if r[0] == n12 and r[1].startswith(k)) for k in
+                          ("ours (sign", "ours (boot", "GEPA"))  # fmt: skip
+    sign40 = next(r for r in rows if r[0] == 40 and r[1].startswith("ours (sign"))
+    assert f"on ALINA's {n12} held-out cases the sign test falsely promotes {sign[2]:.3f}" in readme
+    assert f"the bootstrap {boot[2]:.3f}" in readme and f"GEPA-style rule {anchor[2]:.3f}" in readme
+    assert (
+        f"+0.2 is promoted {sign[5]:.3f} of the time by the sign test ({anchor[5]:.3f} GEPA-style)" in readme
+    )
+    assert f"+0.1 only {sign[4]:.3f}" in readme
+    assert f"power is {sign40[4]:.3f} at +0.1 and {sign40[5]:.3f} at +0.2" in readme
+    assert gate.ALPHA == 0.05 and gate.MIN_GAIN == 0.05 and gate.GEPA_MINIBATCH == 3
+    assert "(alina 40 cases, trader 32, monitor 30, optimizer 30)" in readme
+    assert [len(load_eval_set(a)) for a in ("alina", "trader", "monitor", "optimizer")] == [40, 32, 30, 30]
