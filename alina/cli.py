@@ -49,11 +49,13 @@ app.add_typer(db_app, name="db")
 def _mount_plugins_apps() -> None:
     # Imported here, not at the top: these apps pull in ccxt and the backtest engine.
     from alina.runtime.mode_cli import app as mode_app
+    from alina.runtime.prompts_cli import app as prompts_app
     from alina.runtime.status_cli import status
     from alina.skills.cli import app as skills_app
     from alina.trading.backtest_cli import app as backtest_app
 
     app.add_typer(mode_app, name="mode")
+    app.add_typer(prompts_app, name="prompts")
     app.add_typer(skills_app, name="skills")
     app.add_typer(backtest_app, name="backtest")
     app.command("status")(status)
