@@ -391,6 +391,7 @@ async def _team_session(cfg: AlinaConfig, *, live: bool, on_event: Any) -> Async
     recorder behind the skill loader, the vector memory (retrieval before model calls; what
     each run leaves in memory and in the graph is written after it), and the team itself."""
     from alina.memory_store.graph import MemoryGraph
+    from alina.memory_store.prompts import PromptVersions
     from alina.memory_store.writer import EventWriter
     from alina.runtime.modes import SystemMode
     from alina.runtime.status import configure_monitor_status
@@ -438,6 +439,7 @@ async def _team_session(cfg: AlinaConfig, *, live: bool, on_event: Any) -> Async
         runner = TeamRunner(
             cfg, sink=store, hot=hot, on_event=on_event, memory=memory, memory_writer=writer,
             events=events, modes=modes, order_symbols=lambda: desk.exchange.symbols,
+            prompt_source=PromptVersions.from_config(cfg).active_prompts,
         )  # fmt: skip
         stack.push_async_callback(runner.close)
         yield runner

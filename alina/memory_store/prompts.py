@@ -99,6 +99,19 @@ class PromptVersions:
         self._agents = agents
         self._connect_timeout = max(2, int(connect_timeout))
 
+    @classmethod
+    def from_config(cls, config: Any) -> PromptVersions:
+        """The repository of a configured system (an ``AlinaConfig``): its agents (ALINA and the
+        specialists) with the prompt files ``agents.NAME.prompt`` names."""
+        from alina.config import ORCHESTRATOR, SPECIALISTS
+
+        return cls(
+            config.postgres.dsn(),
+            load=lambda agent: load_prompt(config.agents[agent].prompt or agent),
+            agents=lambda: (ORCHESTRATOR, *SPECIALISTS),
+            connect_timeout=int(config.postgres.connect_timeout_s),
+        )
+
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[AsyncConnection[dict[str, Any]]]:
         try:

@@ -60,9 +60,9 @@ def list_versions(
     """Every stored version per agent; * marks the one in use."""
 
     async def go(versions: Any) -> list[Any]:
-        from alina.meta_prompts import prompt_names
+        from alina.config import ORCHESTRATOR, SPECIALISTS
 
-        names = [agent] if agent else sorted(prompt_names())
+        names = [agent] if agent else [ORCHESTRATOR, *SPECIALISTS]
         return [v for name in names for v in await versions.history(name)]
 
     rows = _call(config, go)
