@@ -175,3 +175,24 @@ def test_cli_list_show_diff_rollback_and_bad_input(fresh_pg_dsn: str, alina_conf
         p = cli(*args)
         assert p.returncode == 2, (args, p.stdout, p.stderr)
         assert message in " ".join(p.stderr.split()), p.stderr
+
+
+async def test_a_running_team_picks_up_a_promotion_and_a_rollback_on_its_next_run(fresh_pg_dsn: str) -> None:
+    from alina.config import AlinaConfig
+    from alina.team import TeamRunner
+    from tests.unit.test_resume import clients
+
+    store = await migrated(fresh_pg_dsn)
+    runner = TeamRunner(AlinaConfig(), clients=clients(), prompt_source=store.active_prompts)
+    assert await runner.refresh_prompts() == {}  # the files are what the team runs with
+    file = load_prompt("trader")
+    cand = await store.add_candidate("trader", compose(BODY, file.protected))
+    assert await runner.refresh_prompts() == {}  # a candidate is not used
+    await store.promote("trader", cand.version, reason="gate passed")
+    assert runner.team.prompts["trader"] == file
+    changed = await runner.refresh_prompts()
+    assert (changed["trader"].version, changed["trader"].system) == (cand.version, cand.system)
+    assert runner.team.prompts["trader"].system == cand.system
+    back = await store.rollback("trader", file.version, reason="worse")
+    changed = await runner.refresh_prompts()
+    assert (changed["trader"].version, changed["trader"].digest) == (back.version, file.digest)
