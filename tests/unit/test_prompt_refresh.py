@@ -128,3 +128,14 @@ async def test_a_new_alina_prompt_moves_the_selector_cache_namespace_too(agent: 
     assert await runner.refresh_prompts() == {agent: new}
     for label in (agent, "selector"):
         assert runner.team.clients[label].prompt_version == f"v{new.version}-{new.digest}"  # type: ignore[attr-defined]
+
+
+def test_alina_run_and_chat_build_their_runner_with_the_active_prompts_as_source() -> None:
+    import inspect
+
+    from alina import cli
+
+    source = inspect.getsource(cli._team_session)  # `alina run` and `alina chat` both open it
+    assert "prompt_source=PromptVersions.from_config(cfg).active_prompts" in source
+    assert "_team_session(cfg" in inspect.getsource(cli._run_task)
+    assert "_team_session(cfg" in inspect.getsource(cli.chat)
