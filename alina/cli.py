@@ -49,11 +49,13 @@ app.add_typer(db_app, name="db")
 def _mount_plugins_apps() -> None:
     # Imported here, not at the top: these apps pull in ccxt and the backtest engine.
     from alina.runtime.mode_cli import app as mode_app
+    from alina.runtime.prompts_cli import app as prompts_app
     from alina.runtime.status_cli import status
     from alina.skills.cli import app as skills_app
     from alina.trading.backtest_cli import app as backtest_app
 
     app.add_typer(mode_app, name="mode")
+    app.add_typer(prompts_app, name="prompts")
     app.add_typer(skills_app, name="skills")
     app.add_typer(backtest_app, name="backtest")
     app.command("status")(status)
@@ -389,6 +391,7 @@ async def _team_session(cfg: AlinaConfig, *, live: bool, on_event: Any) -> Async
     recorder behind the skill loader, the vector memory (retrieval before model calls; what
     each run leaves in memory and in the graph is written after it), and the team itself."""
     from alina.memory_store.graph import MemoryGraph
+    from alina.memory_store.prompts import PromptVersions
     from alina.memory_store.writer import EventWriter
     from alina.runtime.modes import SystemMode
     from alina.runtime.status import configure_monitor_status
@@ -436,6 +439,7 @@ async def _team_session(cfg: AlinaConfig, *, live: bool, on_event: Any) -> Async
         runner = TeamRunner(
             cfg, sink=store, hot=hot, on_event=on_event, memory=memory, memory_writer=writer,
             events=events, modes=modes, order_symbols=lambda: desk.exchange.symbols,
+            prompt_source=PromptVersions.from_config(cfg).active_prompts,
         )  # fmt: skip
         stack.push_async_callback(runner.close)
         yield runner

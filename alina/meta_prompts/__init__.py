@@ -3,10 +3,37 @@
 Each file holds ``name``, ``version`` (an integer, bumped on every change), ``description``
 (what the router shows about the agent) and ``system`` (the system prompt template). Templates
 use ``{variable}`` placeholders; rendering with a missing variable is an error, never an empty
-string. The optimizer's critic loop (a later issue) writes new versions; the checkpoint records
-which version each agent ran with.
+string. The optimizer's critic loop writes new versions; the checkpoint records which version
+each agent ran with.
+
+A file may hold a ``protected`` section (risk rules, tool permissions, output contract) and its
+``protected_sha256``: the section is always the end of the system prompt, under
+:data:`PROTECTED_HEADER`, and :func:`check_candidate` refuses a revision that changes it. The
+versions in use live in Postgres (:class:`alina.memory_store.prompts.PromptVersions`).
 """
 
-from alina.meta_prompts._prompts import Prompt, PromptError, load_prompt, prompt_names
+from alina.meta_prompts._prompts import (
+    PROTECTED_HEADER,
+    Prompt,
+    PromptError,
+    compose,
+    load_prompt,
+    prompt_names,
+    protected_hash,
+    split_protected,
+    system_digest,
+)
+from alina.meta_prompts.guard import check_candidate
 
-__all__ = ["Prompt", "PromptError", "load_prompt", "prompt_names"]
+__all__ = [
+    "PROTECTED_HEADER",
+    "Prompt",
+    "PromptError",
+    "check_candidate",
+    "compose",
+    "load_prompt",
+    "prompt_names",
+    "protected_hash",
+    "split_protected",
+    "system_digest",
+]

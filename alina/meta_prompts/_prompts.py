@@ -13,6 +13,9 @@ PROMPT_DIR = Path(__file__).parent / "prompts"
 _REQUIRED = ("name", "version", "description", "system")
 _OPTIONAL = ("keywords", "examples")
 _CLAIMS = "claims"
+_PROTECTED = ("protected", "protected_sha256")
+PROTECTED_HEADER = "Fixed rules (no revision of this prompt may change them):"
+"""The line that starts a prompt's protected section; the section is always the end of ``system``."""
 Claim = tuple[tuple[str, ...], ...]
 """One routing cue: groups of alternative words or phrases; a clause matches when it has one of
 every group."""
@@ -36,11 +39,24 @@ class Prompt:
     """Cues for clauses this agent takes even when they name another agent or use its keywords
     (e.g. "rewrite the trader's prompt" is the optimizer's); ``<agent>`` stands for any agent's
     name. Lower-case."""
+    protected: str = ""
+    """The protected section (risk rules, tool permissions, output contract): always the end of
+    ``system``, after :data:`PROTECTED_HEADER`; a candidate revision must keep it byte for byte."""
 
     @property
     def digest(self) -> str:
         """Short content hash: identifies the exact text a run used."""
-        return hashlib.sha256(self.system.encode()).hexdigest()[:12]
+        return system_digest(self.system)
+
+    @property
+    def protected_hash(self) -> str:
+        """Hash of the protected section (the YAML stores it as ``protected_sha256``)."""
+        return protected_hash(self.protected)
+
+    @property
+    def body(self) -> str:
+        """``system`` without its protected section (the part a revision may rewrite)."""
+        return split_protected(self.system)[0]
 
     def render(self, **variables: Any) -> str:
         """Fill the ``{name}`` placeholders; a placeholder without a value raises PromptError."""
@@ -49,6 +65,32 @@ class Prompt:
         if missing:
             raise PromptError(f"prompt {self.name!r} v{self.version}: missing variables {missing}")
         return self.system.format(**variables)
+
+
+def system_digest(system: str) -> str:
+    """The short content hash of a system text (:attr:`Prompt.digest`)."""
+    return hashlib.sha256(system.encode()).hexdigest()[:12]
+
+
+def protected_hash(protected: str) -> str:
+    """The hash of a protected section's text (first 16 hex digits of its SHA-256)."""
+    return hashlib.sha256(protected.strip().encode()).hexdigest()[:16]
+
+
+def compose(body: str, protected: str) -> str:
+    """The full system text: ``body``, then the protected section under :data:`PROTECTED_HEADER`
+    (just ``body`` when there is no protected section)."""
+    body, protected = body.strip(), protected.strip()
+    return f"{body}\n\n{PROTECTED_HEADER}\n{protected}" if protected else body
+
+
+def split_protected(system: str) -> tuple[str, str | None]:
+    """``(body, protected)`` of a system text; ``protected`` is None when the header is absent.
+    The header's last occurrence counts (the section is always the end of the text)."""
+    at = system.rfind(PROTECTED_HEADER)
+    if at < 0:
+        return system.strip(), None
+    return system[:at].strip(), system[at + len(PROTECTED_HEADER) :].strip()
 
 
 def prompt_names() -> set[str]:
@@ -68,7 +110,7 @@ def load_prompt(name: str) -> Prompt:
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
         raise PromptError(f"{path}: missing keys {missing}")
-    unknown = sorted(set(data) - {*_REQUIRED, *_OPTIONAL, _CLAIMS})
+    unknown = sorted(set(data) - {*_REQUIRED, *_OPTIONAL, _CLAIMS, *_PROTECTED})
     if unknown:
         raise PromptError(f"{path}: unknown keys {unknown}")
     if data["name"] != name:
@@ -80,15 +122,41 @@ def load_prompt(name: str) -> Prompt:
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
             raise PromptError(f"{path}: {key} must be a list of non-empty strings (got {value!r:.80})")
     claims = _claims(path, data.get(_CLAIMS, []))
+    protected = _protected(path, data)
+    body = str(data["system"]).strip()
+    if PROTECTED_HEADER in body:
+        raise PromptError(f"{path}: system must not contain the protected header {PROTECTED_HEADER!r}")
     return Prompt(
         name=name,
         version=data["version"],
         description=str(data["description"]).strip(),
-        system=str(data["system"]).strip(),
+        system=compose(body, protected),
+        protected=protected,
         keywords=tuple(k.strip().lower() for k in data.get("keywords", ())),
         examples=tuple(e.strip() for e in data.get("examples", ())),
         claims=claims,
     )
+
+
+def _protected(path: Path, data: dict[str, Any]) -> str:
+    """The ``protected`` text of a prompt file, checked against its stored ``protected_sha256``
+    (an edit of the protected section must update the hash too: it is never changed by accident).
+    Braces are refused: the section is never a template."""
+    text, stored = data.get("protected"), data.get("protected_sha256")
+    if text is None:
+        if stored is not None:
+            raise PromptError(f"{path}: protected_sha256 without a protected section")
+        return ""
+    if not isinstance(text, str) or not text.strip():
+        raise PromptError(f"{path}: protected must be non-empty text")
+    if "{" in text or "}" in text:
+        raise PromptError(f"{path}: protected must not contain braces (it is not a template)")
+    if stored != protected_hash(text):
+        raise PromptError(
+            f"{path}: protected_sha256 is {stored!r} but the protected section hashes to "
+            f"{protected_hash(text)!r}; update it only when the protected rules are meant to change"
+        )
+    return text.strip()
 
 
 def _claims(path: Path, value: Any) -> tuple[Claim, ...]:

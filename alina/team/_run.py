@@ -53,7 +53,7 @@ from alina.memory_store.hot import HotState
 from alina.memory_store.vector import VectorMemory
 from alina.memory_store.writer import EventWriter
 from alina.meta_prompts import Prompt
-from alina.models import CallRecord
+from alina.models import CallRecord, ResilientClient
 from alina.monitoring import metrics
 from alina.skills.context import RunContext, current_run_context, run_context
 from alina.skills.loader import default_loader
@@ -361,8 +361,12 @@ class TeamRunner:
         modes: ModeGate | None = None,
         order_symbols: Callable[[], list[str]] | None = None,
         on_store_state: StoreStateCallback | None = None,
+        prompt_source: Callable[[], Awaitable[Mapping[str, Prompt]]] | None = None,
     ) -> None:
-        """``memory``: the agents retrieve from it before each model call (see ``build_team``).
+        """``prompt_source()``: the prompts the agents should run with (e.g.
+        ``PromptVersions(dsn).active_prompts``), asked at the start of every :meth:`run`; an agent
+        whose prompt differs from the one it runs with gets it then (see :meth:`refresh_prompts`).
+        ``memory``: the agents retrieve from it before each model call (see ``build_team``).
         ``memory_writer``: called with each finished run's result (``run`` and ``resume``) in a
         background task, so the run never waits for it; :meth:`flush_memory` waits for it.
         ``events``: the operational log (``events`` table): run start/resume/end and every model
@@ -395,6 +399,7 @@ class TeamRunner:
         self._events_warned = False
         self.on_event = on_event
         self.memory_writer = memory_writer
+        self.prompt_source = prompt_source
         self._writes: set[asyncio.Task[None]] = set()
         self._calls: list[CallRecord] = []
         self.team: AlinaTeam = build_team(
@@ -500,6 +505,7 @@ class TeamRunner:
         (a failure to save a turn is reported as a failed run too)."""
         run_id = run_id or uuid.uuid4().hex
         result = RunResult(run_id=run_id, task=task, status="failed", stop_reason="")
+        await self.refresh_prompts()
         if self.sink is None:
             return await self._drive(result, task, turn=0, position={})
         await self.sink.create_run(run_id, task, self.config.model_dump(mode="json"))
@@ -538,6 +544,44 @@ class TeamRunner:
             result.wall_s = float(point.position.get("wall_s", 0.0))
             logger.info("resuming run %s from turn %d (resume #%d)", run_id, point.turn, point.resumes + 1)
             return await self._drive(result, task, turn=point.turn, position=point.position)
+
+    async def refresh_prompts(self) -> dict[str, Prompt]:
+        """Put the prompts of ``prompt_source`` into use without a restart: when an agent's
+        version or text differs from the one it runs with, the team is rebuilt with them (same
+        clients, cache, mode) and gets its conversation back, and the agent's response-cache
+        namespace follows the new version. Returns the changed prompts. Fails open: when the
+        source cannot answer (Postgres away, a bad prompt file) the agents keep their prompts
+        and a warning is logged."""
+        if self.prompt_source is None:
+            return {}
+        try:
+            wanted = await self.prompt_source()
+        except Exception as exc:  # noqa: BLE001 - never fail a run for this
+            logger.warning("prompt versions unavailable (%s): the agents keep the prompts they run with", exc)
+            return {}
+        changed = {
+            name: p for name, p in wanted.items()
+            if name in self.team.prompts and (p.version, p.digest) != (
+                self.team.prompts[name].version, self.team.prompts[name].digest)
+        }  # fmt: skip
+        if not changed:
+            return {}
+        for name, p in changed.items():
+            logger.info("agent %s now runs prompt v%d (%s)", name, p.version, p.digest)
+        state = await self.team.team.save_state()
+        self.team = build_team(
+            self.config, clients=self.team.clients, mode=self.team.router.mode,
+            prompts={**self.team.prompts, **changed}, cache=self.team.cache, memory=self.team.memory,
+        )  # fmt: skip
+        await self.team.team.load_state(state)
+        self._routing_seen = 0
+        for name, p in changed.items():  # cache entries of the old version are never served
+            labels = (name, "selector") if name == ORCHESTRATOR else (name,)
+            for label in labels:
+                client = self.team.clients.get(label)
+                if isinstance(client, ResilientClient):
+                    client.prompt_version = f"v{p.version}-{p.digest}"
+        return changed
 
     def _rebuild(self, prompts: dict[str, PromptRef]) -> None:
         """A fresh AutoGen team (same clients, cache and mode) with the checkpointed prompts."""
@@ -786,4 +830,3 @@ class TeamRunner:
         if self.on_event is not None:
             self.on_event(event)
         return event
-
