@@ -99,9 +99,9 @@ def decide(
     diffs = _paired(current_scores, candidate_scores)
     gain = float(diffs.mean())
     if method == "sign":
-        p = sign_test_p(diffs)
+        p = sign_test_p(diffs.tolist())
     elif method == "bootstrap":
-        p = bootstrap_p(diffs, trials, seed)
+        p = bootstrap_p(diffs.tolist(), trials, seed)
     else:
         raise ValueError(f"unknown method {method!r} (sign | bootstrap)")
     wins, losses = int((diffs > 0).sum()), int((diffs < 0).sum())
