@@ -43,9 +43,17 @@ async def test_leases_cap_calls_across_governors_sharing_a_server(redis_service)
     # Two governors stand for two processes: each would allow 2, together they may run only 2.
     govs = [Governor(2, name=name, redis_url=redis_service.url, lease_ttl_s=5, poll_s=0.005)
             for _ in range(2)]  # fmt: skip
-    model = Gate(hold=False)
+    model = Gate()  # calls run until released: the cap, not the scheduler, decides how many run
     clients = [ResilientClient(f"a{i}", model, governor=govs[i % 2]) for i in range(8)]
-    await asyncio.wait_for(asyncio.gather(*(c.create(ASK) for c in clients)), HANG_GUARD_S)
+    calls = asyncio.gather(*(c.create(ASK) for c in clients))
+    async with asyncio.timeout(HANG_GUARD_S):
+        while model.running < 2:  # two leases are free: two calls get in
+            await asyncio.sleep(0.01)
+    for _ in range(20):  # the other six keep asking for a lease meanwhile, and must not get one
+        await asyncio.sleep(0.01)
+    assert model.running == 2
+    model.release.set()
+    await asyncio.wait_for(calls, HANG_GUARD_S)
     assert model.max_running == 2
     assert await govs[0].leases() == 0  # every lease released
     for g in govs:
