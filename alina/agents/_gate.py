@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any
 
-from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, ModelInfo, RequestUsage
+from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage
 from autogen_core.tools import Tool, ToolSchema
 
+from alina.models import WrappedClient
 from alina.skills.context import current_run_context
 
 __all__ = ["ToolGateClient", "side_effects_allowed"]
@@ -33,7 +34,7 @@ def _name(tool: Tool | ToolSchema | Mapping[str, Any]) -> str:
     return str(tool["name"] if isinstance(tool, Mapping) else tool.name)
 
 
-class ToolGateClient(ChatCompletionClient):
+class ToolGateClient(WrappedClient):
     """Wraps an agent's model client and drops ``side_effect_tools`` from each call's tools while
     ``allowed()`` is false. Everything else is passed through unchanged."""
 
@@ -43,7 +44,7 @@ class ToolGateClient(ChatCompletionClient):
         side_effect_tools: frozenset[str],
         allowed: Callable[[], bool] = side_effects_allowed,
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.side_effect_tools = side_effect_tools
         self.allowed = allowed
 
@@ -60,31 +61,3 @@ class ToolGateClient(ChatCompletionClient):
         self, messages: Sequence[LLMMessage], **kwargs: Any
     ) -> AsyncGenerator[str | CreateResult, None]:
         return self.inner.create_stream(messages, **self._gate(kwargs))
-
-    async def close(self) -> None:
-        """The inner client belongs to the team (shared, closed there)."""
-
-    def actual_usage(self) -> RequestUsage:
-        return self.inner.actual_usage()
-
-    def total_usage(self) -> RequestUsage:
-        return self.inner.total_usage()
-
-    def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
-        return self.inner.count_tokens(messages, tools=tools)
-
-    def remaining_tokens(
-        self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []
-    ) -> int:
-        return self.inner.remaining_tokens(messages, tools=tools)
-
-    @property
-    def capabilities(self) -> Any:
-        return self.inner.capabilities
-
-    @property
-    def model_info(self) -> ModelInfo:
-        return self.inner.model_info
-
-    def __getattr__(self, name: str) -> Any:  # provider, model, temperature, listener, ...
-        return getattr(self.inner, name)

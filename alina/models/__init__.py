@@ -28,6 +28,7 @@ from alina.models._resilient import (
     prefer_fallback,
     prefers_fallback,
 )
+from alina.models._wrapper import WrappedClient
 
 __all__ = [
     "PRIORITIES",
@@ -45,6 +46,7 @@ __all__ = [
     "OnExhausted",
     "RealModelCallBlocked",
     "ResilientClient",
+    "WrappedClient",
     "allow_model_requests",
     "build_agent_client",
     "build_provider",

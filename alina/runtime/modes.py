@@ -275,9 +275,7 @@ class SystemMode:
         """The latest transitions, newest first (empty when Postgres is not configured)."""
         if self.dsn is None:
             return []
-        async with await psycopg.AsyncConnection.connect(
-            self.dsn, autocommit=True, connect_timeout=max(1, int(self._timeout_s * 3))
-        ) as conn:
+        async with await self._connect(autocommit=True) as conn:
             cur = await conn.execute(
                 "SELECT from_mode, to_mode, actor, reason, automatic, run_id, created_at "
                 "FROM mode_transitions ORDER BY id DESC LIMIT %s",
@@ -289,9 +287,7 @@ class SystemMode:
         """Alerts not resolved yet, newest first (empty when Postgres is not configured)."""
         if self.dsn is None:
             return []
-        async with await psycopg.AsyncConnection.connect(
-            self.dsn, autocommit=True, connect_timeout=max(1, int(self._timeout_s * 3))
-        ) as conn:
+        async with await self._connect(autocommit=True) as conn:
             cur = await conn.execute(
                 "SELECT kind, severity, message, source, run_id, created_at FROM alerts "
                 "WHERE resolved_at IS NULL ORDER BY id DESC LIMIT %s",
@@ -305,6 +301,12 @@ class SystemMode:
             await self._redis.aclose()
 
     # ------------------------------------------------------------------ internals
+
+    async def _connect(self, *, autocommit: bool = True) -> psycopg.AsyncConnection[Any]:
+        """One short-lived connection: transitions and reads are rare, a pool is not worth it."""
+        return await psycopg.AsyncConnection.connect(
+            str(self.dsn), autocommit=autocommit, connect_timeout=max(1, int(self._timeout_s * 3))
+        )
 
     def _export(self) -> None:
         now = self.current
@@ -329,9 +331,7 @@ class SystemMode:
         if self.dsn is None:
             return None
         try:
-            async with await psycopg.AsyncConnection.connect(
-                self.dsn, autocommit=True, connect_timeout=max(1, int(self._timeout_s * 3))
-            ) as conn:
+            async with await self._connect(autocommit=True) as conn:
                 cur = await conn.execute(
                     "SELECT to_mode, reason, actor, automatic, extract(epoch FROM created_at) "
                     "FROM mode_transitions ORDER BY id DESC LIMIT 1"
@@ -351,9 +351,7 @@ class SystemMode:
         if self.dsn is None:
             return
         try:
-            async with await psycopg.AsyncConnection.connect(
-                self.dsn, autocommit=False, connect_timeout=max(1, int(self._timeout_s * 3))
-            ) as conn:
+            async with await self._connect(autocommit=False) as conn:
                 async with conn.transaction():
                     await conn.execute(
                         "INSERT INTO mode_transitions (from_mode, to_mode, actor, reason, automatic, run_id) "

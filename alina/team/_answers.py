@@ -24,21 +24,19 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import AsyncGenerator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from autogen_core.models import (
-    ChatCompletionClient,
     CreateResult,
     LLMMessage,
-    ModelInfo,
     RequestUsage,
     UserMessage,
 )
-from autogen_core.tools import Tool, ToolSchema
 
 from alina.config import ORCHESTRATOR
+from alina.models import WrappedClient
 from alina.skills.context import ChatMessage, current_run_context
 from alina.team._routing import report_states
 
@@ -247,12 +245,9 @@ def _feedback(check: AnswerCheck) -> str:
     )  # fmt: skip
 
 
-class AnswerCheckClient(ChatCompletionClient):
+class AnswerCheckClient(WrappedClient):
     """ALINA's model client with the answer check in front (see the module docstring). Calls
     outside a team run, and tool or JSON calls, pass through unchecked."""
-
-    def __init__(self, inner: ChatCompletionClient) -> None:
-        self.inner = inner
 
     async def create(self, messages: Sequence[LLMMessage], **kwargs: Any) -> CreateResult:  # type: ignore[override]
         first = await self.inner.create(messages, **kwargs)
@@ -291,39 +286,3 @@ class AnswerCheckClient(ChatCompletionClient):
             completion_tokens=sum(u.completion_tokens for u in spent),
         )
         return CreateResult(finish_reason="stop", content=digest(reports), usage=usage, cached=False)
-
-    async def create_stream(  # type: ignore[override]
-        self, messages: Sequence[LLMMessage], **kwargs: Any
-    ) -> AsyncGenerator[str | CreateResult, None]:
-        result = await self.create(messages, **kwargs)
-        if isinstance(result.content, str) and result.content:
-            yield result.content
-        yield result
-
-    async def close(self) -> None:
-        """The inner client belongs to the team (closed there)."""
-
-    def actual_usage(self) -> RequestUsage:
-        return self.inner.actual_usage()
-
-    def total_usage(self) -> RequestUsage:
-        return self.inner.total_usage()
-
-    def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
-        return self.inner.count_tokens(messages, tools=tools)
-
-    def remaining_tokens(
-        self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []
-    ) -> int:
-        return self.inner.remaining_tokens(messages, tools=tools)
-
-    @property
-    def capabilities(self) -> Any:
-        return self.inner.capabilities
-
-    @property
-    def model_info(self) -> ModelInfo:
-        return self.inner.model_info
-
-    def __getattr__(self, name: str) -> Any:  # provider, model, temperature, ...
-        return getattr(self.inner, name)

@@ -39,6 +39,7 @@ from alina.memory_store.embeddings import Embedder
 from alina.memory_store.graph import MemoryGraph, Relation
 from alina.memory_store.vector import SHARED, MemoryItem, VectorMemory
 from alina.monitoring.memory_metrics import observe_contradiction, observe_memory_write, set_memory_available
+from alina.skills.context import ChatMessage
 from alina.team._routing import REPORTERS, RouteDecision, report_states
 
 __all__ = [
@@ -62,17 +63,12 @@ _PAIR_ARG = re.compile(r"^[A-Za-z0-9]{2,12}/[A-Za-z0-9]{2,12}(?::[A-Za-z0-9]{2,1
 _DEGRADED = re.compile(r"^degraded \((?P<reasons>[^)]*)\)")
 
 
-class EventLike(Protocol):
-    """One recorded message or event of a run (:class:`~alina.team.RunEvent`)."""
+class EventLike(ChatMessage, Protocol):
+    """One recorded message or event of a run (:class:`~alina.team.RunEvent`): a chat message
+    with its place in the run."""
 
     @property
     def seq(self) -> int: ...
-    @property
-    def source(self) -> str: ...
-    @property
-    def type(self) -> str: ...
-    @property
-    def content(self) -> str: ...
 
 
 class RunLike(Protocol):

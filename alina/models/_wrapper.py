@@ -1,0 +1,64 @@
+"""A model client that wraps another one and changes only what it overrides.
+
+The agent layer puts small, single-purpose wrappers in front of an agent's client (the tool gate,
+the answer check). Each overrides ``create`` (and ``create_stream`` when it must); everything
+else, including attributes such as ``provider``, ``model`` or ``listener``, reaches the inner
+client. The inner client belongs to the team and is closed there, never by a wrapper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
+
+from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, ModelInfo, RequestUsage
+from autogen_core.tools import Tool, ToolSchema
+
+__all__ = ["WrappedClient"]
+
+
+class WrappedClient(ChatCompletionClient):
+    """Delegates every call to ``inner``; ``create_stream`` streams what :meth:`create` returns,
+    so a subclass that only overrides ``create`` is honoured on both paths."""
+
+    def __init__(self, inner: ChatCompletionClient) -> None:
+        self.inner = inner
+
+    async def create(self, messages: Sequence[LLMMessage], **kwargs: Any) -> CreateResult:  # type: ignore[override]
+        return await self.inner.create(messages, **kwargs)
+
+    async def create_stream(  # type: ignore[override]
+        self, messages: Sequence[LLMMessage], **kwargs: Any
+    ) -> AsyncGenerator[str | CreateResult, None]:
+        result = await self.create(messages, **kwargs)
+        if isinstance(result.content, str) and result.content:
+            yield result.content
+        yield result
+
+    async def close(self) -> None:
+        """The inner client belongs to the team (closed there)."""
+
+    def actual_usage(self) -> RequestUsage:
+        return self.inner.actual_usage()
+
+    def total_usage(self) -> RequestUsage:
+        return self.inner.total_usage()
+
+    def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
+        return self.inner.count_tokens(messages, tools=tools)
+
+    def remaining_tokens(
+        self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []
+    ) -> int:
+        return self.inner.remaining_tokens(messages, tools=tools)
+
+    @property
+    def capabilities(self) -> Any:
+        return self.inner.capabilities
+
+    @property
+    def model_info(self) -> ModelInfo:
+        return self.inner.model_info
+
+    def __getattr__(self, name: str) -> Any:  # provider, model, temperature, listener, ...
+        return getattr(self.inner, name)
