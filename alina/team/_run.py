@@ -55,6 +55,7 @@ from alina.memory_store.writer import EventWriter
 from alina.meta_prompts import Prompt
 from alina.models import CallRecord, ResilientClient
 from alina.monitoring import metrics
+from alina.runtime.modes import SystemMode
 from alina.skills.context import RunContext, current_run_context, run_context
 from alina.skills.loader import default_loader
 from alina.team._answers import REPORT_TYPES, check_output
@@ -93,38 +94,6 @@ class ModeGate(Protocol):
     def raise_floor(self, key: str, mode: str, reason: str) -> None: ...
 
     def clear_floor(self, key: str) -> None: ...
-
-
-class _LocalMode:
-    """A mode known to this runner only (no store): ``set_mode`` and escalations change it."""
-
-    def __init__(self) -> None:
-        self._floors: dict[str, str] = {}
-        self.shared = "normal"
-
-    @property
-    def current(self) -> str:
-        return "safe" if self._floors or self.shared != "normal" else "normal"
-
-    @property
-    def blocks_side_effects(self) -> bool:
-        return self.current != "normal"
-
-    def router_mode(self) -> Literal["normal", "safe"]:
-        return "safe" if self.blocks_side_effects else "normal"
-
-    async def refresh(self) -> None:
-        return None
-
-    async def escalate(self, mode: str, reason: str, *, actor: str, run_id: str | None = None) -> bool:
-        changed, self.shared = self.shared != mode, mode
-        return changed
-
-    def raise_floor(self, key: str, mode: str, reason: str) -> None:
-        self._floors[key] = mode
-
-    def clear_floor(self, key: str) -> None:
-        self._floors.pop(key, None)
 
 
 class RunSink(Protocol):
@@ -381,7 +350,7 @@ class TeamRunner:
         floor: orders pause). ``on_store_state(ok, reason)`` is also told: False and the reason
         when a commit fails, True when one succeeds again (on the event loop; must not block)."""
         self.config = config
-        self.modes: ModeGate = modes if modes is not None else _LocalMode()
+        self.modes: ModeGate = modes if modes is not None else SystemMode()  # this process only
         if mode != "normal":
             self.modes.raise_floor("run", mode, f"--mode {mode} for this process")
         mode = self.modes.router_mode()
