@@ -211,3 +211,34 @@ async def test_watch_health_leaves_an_automatic_safe_mode_after_sustained_health
     task.cancel()
     assert m.current == "normal" and m.state.actor == "recovery"
     await m.close()
+
+
+async def test_a_running_run_rereads_the_mode_before_every_turn(dsn: str, redis_service: Any) -> None:
+    """An operator (another process) sets safe mode while the trader speaks: the run's next
+    turn already obeys it."""
+    from alina.config import AlinaConfig
+    from alina.models import ResilientClient
+    from alina.team import MemorySink, TeamRunner
+    from tests.unit.test_resume import Scripted, clients
+
+    url = redis_service.url + "/13"
+    mine, operator = modes(dsn, url), modes(dsn, url)
+    await mine.set("normal", "start", actor="operator")
+
+    class SetsSafe(Scripted):
+        async def create(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
+            await operator.set("safe", "maintenance", actor="operator")
+            return await super().create(messages, *args, **kwargs)
+
+    from tests.scripted import call
+
+    team = clients()
+    team["trader"] = ResilientClient(
+        "trader", SetsSafe([call("candle_summary", '{"symbol": "BTC/USDT", "hours": 24}')]), retries=0
+    )
+    runner = TeamRunner(AlinaConfig(), sink=MemorySink(), clients=team, modes=mine)
+    assert runner.team.router.mode == "normal"
+    result = await runner.run("What is the BTC/USDT trend over the last day, and is the system healthy?")
+    assert result.mode == "safe" and runner.team.router.mode == "safe"
+    for m in (mine, operator):
+        await m.close()
