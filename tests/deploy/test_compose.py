@@ -539,3 +539,41 @@ def test_entrypoint_refuses_an_unreadable_secret_file(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert "ALINA_POSTGRES_PASSWORD_FILE" in out.stderr and "cannot be read" in out.stderr
     assert os.access(ROOT / "deploy/docker-entrypoint.sh", os.X_OK)
+
+
+# ----------------------------------------------------------------------- README claims about it
+
+
+def readme_section() -> str:
+    text = (ROOT / "README.md").read_text()
+    return text.split("## Deploy with Docker Compose", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readme_states_the_limits_the_stack_sets(stack: dict[str, Any]) -> None:
+    svcs = stack["services"]
+    documented = {"ollama": 18, "postgres": 4, "chroma": 3, "alina-serve": 3, "alina-worker": 2,
+                  "prometheus": 2, "redis": 1, "grafana": 0.5}  # fmt: skip
+    section = readme_section()
+    for name, gb in documented.items():
+        assert int(svcs[name]["mem_limit"]) == int(gb * GIB), name
+    assert "Ollama 18 GB, Postgres 4 GB, Chroma 3 GB, alina-serve 3 GB, each worker\n2 GB" in section
+    assert "--storage.tsdb.retention.time=30d" in svcs["prometheus"]["command"]
+    assert "--storage.tsdb.retention.size=10GB" in svcs["prometheus"]["command"]
+    assert svcs["ollama"]["environment"]["OLLAMA_NUM_PARALLEL"] == "4"
+    assert svcs["postgres"]["image"].startswith("postgres:15")
+
+
+def test_readme_names_every_volume(stack: dict[str, Any]) -> None:
+    section = readme_section().split("**Where data lives**", 1)[1].split("\n\n", 1)[0]
+    named = set(re.findall(r"`([a-z-]+-(?:data|models))`", section))
+    assert named == set(stack["volumes"])
+
+
+def test_image_tags_can_be_overridden_and_secrets_stay_out_of_git(planted: dict[str, Any]) -> None:
+    names = {"OLLAMA_IMAGE": "ollama", "POSTGRES_IMAGE": "postgres", "REDIS_IMAGE": "redis",
+             "PROMETHEUS_IMAGE": "prometheus", "GRAFANA_IMAGE": "grafana"}  # fmt: skip
+    stack = resolved(planted, (BASE,), **{var: f"registry.local/{svc}:x" for var, svc in names.items()})
+    for svc in names.values():
+        assert stack["services"][svc]["image"] == f"registry.local/{svc}:x"
+    assert stack["services"]["ollama-pull"]["image"] == "registry.local/ollama:x"
+    assert "secrets/" in (ROOT / ".gitignore").read_text().splitlines()
