@@ -16,11 +16,12 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 done_() { printf '    %s\n' "$*"; }
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
-step "system packages (redis-server; PostgreSQL 15; prometheus + promtool for the monitoring tests)"
+step "system packages (redis-server; PostgreSQL 15; prometheus + promtool, amtool for the monitoring and deploy tests)"
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 [ -x /usr/lib/postgresql/15/bin/pg_ctl ] || command -v pg_ctl >/dev/null || need+=(postgresql-15)
 command -v promtool >/dev/null || need+=(prometheus)
+command -v amtool >/dev/null || need+=(prometheus-alertmanager)
 if [ ${#need[@]} -eq 0 ]; then
   done_ "already installed: redis-server $(redis-server --version | awk '{print $3}'), postgres $(ls /usr/lib/postgresql 2>/dev/null | tr '\n' ' ')"
 else

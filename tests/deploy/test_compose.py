@@ -39,6 +39,7 @@ LONG_RUNNING = {
     "alina-serve",
     "alina-worker",
     "prometheus",
+    "alertmanager",
     "grafana",
 }
 ONE_SHOT = {"ollama-pull", "alina-migrate"}
@@ -172,13 +173,13 @@ def test_every_service_has_cpu_memory_and_pid_limits(stack: dict[str, Any]) -> N
 
 
 def test_memory_fits_the_48_gb_box_with_up_to_six_workers(stack: dict[str, Any]) -> None:
-    """README/compose comments: 35.5 GB with 2 workers, 43.5 GB with 6 (long-running services)."""
+    """README/compose comments: 35.75 GB with 2 workers, 43.75 GB with 6 (long-running services)."""
     svcs = stack["services"]
     others = sum(int(svcs[n]["mem_limit"]) for n in LONG_RUNNING - {"alina-worker"})
     worker = int(svcs["alina-worker"]["mem_limit"])
     assert replicas(svcs["alina-worker"]) == 2
-    assert others + 2 * worker == int(35.5 * GIB)
-    assert others + 6 * worker == int(43.5 * GIB) <= 44 * GIB  # 4 GB left for the kernel and page cache
+    assert others + 2 * worker == int(35.75 * GIB)
+    assert others + 6 * worker == int(43.75 * GIB) <= 44 * GIB  # 4 GB left for the kernel and page cache
 
 
 def test_ollama_is_pinned_to_its_own_cores(stack: dict[str, Any]) -> None:
@@ -265,6 +266,7 @@ def test_state_lives_on_named_volumes(stack: dict[str, Any]) -> None:
         "chroma": ("chroma-data", "/data"),
         "alina-serve": ("alina-serve-data", "/var/lib/alina"),
         "prometheus": ("prometheus-data", "/prometheus"),
+        "alertmanager": ("alertmanager-data", "/alertmanager"),
         "grafana": ("grafana-data", "/var/lib/grafana"),
     }
     for name, (volume, target) in expected.items():
@@ -329,7 +331,9 @@ def test_prometheus_runs_exactly_the_deploy_files_and_promtool_accepts_them(
     scrape = yaml.safe_load((ROOT / "deploy/prometheus.yml").read_text())["scrape_configs"]
     hosts = {t.split(":")[0] for j in scrape for c in j.get("static_configs", []) for t in c["targets"]}
     hosts |= {n for j in scrape for c in j.get("dns_sd_configs", []) for n in c["names"]}
-    assert hosts <= set(stack["services"]) | {"alertmanager"}
+    alerting = yaml.safe_load((ROOT / "deploy/prometheus.yml").read_text())["alerting"]["alertmanagers"]
+    hosts |= {t.split(":")[0] for a in alerting for c in a["static_configs"] for t in c["targets"]}
+    assert hosts <= set(stack["services"])
     if not shutil.which("promtool"):
         pytest.skip("promtool missing: run scripts/setup.sh")
     for target, source in mounted.items():  # the container's layout: rule_files resolve next to the config
@@ -342,6 +346,25 @@ def test_prometheus_runs_exactly_the_deploy_files_and_promtool_accepts_them(
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SUCCESS: 1 rule files found" in out.stdout and "alerts.yml" in out.stdout
+
+
+def test_alertmanager_sends_the_alerts_to_alina_serve(stack: dict[str, Any]) -> None:
+    am = stack["services"]["alertmanager"]
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in am["command"]
+    [mount] = am["configs"]
+    assert mount["target"] == "/etc/alertmanager/alertmanager.yml"
+    source = Path(stack["configs"][mount["source"]]["file"])
+    assert source == ROOT / "deploy/alertmanager.yml"
+    doc = yaml.safe_load(source.read_text())
+    [hook] = [w for r in doc["receivers"] for w in r.get("webhook_configs", [])]
+    # alina-serve's metrics server takes Alertmanager webhooks on POST /alerts (monitoring.port)
+    assert hook["url"] == "http://alina-serve:9464/alerts" and hook["send_resolved"] is True
+    prom = yaml.safe_load((ROOT / "deploy/prometheus.yml").read_text())
+    assert prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
+    if not shutil.which("amtool"):
+        pytest.skip("amtool missing: run scripts/setup.sh")
+    out = subprocess.run(["amtool", "check-config", str(source)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "SUCCESS" in out.stdout, out.stdout + out.stderr
 
 
 def test_grafana_mounts_the_deploy_provisioning_and_dashboards(stack: dict[str, Any]) -> None:
@@ -605,7 +628,7 @@ def readme_section() -> str:
 def test_readme_states_the_limits_the_stack_sets(stack: dict[str, Any]) -> None:
     svcs = stack["services"]
     documented = {"ollama": 18, "postgres": 4, "chroma": 3, "alina-serve": 3, "alina-worker": 2,
-                  "prometheus": 2, "redis": 1, "grafana": 0.5}  # fmt: skip
+                  "prometheus": 2, "redis": 1, "grafana": 0.5, "alertmanager": 0.25}  # fmt: skip
     section = readme_section()
     for name, gb in documented.items():
         assert int(svcs[name]["mem_limit"]) == int(gb * GIB), name
@@ -624,7 +647,8 @@ def test_readme_names_every_volume(stack: dict[str, Any]) -> None:
 
 def test_image_tags_can_be_overridden_and_secrets_stay_out_of_git(planted: dict[str, Any]) -> None:
     names = {"OLLAMA_IMAGE": "ollama", "POSTGRES_IMAGE": "postgres", "REDIS_IMAGE": "redis",
-             "PROMETHEUS_IMAGE": "prometheus", "GRAFANA_IMAGE": "grafana"}  # fmt: skip
+             "PROMETHEUS_IMAGE": "prometheus", "ALERTMANAGER_IMAGE": "alertmanager",
+             "GRAFANA_IMAGE": "grafana"}  # fmt: skip
     stack = resolved(planted, (BASE,), **{var: f"registry.local/{svc}:x" for var, svc in names.items()})
     for svc in names.values():
         assert stack["services"][svc]["image"] == f"registry.local/{svc}:x"
