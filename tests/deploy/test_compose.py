@@ -16,7 +16,9 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -382,16 +384,23 @@ def test_grafana_mounts_the_deploy_provisioning_and_dashboards(stack: dict[str, 
 # ----------------------------------------------------------------- the configuration alina runs with
 
 
-def alina_env(svc: dict[str, Any]) -> dict[str, str]:
-    """The service's environment as alina sees it (the entrypoint turned *_FILE into the value)."""
-    env = {k: v for k, v in (svc.get("environment") or {}).items() if not k.endswith("_FILE")}
-    return {**env, "ALINA_POSTGRES_PASSWORD": SECRET}
+def container_env(stack: dict[str, Any], name: str) -> dict[str, str]:
+    """The service's environment with container paths mapped to the files they come from: the
+    config mount to deploy/alina.compose.yaml, /run/secrets/X to secret X's file."""
+    env = dict(stack["services"][name].get("environment") or {})
+    mounts = {
+        c["target"]: stack["configs"][c["source"]]["file"] for c in stack["services"][name].get("configs", [])
+    }
+    mounts |= {f"/run/secrets/{k}": v["file"] for k, v in stack["secrets"].items()}
+    return {k: mounts.get(v, v) for k, v in env.items()}
 
 
-def alina_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def alina_cli(*args: str, env: dict[str, str], entrypoint: bool = False) -> subprocess.CompletedProcess[str]:
+    """``python -m alina ARGS`` (through the image's entrypoint script when ``entrypoint``)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("ALINA")}
+    shim = ["/bin/sh", str(ROOT / "deploy/docker-entrypoint.sh")] if entrypoint else []
     return subprocess.run(
-        [sys.executable, "-m", "alina", *args], cwd=ROOT, env={**base, **env},
+        [*shim, sys.executable, "-m", "alina", *args], cwd=ROOT, env={**base, **env},
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 
@@ -407,15 +416,29 @@ def test_every_alina_service_runs_the_deploy_config(stack: dict[str, Any]) -> No
 
 @pytest.mark.parametrize("variant", ["main", "worker-host"])
 def test_alina_config_check_accepts_the_compose_config(planted: dict[str, Any], variant: str) -> None:
-    """The real `alina config check` on deploy/alina.compose.yaml, in each worker's environment
-    (including the worker host's ALINA__ overrides), with the password set as the entrypoint sets it."""
+    """The real `alina config check`, started as the container starts it (the entrypoint turns the
+    password file into ALINA_POSTGRES_PASSWORD), in a worker's environment on either machine
+    (the worker host adds ALINA__ overrides); the password reaches the DSN and is never printed."""
     files = (BASE,) if variant == "main" else (BASE, WORKER_HOST)
-    svc = resolved(planted, files, ALINA_MAIN_HOST="10.8.0.1")["services"]["alina-worker"]
-    env = {**alina_env(svc), "ALINA_CONFIG": str(ROOT / "deploy/alina.compose.yaml")}
-    out = alina_cli("config", "check", env=env)
+    env = container_env(resolved(planted, files, ALINA_MAIN_HOST="10.8.0.1"), "alina-worker")
+    assert env["ALINA_CONFIG"] == str(ROOT / "deploy/alina.compose.yaml")
+    assert env["ALINA_POSTGRES_PASSWORD_FILE"] == str(planted["secrets"] / "postgres_password")
+    out = alina_cli("config", "check", env=env, entrypoint=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ok" in out.stdout and "qwen" in out.stdout
     assert SECRET not in out.stdout + out.stderr
+    probe = (
+        "from alina.config import load_config; c = load_config(); "
+        f"assert {SECRET!r} in c.postgres.dsn(); print(c.postgres.host, c.redis.host, c.memory.host)"
+    )
+    shim = ["/bin/sh", str(ROOT / "deploy/docker-entrypoint.sh")]
+    out = subprocess.run(
+        [*shim, sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("ALINA")}, **env},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    hosts = "10.8.0.1 10.8.0.1 10.8.0.1" if variant == "worker-host" else "postgres redis chroma"
+    assert out.stdout.split() == hosts.split()
 
 
 def test_the_compose_config_points_at_the_stack(stack: dict[str, Any]) -> None:
@@ -654,3 +677,70 @@ def test_image_tags_can_be_overridden_and_secrets_stay_out_of_git(planted: dict[
         assert stack["services"][svc]["image"] == f"registry.local/{svc}:x"
     assert stack["services"]["ollama-pull"]["image"] == "registry.local/ollama:x"
     assert "secrets/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+# ------------------------------------------- healthchecks, run against the real servers they probe
+
+
+def healthcheck_cmd(stack: dict[str, Any], name: str, port: int) -> list[str]:
+    """The service's healthcheck command, with its port replaced by ``port`` (loopback here)."""
+    test = stack["services"][name]["healthcheck"]["test"]
+    assert test[0] == "CMD" and test[1] == "python"
+    snippet = re.sub(r"127\.0\.0\.1:\d+/", f"127.0.0.1:{port}/", test[3])
+    assert snippet != test[3]
+    return [sys.executable, "-c", snippet]
+
+
+@pytest.mark.integration
+async def test_alina_healthcheck_passes_only_while_the_metrics_server_answers(
+    stack: dict[str, Any], free_port: Callable[[], int]
+) -> None:
+    import asyncio
+
+    from alina.monitoring.server import MetricsServer
+
+    port = free_port()
+    cmd = healthcheck_cmd(stack, "alina-serve", port)
+    assert (
+        stack["services"]["alina-worker"]["healthcheck"]["test"]
+        == stack["services"]["alina-serve"]["healthcheck"]["test"]
+    )
+
+    async def probe() -> int:
+        proc = await asyncio.create_subprocess_exec(*cmd, stderr=asyncio.subprocess.DEVNULL)
+        return await proc.wait()
+
+    async with MetricsServer("127.0.0.1", port):
+        assert await probe() == 0
+    assert await probe() != 0
+
+
+@pytest.mark.integration
+def test_chroma_service_command_serves_and_its_healthcheck_passes(
+    stack: dict[str, Any], free_port: Callable[[], int], tmp_path: Path
+) -> None:
+    """The chroma service's own command line (from the chromadb wheel alina's image installs),
+    on loopback and a free port here, and its healthcheck against it."""
+    port = free_port()
+    command = stack["services"]["chroma"]["command"]
+    assert command[:2] == ["chroma", "run"]
+    args = [venv_tool("chroma"), *command[1:]]
+    args = [
+        {"0.0.0.0": "127.0.0.1", "8000": str(port), "/data": str(tmp_path / "data")}.get(a, a) for a in args
+    ]
+    check = healthcheck_cmd(stack, "chroma", port)
+    server = subprocess.Popen(
+        args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run(check, capture_output=True, timeout=30).returncode != 0:
+            assert server.poll() is None, "chroma exited"
+            assert time.monotonic() < deadline, "chroma never answered its healthcheck"
+            time.sleep(0.5)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert (tmp_path / "data").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # writes only its volume (read-only root)
