@@ -279,6 +279,10 @@ def test_state_lives_on_named_volumes(stack: dict[str, Any]) -> None:
         }
         assert (volume, target) in mounts, name
     assert {v for v, _ in expected.values()} == set(stack["volumes"])
+    # each worker (and the migration job) keeps its event spool in an anonymous volume of its own
+    for name in ("alina-worker", "alina-migrate"):
+        [spool] = stack["services"][name]["volumes"]
+        assert spool["type"] == "volume" and not spool.get("source") and spool["target"] == "/var/lib/alina"
 
 
 def test_alina_containers_are_locked_down(stack: dict[str, Any]) -> None:
