@@ -69,16 +69,17 @@ def always_fail(symbol: str) -> str:
 
 
 async def scripted_calls(agent: str = "trader") -> None:
-    """Model calls (one ok, one timeout, one answered by the fallback) through a governor slot, two tool calls through the
-    real instrumentation (one with a key in its arguments, one failing), an evaluation, an agent
-    turn, a retry, a paper account's figures, the observer's rule and action series and the mode."""
+    """Model calls (one ok, one timeout, one answered by the fallback) through a governor slot,
+    two tool calls through the real instrumentation (one with a key in its arguments, one
+    failing), an evaluation, an agent turn, a retry, a paper account's figures, the observer's
+    rule and action series and the mode."""
     gov = Governor(limit=2, name="scripted")
     async with gov.slot("chat"):
         observe_model_call(agent, "llamacpp", "smollm2-135m-instruct-q4_1", 0.3, 120, 30)
     async with gov.slot("chat"):
         observe_model_call(agent, "llamacpp", "smollm2-135m-instruct-q4_1", 31.0, outcome="timeout")
     async with gov.slot("chat"):  # answered by the fallback model
-        observe_model_call(agent, "llamacpp", "qwen2.5-coder-1.5b-instruct-q4_k_m", 2.0, 100, 20, outcome="fallback")
+        observe_model_call(agent, "llamacpp", "qwen15", 2.0, 100, 20, outcome="fallback")
     instrument(lookup_price, agent)("BTC/USDT", api_key=SECRET)
     instrument(always_fail, agent)("nope")
     observe_evaluation("answer_check", agent, 0.8, "passed")
