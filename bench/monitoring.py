@@ -188,17 +188,33 @@ def run(reps: int, quick: bool) -> Result:
         ["embedded model call + observe_model_call (s, median)", inst_s, bare_s, ratio(inst_s, bare_s)],
         ["observe_model_call alone (µs per call)", observe_us, bare_s * 1e6, share],
         ["agent turn record alone (µs per turn)", turn_us, bare_s * 1e6, turn_us / 1e6 / bare_s],
+        [
+            "model-call instrumentation, % of one embedded call",
+            100 * share,
+            100 * MODEL_SHARE_MAX,
+            share / MODEL_SHARE_MAX,
+        ],
         ["tool call, bare (µs)", tool_bare, tool_bare, 1.0],
         ["tool call, instrument() (µs)", tool_inst, tool_bare, ratio(tool_inst, tool_bare)],
-        ["tool call, added by instrumentation (µs)", tool_added, None, None],
+        [
+            "tool call, added by instrumentation (µs)",
+            tool_added,
+            TOOL_ADDED_US_MAX,
+            tool_added / TOOL_ADDED_US_MAX,
+        ],
         ["one /metrics render of the same registry (µs)", render_us, render_us, 1.0],
         ["observer evaluate(), default rules (µs per cycle)", ev_us, render_us, ratio(ev_us, render_us)],
-        [f"observer CPU share of its {interval_s:g} s interval", ev_us / 1e6 / interval_s, None, None],
+        [
+            f"observer evaluate(), % of its {interval_s:g} s interval",
+            100 * ev_us / 1e6 / interval_s,
+            None,
+            None,
+        ],
     ]
     return Result(
         name="monitoring",
         title="Monitoring: instrumentation per model and tool call, observer per cycle",
-        headers=["figure", "value", "anchor", "ratio"],
+        headers=["figure", "value", "anchor or goal", "ratio"],
         rows=rows,
         goals=[
             Goal(
