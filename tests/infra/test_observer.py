@@ -249,3 +249,50 @@ async def test_status_lists_the_actions_waiting_first(dsn: str, tmp_path: Any) -
     items = [(a["rule"], a["action"], a["status"]) for a in s["actions"]["items"]]
     assert items == [("t_wait", "halt", "pending")]
     await obs.stop()
+
+
+async def test_a_pending_action_is_cancelled_when_its_alert_clears_first(dsn: str) -> None:
+    clock, figs = Clock(), Figures()
+    rule = AlertRule(name="t_first", figure="model_error_rate", threshold=0.5, clear=0.2, for_s=0.0,
+                     action="halt")  # fmt: skip
+    obs = Observer(AlertsConfig(rules=[rule], actions={"halt": ActionConfig(approve=True)}), figures=figs,
+                   dsn=dsn, clock=clock)  # fmt: skip
+    figs.values = {"model_error_rate": 1.0}
+    await obs.evaluate()
+    figs.values = {"model_error_rate": 0.0}
+    await obs.evaluate()
+    assert [r[3] for r in action_rows(dsn)] == ["cancelled"]
+
+
+async def test_the_monitor_tool_names_open_alerts_and_waiting_actions(dsn: str) -> None:
+    from alina.runtime.status import configure_monitor_status, monitor_alerts_detail
+
+    clock, figs = Clock(), Figures()
+    rule = AlertRule(name="t_tool", figure="model_error_rate", threshold=0.5, clear=0.2, for_s=0.0,
+                     action="halt")  # fmt: skip
+    obs = Observer(AlertsConfig(rules=[rule], actions={"halt": ActionConfig(approve=True)}), figures=figs,
+                   dsn=dsn, clock=clock)  # fmt: skip
+    configure_monitor_status(mode=lambda: "normal", dsn=dsn)
+    try:
+        assert monitor_alerts_detail() == ""
+        figs.values = {"model_error_rate": 1.0}
+        await obs.evaluate()
+        configure_monitor_status(mode=lambda: "normal", dsn=dsn)  # drop the cached reading
+        detail = monitor_alerts_detail()
+    finally:
+        configure_monitor_status()
+        await obs.stop()
+    assert detail.startswith("open: t_tool (warning, since ")
+    assert "model_error_rate = 1" in detail and "halt for t_tool waits for an operator" in detail
+
+
+async def test_the_refresh_hook_runs_before_every_evaluation() -> None:
+    seen: list[int] = []
+
+    async def refresh() -> None:
+        seen.append(len(seen))
+
+    obs = Observer(AlertsConfig(rules=[]), figures=Figures(), refresh=refresh)
+    await obs.evaluate()
+    await obs.evaluate()
+    assert seen == [0, 1]

@@ -172,3 +172,15 @@ def test_alert_rules_file_is_generated_from_the_config() -> None:
         assert a["labels"]["severity"] == rule.severity
         assert a["expr"].startswith(f"alina:figure:{rule.figure} {rule.op} {rule.threshold:g} or ")
         assert f"{rule.op} {rule.clear:g} and on(instance) ALERTS{{alertname=\"{rule.name}\"" in a["expr"]
+
+
+def test_alina_alerts_rules_prints_the_rule_file() -> None:
+    import subprocess
+    import sys
+
+    p = subprocess.run(
+        [sys.executable, "-m", "alina", "alerts", "rules", "--config", str(DEPLOY.parent / "config.yaml")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == (DEPLOY / "alerts.yml").read_text()

@@ -198,7 +198,7 @@ async def test_injected_faults_raise_alerts_that_alina_acts_on_waits_for_approva
             lambda: _sync(lambda: _actions(dsn, "t_errors")),
         ))[0]  # fmt: skip
         assert (action, status) == ("fallback_model", "pending")
-        code, out, _ = await _alina("alerts", "list", "--json", config=config)
+        code, out, _ = await _alina("alerts", "list", "--waiting", "--json", config=config)
         listed = json.loads(out)
         assert code == 0 and {"id": pending_id, "status": "pending"}.items() <= listed["actions"][0].items()
         assert {"t_timeouts", "t_errors"} <= {a["kind"] for a in listed["open_alerts"]}
@@ -258,6 +258,8 @@ async def test_injected_faults_raise_alerts_that_alina_acts_on_waits_for_approva
             await chat.wait()
         reader.cancel()
     assert chat.returncode == 0, "".join(output)[-3000:]
+    shown = "".join(output)  # the chat shows the alerts and what ALINA does about them
+    assert "alert t_timeouts firing" in shown and "waits for approval" in shown
 
 
 async def _ready(output: list[str]) -> bool:
