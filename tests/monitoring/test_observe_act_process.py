@@ -202,6 +202,8 @@ async def test_injected_faults_raise_alerts_that_alina_acts_on_waits_for_approva
         listed = json.loads(out)
         assert code == 0 and {"id": pending_id, "status": "pending"}.items() <= listed["actions"][0].items()
         assert {"t_timeouts", "t_errors"} <= {a["kind"] for a in listed["open_alerts"]}
+        code, out, _ = await _alina("alerts", "list", config=config)
+        assert code == 0 and "fallback_model" in out and "alina alerts approve ID" in out
 
         # 2. an operator approves: the observer applies it on its next evaluation
         code, out, err = await _alina("alerts", "approve", str(pending_id), config=config)
