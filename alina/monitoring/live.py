@@ -12,6 +12,10 @@ Everything started here is stopped on exit, in reverse order; actions in effect 
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -22,6 +26,8 @@ from alina.monitoring.server import MetricsServer, RunTotalsCollector
 
 __all__ = ["Observability", "observability", "paper_refresh"]
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Observability:
@@ -31,14 +37,24 @@ class Observability:
     server: MetricsServer | None
 
 
-def paper_refresh(desk: Callable[[], Any]) -> Callable[[], Awaitable[None]]:
-    """A ``refresh`` that exports the paper desk's equity, PnL and drawdown before each
-    evaluation; ``desk()`` returns the process's :class:`~alina.trading.desk.TradingDesk` or None."""
+def paper_refresh(
+    desk: Callable[[], Any], *, every_s: float = 30.0, timeout_s: float = 5.0
+) -> Callable[[], Awaitable[None]]:
+    """A ``refresh`` that exports the paper desk's equity, PnL and drawdown before an evaluation,
+    at most every ``every_s`` seconds and for at most ``timeout_s`` (a live price feed may be
+    slow; the observer then uses the last figures). ``desk()`` returns the process's
+    :class:`~alina.trading.desk.TradingDesk` or None."""
+    last = [-math.inf]
 
     async def refresh() -> None:
         d = desk()
-        if d is not None:
-            await d.export_figures()
+        if d is None or time.monotonic() - last[0] < every_s:
+            return
+        last[0] = time.monotonic()
+        try:
+            await asyncio.wait_for(d.export_figures(), timeout_s)
+        except TimeoutError:
+            log.warning("paper figures not refreshed within %gs", timeout_s)
 
     return refresh
 

@@ -139,3 +139,23 @@ def test_every_series_the_monitoring_issue_lists_is_registered() -> None:
     }  # fmt: skip
     registered = {fam.name for fam in metrics.REGISTRY.collect()}
     assert wanted <= registered, wanted - registered
+
+
+async def test_paper_refresh_is_throttled_and_bounded() -> None:
+    import asyncio
+
+    from alina.monitoring.live import paper_refresh
+
+    class Desk:
+        calls = 0
+
+        async def export_figures(self) -> None:
+            Desk.calls += 1
+            await asyncio.sleep(10)  # a slow live feed
+
+    desk = Desk()
+    refresh = paper_refresh(lambda: desk, every_s=3600, timeout_s=0.01)
+    await refresh()  # gives up after timeout_s
+    await refresh()  # within every_s: skipped
+    assert Desk.calls == 1
+    await paper_refresh(lambda: None)()  # no desk in this process: nothing to do
