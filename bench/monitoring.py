@@ -218,9 +218,9 @@ def run(reps: int, quick: bool) -> Result:
         rows=rows,
         goals=[
             Goal(
-                "model-call instrumentation share of an embedded call",
-                share,
-                MODEL_SHARE_MAX,
+                "model-call instrumentation, % of an embedded call",
+                100 * share,
+                100 * MODEL_SHARE_MAX,
                 higher_is_better=False,
             ),
             Goal("tool-call added µs", tool_added, TOOL_ADDED_US_MAX, higher_is_better=False),
