@@ -48,6 +48,7 @@ app.add_typer(db_app, name="db")
 
 def _mount_plugins_apps() -> None:
     # Imported here, not at the top: these apps pull in ccxt and the backtest engine.
+    from alina.monitoring.alerts_cli import app as alerts_app
     from alina.runtime.mode_cli import app as mode_app
     from alina.runtime.prompts_cli import app as prompts_app
     from alina.runtime.status_cli import status
@@ -55,6 +56,7 @@ def _mount_plugins_apps() -> None:
     from alina.trading.backtest_cli import app as backtest_app
 
     app.add_typer(mode_app, name="mode")
+    app.add_typer(alerts_app, name="alerts")
     app.add_typer(prompts_app, name="prompts")
     app.add_typer(skills_app, name="skills")
     app.add_typer(backtest_app, name="backtest")
@@ -583,33 +585,22 @@ def chat(
     cfg = _load(config)
 
     async def loop() -> None:
-        from alina.models._governor import process_governors
-        from alina.monitoring.observer import Observer
+        from alina.monitoring.live import observability, paper_refresh
         from alina.runtime.modes import watch_health
+        from alina.skills import trading as trading_skills
 
         async with contextlib.AsyncExitStack() as stack:
             runner = await stack.enter_async_context(_team_session(cfg, live=live, on_event=_print_event))
             # an automatic safe mode ends once the health checks pass for resilience.recover_after_s
             watcher = asyncio.create_task(watch_health(runner.modes, lambda: _healthy(cfg)))
             stack.callback(watcher.cancel)
-            # alert rules evaluated on this process's live figures; their actions are undone on clear
-            observer = Observer(
-                cfg.alerts, mode=runner.modes, dsn=cfg.postgres.dsn(), governors=process_governors
-            )
-            if cfg.alerts.enabled:
-                observer.start()
-            stack.push_async_callback(observer.stop)
-            if metrics_port is not None:
-                from alina.monitoring.server import MetricsServer, RunTotalsCollector
-
-                totals = RunTotalsCollector(cfg.postgres.dsn(), cfg.monitoring.run_totals_cache_s)
-                server = MetricsServer(
-                    cfg.monitoring.host, metrics_port, run_totals=totals,
-                    on_alerts=observer.handle_alertmanager,  # Alertmanager drives the same actions
-                    mode=lambda: runner.modes.current,
-                )  # fmt: skip
-                await stack.enter_async_context(server)
-                out.print(f"metrics: {server.url}/metrics")
+            # alert rules on this process's live figures (actions undone on clear) + /metrics
+            obs = await stack.enter_async_context(observability(
+                cfg, modes=runner.modes, port=metrics_port,
+                refresh=paper_refresh(lambda: getattr(trading_skills, "_desk", None)),
+            ))  # fmt: skip
+            if obs.server is not None:
+                out.print(f"metrics: {obs.server.url}/metrics")
             out.print("[bold magenta]ALINA[/] ready. Type a task; /quit or Ctrl-D to leave.")
             while True:
                 try:

@@ -212,7 +212,7 @@ class ResilienceConfig(_Strict):
 
 FIGURES = (
     "model_error_rate", "model_p95_s", "timeouts_per_min", "queue_wait_p95_s", "tokens_per_hour",
-    "rss_mb", "cpu_pct", "evaluation_score",
+    "cost_per_hour", "rss_mb", "cpu_pct", "evaluation_score", "paper_drawdown",
 )  # fmt: skip
 """What an alert rule can watch; the observer computes each from this process (see
 ``alina.monitoring.observer.ProcessFigures``)."""
@@ -257,6 +257,12 @@ def _default_rules() -> list[AlertRule]:
         AlertRule(name="answer_quality", figure="evaluation_score", op="<", threshold=0.5, clear=0.6,
                   for_s=600.0, action="fallback_model"),
         AlertRule(name="memory", figure="rss_mb", threshold=6144.0, clear=5120.0, for_s=300.0),
+        AlertRule(name="cpu", figure="cpu_pct", threshold=180.0, clear=120.0, for_s=900.0),
+        AlertRule(name="queue_wait", figure="queue_wait_p95_s", threshold=30.0, clear=10.0, for_s=300.0),
+        AlertRule(name="tokens", figure="tokens_per_hour", threshold=2e6, clear=1.5e6, for_s=600.0),
+        AlertRule(name="cost", figure="cost_per_hour", threshold=1.0, clear=0.8, for_s=600.0),
+        AlertRule(name="paper_drawdown", figure="paper_drawdown", threshold=0.1, clear=0.05, for_s=60.0,
+                  severity="critical", action="safe_mode"),
     ]  # fmt: skip
 
 

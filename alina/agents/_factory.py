@@ -1,9 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from autogen_agentchat.agents import AssistantAgent
+from autogen_agentchat.base import Response
 from autogen_core.memory import Memory
 from autogen_core.model_context import BufferedChatCompletionContext, ChatCompletionContext
 from autogen_core.models import ChatCompletionClient
@@ -13,6 +16,7 @@ from alina.agents._gate import ToolGateClient
 from alina.config import ORCHESTRATOR, SPECIALISTS, AlinaConfig
 from alina.memory_store.vector import RetrievalContext
 from alina.meta_prompts import Prompt, load_prompt
+from alina.monitoring.metrics import observe_agent_invocation
 from alina.skills.loader import default_loader, tools_for_agent
 
 
@@ -38,6 +42,36 @@ def agent_specs(config: AlinaConfig) -> dict[str, AgentSpec]:
         skills = default_loader().skills_for(name) if name in SPECIALISTS else []
         specs[name] = AgentSpec(name, prompt, tuple(s.name for s in skills))
     return specs
+
+
+class TimedAssistantAgent(AssistantAgent):
+    """An AssistantAgent whose every invocation (one turn: its model calls and tool calls) is
+    recorded in ``gen_ai_invoke_agent_duration_seconds`` (error_type: the exception's class
+    name, ``cancelled`` when the run stopped it mid-turn)."""
+
+    def __init__(self, *args: Any, request_model: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.request_model = request_model
+
+    async def on_messages_stream(self, *args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:  # type: ignore[override]
+        t0, recorded = time.perf_counter(), False
+
+        def record(error: str) -> None:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                observe_agent_invocation(self.name, self.request_model, time.perf_counter() - t0, error)
+
+        try:
+            async for item in super().on_messages_stream(*args, **kwargs):
+                if isinstance(item, Response):  # the turn is done (callers may stop reading here)
+                    record("")
+                yield item
+        except Exception as exc:
+            record(type(exc).__name__)
+            raise
+        finally:
+            record("cancelled")  # stopped before its response (a no-op once recorded)
 
 
 def build_agent(
@@ -74,8 +108,9 @@ def build_agent(
     context: ChatCompletionContext = (
         RetrievalContext(buffer_size=window) if memory else BufferedChatCompletionContext(buffer_size=window)
     )
-    return AssistantAgent(
+    return TimedAssistantAgent(
         name,
+        request_model=config.model_for(name).model if name in config.agents else "",
         model_client=client,
         tools=list(agent_tools) or None,  # type: ignore[arg-type]
         description=prompt.description,

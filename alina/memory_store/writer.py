@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from alina._secrets import mask_secrets
 from alina.memory_store.runs import RunStore, StoreUnavailableError
 from alina.memory_store.spool import Event, SpoolFile, claim_orphans
+from alina.monitoring import metrics
 
 if TYPE_CHECKING:
     from alina.config import AlinaConfig
@@ -344,6 +345,7 @@ class EventWriter:
                     await copy.write_row((e.run_id, e.kind, e.payload, e.created_at, e.event_id))
             if staged:
                 await conn.execute(_MERGE)
+        metrics.EVENTS_PERSISTED.inc(len(batch))
 
 
 def _event(kind: str, payload: Mapping[str, Any] | None, run_id: str | None) -> Event:

@@ -218,17 +218,20 @@ class ResilientClient(ChatCompletionClient):
                 if timeouts >= retries:
                     raise ModelTimeoutError(f"{exc} (after {retries} retries)") from exc
                 timeouts += 1
+                metrics.observe_retry(self.agent, "timeout")
                 continue
             except MalformedOutputError as exc:
                 if repaired:
                     raise
                 repaired, msgs = True, with_repair_note(msgs, str(exc))
+                metrics.observe_retry(self.agent, "repair")
                 continue
             except ContextOverflowError:
                 shorter = trim_history(msgs)
                 if trimmed or len(shorter) == len(msgs):
                     raise
                 trimmed, msgs = True, shorter
+                metrics.observe_retry(self.agent, "trim")
                 continue
             outcome: Outcome = "fallback" if fallback else "repaired" if repaired else "ok"
             self._record(client, time.monotonic() - start, result, outcome)

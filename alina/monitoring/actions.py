@@ -52,6 +52,8 @@ class ActionRecord:
     (None: not checked yet, or no figure to check, e.g. an Alertmanager alert)."""
     detail: str = ""
     undo: dict[str, Any] = field(default_factory=dict)
+    db_id: int | None = None
+    """Its row in ``alert_actions`` (None: not stored, e.g. no Postgres)."""
     """What undo needs (the limits it replaced, the mode state it set)."""
 
 
@@ -76,6 +78,9 @@ class Actions:
         self._ids = itertools.count(1)
         self._last_fired: dict[str, float] = {}
         self.records: dict[int, ActionRecord] = {}
+        for name in config:  # the series exist from the start: dashboards show 0, not "no data"
+            for result in ("applied", "pending", "undone"):
+                ALERT_ACTIONS.labels(action=name, result=result).inc(0)
 
     def _count(self, action: str, result: str) -> None:
         ALERT_ACTIONS.labels(action=action, result=result).inc()
@@ -109,6 +114,16 @@ class Actions:
             raise ValueError(f"action {action_id} is {rec.status}, not pending")
         self._count(rec.action, "approved")
         await self._apply(rec)
+        return rec
+
+    def reject(self, action_id: int, why: str) -> ActionRecord:
+        """Drop a pending action (an operator said no); KeyError/ValueError as :meth:`approve`."""
+        rec = self.records[action_id]
+        if rec.status != "pending":
+            raise ValueError(f"action {action_id} is {rec.status}, not pending")
+        rec.status, rec.detail = "cancelled", why
+        self._count(rec.action, "rejected")
+        log.warning("alert %s: %s rejected (%s)", rec.rule, rec.action, why)
         return rec
 
     def pending(self) -> list[ActionRecord]:

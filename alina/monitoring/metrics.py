@@ -129,13 +129,41 @@ EVENTS_DROPPED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+EVENTS_PERSISTED = Counter(
+    "alina_events_persisted_total", "Operational events committed to Postgres (events table).",
+    registry=REGISTRY,
+)  # fmt: skip
+MODEL_RETRIES = Counter(
+    "alina_model_retries_total",
+    "Model calls asked again by the resilient client, by reason: timeout (a retry of the same "
+    "model), repair (malformed output re-asked with the parse error), trim (context overflow).",
+    ["agent", "reason"],
+    registry=REGISTRY,
+)
+PAPER_EQUITY = Gauge(
+    "alina_paper_equity", "Paper account equity (quote currency), as of the desk's last look.",
+    ["account"], registry=REGISTRY,
+)  # fmt: skip
+PAPER_PNL = Gauge(
+    "alina_paper_pnl",
+    "Paper account PnL (quote currency), kind=total|day|realized|unrealized.",
+    ["account", "kind"],
+    registry=REGISTRY,
+)
+PAPER_DRAWDOWN = Gauge(
+    "alina_paper_drawdown_ratio",
+    "Paper account drawdown: (peak equity - equity) / peak equity, 0..1, peak since this process "
+    "first saw the account (or its start equity, if higher).",
+    ["account"],
+    registry=REGISTRY,
+)
 ALERTS_FIRING = Gauge(
     "alina_alerts_firing", "1 while the observer's alert rule is firing, else 0.", ["rule"], registry=REGISTRY
 )
 ALERT_ACTIONS = Counter(
     "alina_alert_actions_total",
-    "Actions taken on alerts, by result: applied|pending|approved|rate_limited|cancelled|failed|unavailable|"
-    "undone|kept|recovered|not_recovered.",
+    "Actions taken on alerts, by result: applied|pending|approved|rejected|rate_limited|cancelled|failed|"
+    "unavailable|undone|kept|recovered|not_recovered.",
     ["action", "result"],
     registry=REGISTRY,
 )
@@ -366,6 +394,32 @@ def observe_agent_invocation(agent: str, model: str, seconds: float, error_type:
         gen_ai_agent_name=safe_label(agent), gen_ai_request_model=safe_label(model),
         error_type=safe_label(error_type) if error_type else "",
     ).observe(_seconds(seconds))  # fmt: skip
+
+
+_PAPER_PEAK: dict[str, float] = {}
+_PAPER_KINDS = {
+    "total": "total_pnl", "day": "day_pnl", "realized": "realized_pnl", "unrealized": "unrealized_pnl",
+}  # fmt: skip
+
+
+def observe_paper(account: str, pnl: dict[str, float]) -> float:
+    """Export a paper account's figures (a :meth:`PaperExchange.pnl` dict): equity, PnL by kind
+    and the drawdown from the highest equity seen (or the start equity); returns the drawdown."""
+    a = safe_label(account)
+    equity = float(pnl.get("equity", 0.0))
+    peak = max(_PAPER_PEAK.get(a, 0.0), equity, float(pnl.get("start_equity") or 0.0))
+    _PAPER_PEAK[a] = peak
+    drawdown = (peak - equity) / peak if peak > 0 else 0.0
+    PAPER_EQUITY.labels(account=a).set(equity)
+    for kind, key in _PAPER_KINDS.items():
+        PAPER_PNL.labels(account=a, kind=kind).set(float(pnl.get(key) or 0.0))
+    PAPER_DRAWDOWN.labels(account=a).set(drawdown)
+    return drawdown
+
+
+def observe_retry(agent: str, reason: str) -> None:
+    """One model call asked again (reason timeout|repair|trim)."""
+    MODEL_RETRIES.labels(agent=safe_label(agent), reason=safe_label(reason)).inc()
 
 
 def observe_run(status: str, turns: int) -> None:

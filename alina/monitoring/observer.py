@@ -1,8 +1,9 @@
 """The observer: alert rules evaluated on live figures of this process, acted on and undone.
 
 Every ``alerts.interval_s`` the observer reads the figures (:class:`ProcessFigures`: model error
-rate, model p95 latency, timeouts per minute, queue wait p95, tokens per hour over the trailing
-``alerts.window_s``; RSS and CPU now; the mean evaluation score) and checks each rule:
+rate, model p95 latency, timeouts per minute, queue wait p95, tokens and estimated cost per hour
+over the trailing ``alerts.window_s``; RSS, CPU and the paper drawdown now; the mean evaluation
+score) and checks each rule:
 
 * a rule **fires** once ``figure op threshold`` has held for ``for_s`` (a figure back on the good
   side before that resets the wait);
@@ -27,7 +28,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,7 +36,7 @@ import psycopg
 
 from alina.config import AlertRule, AlertsConfig
 from alina.models._governor import Governor
-from alina.monitoring import metrics
+from alina.monitoring import action_store, metrics
 from alina.monitoring.actions import ActionRecord, Actions
 from alina.runtime.modes import SystemMode
 
@@ -77,7 +78,7 @@ def _snapshot() -> dict[str, Any]:
     lat: dict[float, float] = {}
     wait: dict[float, float] = {}
     snap: dict[str, Any] = {"calls": calls, "lat": lat, "wait": wait}
-    snap.update(tokens=0.0, ev_sum=0.0, ev_n=0.0)
+    snap.update(tokens=0.0, cost=0.0, ev_sum=0.0, ev_n=0.0, drawdown=None)
     for fam in metrics.REGISTRY.collect():
         for s in fam.samples:
             if s.name == "alina_model_calls_total":
@@ -90,6 +91,10 @@ def _snapshot() -> dict[str, Any]:
                 wait[le] = wait.get(le, 0.0) + s.value
             elif s.name == "alina_tokens_total":
                 snap["tokens"] += s.value
+            elif s.name == "alina_cost_estimated_total":
+                snap["cost"] += s.value
+            elif s.name == "alina_paper_drawdown_ratio":
+                snap["drawdown"] = max(s.value, snap["drawdown"] or 0.0)
             elif s.name == "alina_evaluation_score_sum":
                 snap["ev_sum"] += s.value
             elif s.name == "alina_evaluation_score_count":
@@ -138,9 +143,11 @@ class ProcessFigures:
             "timeouts_per_min": d("calls", "timeout") / per_min,
             "queue_wait_p95_s": histogram_quantile(0.95, [(le, d("wait", le)) for le in snap["wait"]]),
             "tokens_per_hour": d("tokens") / (self.window_s / 3600.0),
+            "cost_per_hour": d("cost") / (self.window_s / 3600.0),
             "rss_mb": self._proc.memory_info().rss / 2**20 if self._proc else None,
             "cpu_pct": self._proc.cpu_percent(None) if self._proc else None,
             "evaluation_score": d("ev_sum") / ev_n if ev_n > 0 else None,
+            "paper_drawdown": snap["drawdown"],  # now, not over the window (None: no paper account)
         }
 
 
@@ -171,9 +178,11 @@ class Observer:
         governors: Callable[[], Sequence[Governor]] | None = None,
         clock: Callable[[], float] = time.time,
         timeout_s: float = 3.0,
+        refresh: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """``figures`` default: :class:`ProcessFigures` on ``clock``; ``dsn``: where alerts are
-        stored (None: logged and counted only); ``mode``/``governors``: what actions act on."""
+        """``figures`` default: :class:`ProcessFigures` on ``clock``; ``dsn``: where alerts and
+        actions are stored (None: logged and counted only); ``mode``/``governors``: what actions
+        act on; ``refresh()``: awaited before each evaluation (e.g. the paper desk's gauges)."""
         self.config = config
         self.figures = figures or ProcessFigures(config.window_s, clock=clock)
         self.actions = Actions(config.actions, mode=mode, governors=governors, clock=clock)
@@ -182,6 +191,8 @@ class Observer:
         self._timeout_s = timeout_s
         self.states = {r.name: RuleState(r) for r in config.rules}
         self._task: asyncio.Task[None] | None = None
+        self._refresh = refresh
+        self.owner = action_store.owner()
         for name in self.states:
             metrics.ALERTS_FIRING.labels(rule=metrics.safe_label(name)).set(0)
 
@@ -192,12 +203,18 @@ class Observer:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="alina-observer")
 
     async def stop(self) -> None:
-        """Stop the background task (actions in effect stay; nothing is undone)."""
+        """Stop the background task (actions in effect stay; nothing is undone). Actions still
+        waiting for an operator are cancelled: no process is left to apply them."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        waiting = [r for r in self.actions.pending() if r.db_id is not None]
+        for rec in waiting:
+            rec.status, rec.detail = "cancelled", "the observer stopped"
+        if waiting and self.dsn is not None:
+            await action_store.cancel_owner(self.dsn, self.owner, "the observer stopped", self._timeout_s)
 
     async def _loop(self) -> None:
         while True:
@@ -208,9 +225,16 @@ class Observer:
             await asyncio.sleep(self.config.interval_s)
 
     async def evaluate(self) -> list[str]:
-        """One evaluation of every rule; returns what changed (``fired:<rule>``, ``cleared:<rule>``)."""
+        """One evaluation of every rule; returns what changed (``fired:<rule>``, ``cleared:<rule>``,
+        ``approved:<rule>``, ``rejected:<rule>`` for operators' decisions taken up now)."""
+        changed = await self._take_decisions()
+        if self._refresh is not None:
+            try:
+                await self._refresh()
+            except Exception:  # noqa: BLE001 - stale figures, not a dead observer
+                log.exception("observer: refreshing the figures failed")
         values = self.figures.read()
-        now, changed = self._clock(), []
+        now = self._clock()
         for st in self.states.values():
             rule, v = st.rule, values.get(st.rule.figure)
             st.value = v
@@ -263,6 +287,10 @@ class Observer:
         if rule.action is not None:
             st.action = await self.actions.fire(rule.action, rule.name, message)
             st.verify_left = self.config.verify_cycles
+            if self.dsn is not None:
+                st.action.db_id = await action_store.insert(
+                    self.dsn, st.action, st.alert_id, self.owner, self._timeout_s
+                )
 
     async def _clear(self, st: RuleState, resolution: str) -> None:
         rule = st.rule
@@ -273,6 +301,7 @@ class Observer:
             await self._resolve(st.alert_id, resolution)
         if st.action is not None:
             await self.actions.undo(st.action, resolution)
+            await self._save(st.action)
         st.alert_id, st.action, st.source = None, None, "observer"
 
     async def approve(self, action_id: int) -> ActionRecord:
@@ -282,7 +311,30 @@ class Observer:
         st = self.states.get(rec.rule)
         if st is not None and st.action is rec:
             st.verify_left = self.config.verify_cycles
+        await self._save(rec)
         return rec
+
+    async def _save(self, rec: ActionRecord) -> None:
+        if self.dsn is not None:
+            await action_store.update(self.dsn, rec, self._timeout_s)
+
+    async def _take_decisions(self) -> list[str]:
+        """Apply the actions operators approved (``alina alerts approve``), drop the rejected."""
+        waiting = {r.db_id: r for r in self.actions.pending() if r.db_id is not None}
+        if self.dsn is None or not waiting:
+            return []
+        changed = []
+        decided = await action_store.decisions(self.dsn, list(waiting), self._timeout_s)
+        for db_id, (status, by) in decided.items():
+            rec = waiting[db_id]
+            if status == "approved":
+                await self.approve(rec.id)
+                log.warning("alert %s: %s approved by %s", rec.rule, rec.action, by or "an operator")
+            else:
+                self.actions.reject(rec.id, f"rejected by {by or 'an operator'}")
+                await self._save(rec)
+            changed.append(f"{status}:{rec.rule}")
+        return changed
 
     # -- Alertmanager ------------------------------------------------------------------------------
     async def handle_alertmanager(self, payload: dict[str, Any]) -> dict[str, list[str]]:

@@ -18,7 +18,8 @@ from typing import Any
 
 import psycopg
 
-__all__ = ["configure_monitor_status", "gather_status", "monitor_status_line", "paper_summary"]
+__all__ = ["configure_monitor_status", "gather_status", "monitor_alerts_detail", "monitor_status_line",
+           "paper_summary"]  # fmt: skip
 
 GOVERNOR_PREFIX = "alina:governor:"
 _EPS = 1e-12
@@ -52,7 +53,8 @@ async def gather_status(
     limit: int = 10,
 ) -> dict[str, Any]:
     """The dashboard's data as one JSON-ready dict: ``stores`` (postgres/redis ok and error),
-    ``mode``, ``transitions``, ``alerts``, ``model_calls`` (in flight from the governor's Redis
+    ``mode``, ``transitions``, ``alerts``, ``actions`` (the observer's, pending ones first),
+    ``model_calls`` (in flight from the governor's Redis
     leases, and the cap), ``usage`` (tokens, calls and estimated cost over the last ``window_s``),
     ``scores`` (per agent and evaluation: mean of the last ``score_window``), ``paper`` (paper
     accounts' equity and PnL from their snapshots) and ``runs`` (in the window, by status).
@@ -90,12 +92,13 @@ async def gather_status(
         modes = SystemMode(redis_url=cfg.redis.url() if rd["ok"] else None, dsn=dsn if pg["ok"] else None)
         status["mode"] = await _mode_section(modes, pg["ok"], rd["ok"])
         if conn is None:
-            for key in ("transitions", "alerts", "usage", "scores", "paper", "runs"):
+            for key in ("transitions", "alerts", "actions", "usage", "scores", "paper", "runs"):
                 status[key] = pg_down
         else:
             c = conn
             status["transitions"] = await _section(lambda: _transitions(c, limit))
             status["alerts"] = await _section(lambda: _alerts(c, limit))
+            status["actions"] = await _section(lambda: _actions(c, limit))
             status["usage"] = await _section(lambda: _usage(c, window_s, usd_per_1k_tokens))
             status["scores"] = await _section(lambda: _scores(c, window_s, score_window))
             status["paper"] = await _section(lambda: _paper(c))
@@ -173,6 +176,18 @@ async def _alerts(conn: Any, limit: int) -> dict[str, Any]:
         for r in rows
     ]
     return {"open": int(n_open), "items": items}
+
+
+async def _actions(conn: Any, limit: int) -> dict[str, Any]:
+    """The observer's actions (``alert_actions``): waiting for an operator first, then newest."""
+    from alina.monitoring.action_store import list_actions
+
+    rows = await list_actions(conn, limit=limit)
+    (n_waiting,) = (
+        await _rows(conn, "SELECT count(*) FROM alert_actions WHERE status IN ('pending', 'approved')")
+    )[0]
+    items = [{k: _iso(v) if k.endswith("_at") else v for k, v in r.items()} for r in rows]
+    return {"waiting": int(n_waiting), "items": items}
 
 
 async def _usage(conn: Any, window_s: float, usd_per_1k: float) -> dict[str, Any]:
@@ -338,7 +353,7 @@ MONITOR_CACHE_S = 15.0
 def configure_monitor_status(mode: Callable[[], str] | None = None, dsn: str | None = None) -> None:
     """Give :func:`monitor_status_line` the running process's mode (read without I/O) and the
     Postgres holding the alerts; no arguments: back to unconfigured."""
-    _monitor.update(mode=mode, dsn=dsn, cache=None)
+    _monitor.update(mode=mode, dsn=dsn, cache=None, detail=None)
 
 
 def _open_alerts(dsn: str, timeout_s: float) -> int:
@@ -346,6 +361,44 @@ def _open_alerts(dsn: str, timeout_s: float) -> int:
         conn.execute(f"SET statement_timeout = '{int(timeout_s * 1000)}ms'")
         row = conn.execute("SELECT count(*) FROM alerts WHERE resolved_at IS NULL").fetchone()
         return int(row[0]) if row else 0
+
+
+def _open_detail(dsn: str, timeout_s: float, limit: int) -> str:
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=max(1, int(timeout_s))) as conn:
+        conn.execute(f"SET statement_timeout = '{int(timeout_s * 1000)}ms'")
+        alerts = conn.execute(
+            "SELECT kind, severity, message, created_at FROM alerts WHERE resolved_at IS NULL "
+            "ORDER BY id DESC LIMIT %s",
+            (limit,),
+        ).fetchall()
+        try:
+            waiting = conn.execute(
+                "SELECT id, action, rule FROM alert_actions WHERE status = 'pending' ORDER BY id LIMIT %s",
+                (limit,),
+            ).fetchall()
+        except psycopg.errors.UndefinedTable:
+            waiting = []
+    parts = [f"{k} ({sev}, since {at:%H:%M} UTC): {msg[:80]}" for k, sev, msg, at in alerts]
+    parts += [f"action {i} {a} for {r} waits for an operator" for i, a, r in waiting]
+    return ("open: " + "; ".join(parts)) if parts else ""
+
+
+def monitor_alerts_detail(timeout_s: float = 1.0, limit: int = 3) -> str:
+    """``open: <alert> (<severity>, since HH:MM UTC): <message>; ...; action N ... waits for an
+    operator`` - the newest ``limit`` open alerts and pending actions, or "" when there are none
+    or they cannot be read (:func:`monitor_status_line` says why). Cached like it."""
+    dsn = _monitor["dsn"]
+    if dsn is None:
+        return ""
+    cached, now = _monitor.get("detail"), time.monotonic()
+    if cached is not None and now - cached[0] < MONITOR_CACHE_S:
+        return str(cached[1])
+    try:
+        text = _open_detail(dsn, timeout_s, limit)
+    except Exception:  # noqa: BLE001 - fails open; the status line reports the store's state
+        text = ""
+    _monitor["detail"] = (now, text)
+    return text
 
 
 def monitor_status_line(timeout_s: float = 1.0) -> str:

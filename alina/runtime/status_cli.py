@@ -74,6 +74,21 @@ def render(s: dict[str, Any]) -> RenderableType:
     else:
         parts.append(_unavailable("alerts", a))
 
+    ac = s.get("actions", {"available": False, "error": "not gathered"})
+    if ac["available"]:
+        t = Table(title=f"alert actions ({ac['waiting']} waiting for an operator)", title_justify="left")
+        for col in ("id", "status", "at", "action", "rule", "reason"):
+            t.add_column(col)
+        for x in ac["items"]:
+            colour = "yellow" if x["status"] in ("pending", "approved") else "white"
+            t.add_row(str(x["id"]), f"[{colour}]{x['status']}[/]", (x["created_at"] or "")[:19],
+                      x["action"], escape(x["rule"]), escape(x["reason"][:60]))  # fmt: skip
+        parts.append(t)
+        if ac["waiting"]:
+            parts.append(Text("decide: `alina alerts approve ID` / `alina alerts reject ID`", style="dim"))
+    else:
+        parts.append(_unavailable("alert actions", ac))
+
     tr = s["transitions"]
     if tr["available"]:
         t = Table(title="mode transitions", title_justify="left")

@@ -207,11 +207,15 @@ def system_health() -> str:
 
     The verdict is "degraded" when system memory use > 90%, any agent's p95 model latency
     > 30 s, or the 1-minute load average > 2x the CPU count; otherwise "healthy". A third line
-    gives the system mode and the open alerts count (or says they are unavailable).
+    gives the live figures (calls, tokens, cost, calls in flight, paper PnL, alerts firing), a
+    fourth the system mode and the open alerts count (or says they are unavailable), and a fifth,
+    when there are any, the open alerts and the actions waiting for an operator.
     """
-    from alina.runtime.status import monitor_status_line
+    from alina.monitoring.report import live_figures_line
+    from alina.runtime.status import monitor_alerts_detail, monitor_status_line
 
-    return f"{format_health(health_report())}\n{monitor_status_line()}"
+    lines = [format_health(health_report()), live_figures_line(), monitor_status_line()]
+    return "\n".join(line for line in [*lines, monitor_alerts_detail()] if line)
 
 
 # --------------------------------------------------------------------------- optimizer

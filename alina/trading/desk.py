@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from prometheus_client import Counter
 
-from alina.monitoring.metrics import REGISTRY, safe_label
+from alina.monitoring.metrics import REGISTRY, observe_paper, safe_label
 from alina.trading.config import TradingConfig
 from alina.trading.errors import (
     DuplicateClientOrderId,
@@ -348,8 +348,20 @@ class TradingDesk:
         """Equity and PnL figures (paper: full breakdown; live: equity only)."""
         pnl = getattr(self.exchange, "pnl", None)
         if pnl is not None:
-            return dict(await pnl())
+            figures = dict(await pnl())
+            if self.exchange.mode == "paper":
+                observe_paper(self.exchange.id, figures)
+            return figures
         return {"equity": (await self.exchange.account_view()).equity}
+
+    async def export_figures(self) -> None:
+        """Refresh the paper account's gauges (``alina_paper_*``); a failure is logged, never raised."""
+        if self.exchange.mode != "paper":
+            return
+        try:
+            await self.pnl()
+        except Exception as exc:  # noqa: BLE001 - figures are best effort; orders are not affected
+            logger.warning("paper figures not exported: %s", type(exc).__name__)
 
     async def close(self) -> None:
         """Close the exchange."""

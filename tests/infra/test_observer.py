@@ -154,3 +154,145 @@ async def test_alertmanager_webhook_fires_and_resolves_stored_alerts(dsn: str) -
     assert got["resolved"] == ["t_timeouts"] and gov.limit == 4
     [(_, _, _, resolved, resolution)] = alerts(dsn, "t_timeouts")
     assert resolved and resolution.startswith("alertmanager resolved")
+
+
+class Figures:
+    """Scripted figures (the rule logic is tested elsewhere; here: the rows and decisions)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, float | None] = {}
+
+    def read(self) -> dict[str, float | None]:
+        return dict(self.values)
+
+
+def action_rows(dsn: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT a.id, a.rule, a.action, a.status, a.decided_by, a.alert_id = al.id, a.owner "
+            "FROM alert_actions a LEFT JOIN alerts al ON al.kind = a.rule ORDER BY a.id"
+        ).fetchall()
+
+
+async def decide(dsn: str, action_id: int, approve: bool) -> dict[str, Any]:
+    from alina.monitoring.action_store import decide as store_decide
+
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        return await store_decide(conn, action_id, approve, "operator:test")
+
+
+async def test_approval_waits_in_postgres_until_an_operator_decides(dsn: str) -> None:
+    from alina.models._resilient import prefers_fallback
+    from alina.monitoring.action_store import ActionDecisionError
+
+    clock, figs = Clock(), Figures()
+    rules = [AlertRule(name="t_quality", figure="evaluation_score", op="<", threshold=0.5, clear=0.6,
+                       for_s=0.0, action="fallback_model"),
+             AlertRule(name="t_errors", figure="model_error_rate", threshold=0.5, clear=0.2, for_s=0.0,
+                       action="halt")]  # fmt: skip
+    actions = {"fallback_model": ActionConfig(approve=True, min_interval_s=0.0, agents=["t_agent"]),
+               "halt": ActionConfig(approve=True, min_interval_s=0.0)}  # fmt: skip
+    obs = Observer(AlertsConfig(rules=rules, actions=actions), figures=figs, dsn=dsn, clock=clock)
+
+    figs.values = {"evaluation_score": 0.3, "model_error_rate": 0.9}
+    assert await obs.evaluate() == ["fired:t_quality", "fired:t_errors"]
+    rows = action_rows(dsn)
+    assert [(r[1], r[2], r[3], r[5]) for r in rows] == [
+        ("t_quality", "fallback_model", "pending", True), ("t_errors", "halt", "pending", True)
+    ]
+    assert rows[0][6] == obs.owner and not prefers_fallback("t_agent")
+    quality, errors = rows[0][0], rows[1][0]
+
+    # an operator approves one and rejects the other; the observer takes both up on its next cycle
+    assert (await decide(dsn, quality, True))["status"] == "approved"
+    assert (await decide(dsn, errors, False))["status"] == "rejected"
+    with pytest.raises(ActionDecisionError, match="is rejected, not pending"):
+        await decide(dsn, errors, True)
+    with pytest.raises(ActionDecisionError, match="no alert action with id 999"):
+        await decide(dsn, 999, True)
+    assert await obs.evaluate() == ["approved:t_quality", "rejected:t_errors"]
+    assert prefers_fallback("t_agent")
+    decided = [(r[3], r[4]) for r in action_rows(dsn)]
+    assert decided == [("applied", "operator:test"), ("cancelled", "operator:test")]
+
+    # the alert clears: the applied action is undone (row and effect)
+    figs.values = {"evaluation_score": 0.9, "model_error_rate": 0.0}
+    assert await obs.evaluate() == ["cleared:t_quality", "cleared:t_errors"]
+    assert not prefers_fallback("t_agent")
+    assert [r[3] for r in action_rows(dsn)] == ["undone", "cancelled"]
+
+    # fired again and left pending: stopping the observer cancels it (no process left to apply it)
+    figs.values = {"evaluation_score": 0.3}
+    await obs.evaluate()
+    assert action_rows(dsn)[-1][3] == "pending"
+    await obs.stop()
+    assert action_rows(dsn)[-1][3] == "cancelled"
+
+
+async def test_status_lists_the_actions_waiting_first(dsn: str, tmp_path: Any) -> None:
+    from alina.config import load_config
+    from alina.runtime.status import gather_status
+
+    clock, figs = Clock(), Figures()
+    rule = AlertRule(name="t_wait", figure="model_error_rate", threshold=0.5, clear=0.2, for_s=0.0,
+                     action="halt")  # fmt: skip
+    obs = Observer(AlertsConfig(rules=[rule], actions={"halt": ActionConfig(approve=True)}), figures=figs,
+                   dsn=dsn, clock=clock)  # fmt: skip
+    figs.values = {"model_error_rate": 1.0}
+    await obs.evaluate()
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    cfg = load_config(overrides={"postgres": {"port": int(info["port"]), "database": info["dbname"],
+                                              "host": info.get("host", "127.0.0.1"), "user": info["user"]},
+                                 "redis": {"port": 1}})  # fmt: skip
+    s = await gather_status(cfg)
+    assert s["actions"]["available"] and s["actions"]["waiting"] == 1
+    items = [(a["rule"], a["action"], a["status"]) for a in s["actions"]["items"]]
+    assert items == [("t_wait", "halt", "pending")]
+    await obs.stop()
+
+
+async def test_a_pending_action_is_cancelled_when_its_alert_clears_first(dsn: str) -> None:
+    clock, figs = Clock(), Figures()
+    rule = AlertRule(name="t_first", figure="model_error_rate", threshold=0.5, clear=0.2, for_s=0.0,
+                     action="halt")  # fmt: skip
+    obs = Observer(AlertsConfig(rules=[rule], actions={"halt": ActionConfig(approve=True)}), figures=figs,
+                   dsn=dsn, clock=clock)  # fmt: skip
+    figs.values = {"model_error_rate": 1.0}
+    await obs.evaluate()
+    figs.values = {"model_error_rate": 0.0}
+    await obs.evaluate()
+    assert [r[3] for r in action_rows(dsn)] == ["cancelled"]
+
+
+async def test_the_monitor_tool_names_open_alerts_and_waiting_actions(dsn: str) -> None:
+    from alina.runtime.status import configure_monitor_status, monitor_alerts_detail
+
+    clock, figs = Clock(), Figures()
+    rule = AlertRule(name="t_tool", figure="model_error_rate", threshold=0.5, clear=0.2, for_s=0.0,
+                     action="halt")  # fmt: skip
+    obs = Observer(AlertsConfig(rules=[rule], actions={"halt": ActionConfig(approve=True)}), figures=figs,
+                   dsn=dsn, clock=clock)  # fmt: skip
+    configure_monitor_status(mode=lambda: "normal", dsn=dsn)
+    try:
+        assert monitor_alerts_detail() == ""
+        figs.values = {"model_error_rate": 1.0}
+        await obs.evaluate()
+        configure_monitor_status(mode=lambda: "normal", dsn=dsn)  # drop the cached reading
+        detail = monitor_alerts_detail()
+    finally:
+        configure_monitor_status()
+        await obs.stop()
+    assert detail.startswith("open: t_tool (warning, since ")
+    assert "model_error_rate = 1" in detail and "halt for t_tool waits for an operator" in detail
+
+
+async def test_the_refresh_hook_runs_before_every_evaluation() -> None:
+    seen: list[int] = []
+
+    async def refresh() -> None:
+        seen.append(len(seen))
+
+    obs = Observer(AlertsConfig(rules=[]), figures=Figures(), refresh=refresh)
+    await obs.evaluate()
+    await obs.evaluate()
+    assert seen == [0, 1]

@@ -120,6 +120,9 @@ def seqs(rows: list[tuple[Any, ...]]) -> list[int]:
 
 
 async def test_events_are_written_in_batches_in_order() -> None:
+    from alina.monitoring.metrics import REGISTRY
+
+    persisted = REGISTRY.get_sample_value("alina_events_persisted_total") or 0.0
     store = FakeStore()
     w = writer(store, batch_size=100, flush_interval_s=0.01)
     for i in range(1050):
@@ -132,6 +135,7 @@ async def test_events_are_written_in_batches_in_order() -> None:
     assert len({r[4] for r in store.rows}) == 1050 and len(event_id) == 36  # a UUID per event
     assert store.staged_copies == 0  # first writes take the plain COPY path
     assert w.written == 1050 and w.pending == 0
+    assert REGISTRY.get_sample_value("alina_events_persisted_total") == persisted + 1050
     await w.close()
 
 

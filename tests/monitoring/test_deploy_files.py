@@ -36,7 +36,7 @@ async def test_every_metric_in_the_alert_rules_and_dashboard_exists() -> None:
     await scripted_calls()
     exported = registry_sample_names()
     rules = rule_exprs()
-    recorded = {name for name in rules if ":" in name}
+    recorded = {name for name in rules if ":" in name} | {"ALERTS"}  # ALERTS: Prometheus's own series
     for name, expr in rules.items():
         missing = promql_metric_names(expr) - exported - recorded
         assert not missing, f"{name} names unknown series {missing}"
@@ -152,3 +152,35 @@ async def test_readme_monitoring_names_only_exported_series() -> None:
     named -= labels  # label names (gen_ai_request_model...) are checked by the series tests
     assert {"gen_ai_client_token_usage", "alina_store_up", "alina_cost_estimated_total"} <= named
     assert named <= exported, named - exported
+
+
+def test_alert_rules_file_is_generated_from_the_config() -> None:
+    """deploy/alerts.yml mirrors the in-process rules: one alert per config rule, same name (so
+    Alertmanager's webhook reaches the same action), threshold, for and severity."""
+    from alina.config import AlertsConfig, load_config
+    from alina.monitoring.rules import render_rules
+
+    cfg = load_config(DEPLOY.parent / "config.yaml", environ={})
+    assert (DEPLOY / "alerts.yml").read_text() == render_rules(cfg.alerts), (
+        "deploy/alerts.yml is stale: run `alina alerts rules > deploy/alerts.yml`"
+    )
+    assert [r.model_dump() for r in cfg.alerts.rules] == [r.model_dump() for r in AlertsConfig().rules]
+    doc = yaml.safe_load((DEPLOY / "alerts.yml").read_text())
+    alerts = {r["alert"]: r for g in doc["groups"] for r in g["rules"] if "alert" in r}
+    for rule in cfg.alerts.rules:
+        a = alerts[rule.name]
+        assert a["labels"]["severity"] == rule.severity
+        assert a["expr"].startswith(f"alina:figure:{rule.figure} {rule.op} {rule.threshold:g} or ")
+        assert f"{rule.op} {rule.clear:g} and on(instance) ALERTS{{alertname=\"{rule.name}\"" in a["expr"]
+
+
+def test_alina_alerts_rules_prints_the_rule_file() -> None:
+    import subprocess
+    import sys
+
+    p = subprocess.run(
+        [sys.executable, "-m", "alina", "alerts", "rules", "--config", str(DEPLOY.parent / "config.yaml")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == (DEPLOY / "alerts.yml").read_text()

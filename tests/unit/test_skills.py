@@ -201,8 +201,9 @@ def fresh_latency(monkeypatch):
 def test_system_health_fields(fresh_latency):
     out = system_health()
     lines = out.splitlines()
-    assert len(lines) == 3 and len(out) < 600
-    assert lines[2] == "status: mode and alerts unavailable (no stores configured in this process)"
+    assert len(lines) == 4 and len(out) < 900
+    assert lines[2].startswith("figures since start: model calls ") and "alerts firing: " in lines[2]
+    assert lines[3] == "status: mode and alerts unavailable (no stores configured in this process)"
     assert re.match(r"^(healthy|degraded)\b", lines[0])
     assert re.search(r"process cpu \d+\.\d%", lines[0])
     assert re.search(r"rss \d+ MB", lines[0])
