@@ -476,6 +476,11 @@ def _short(value: Any, limit: int = 60, path: tuple[Any, ...] = ()) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# Hand-written rather than pydantic-settings' EnvSettingsSource: measured with pydantic-settings
+# 2.16.3 (env_prefix ALINA__, env_nested_delimiter __, env_parse_none_str null), it refuses the
+# YAML values this module promises (ALINA__MEMORY__AGENTS='[alina]', ALINA__MEMORY__RETRIEVE_KINDS=
+# '{alina: [lesson]}': it decodes JSON only) and silently ignores an unknown section
+# (ALINA__NOSUCH__KEY=1), which must be an error; tests/unit/test_config.py pins both.
 def _apply_env_overrides(raw: dict[str, Any], environ: dict[str, str]) -> list[str]:
     """Merge ``ALINA__A__B=value`` into ``raw['a']['b']``; returns problems found."""
     problems: list[str] = []

@@ -47,12 +47,15 @@ async def with_retries(
         sleep=sleep,
     )
     try:
-        return await retrying(call)
+        async for attempt in retrying:  # `await retrying(call)` would not await a lambda's coroutine
+            with attempt:
+                return await call()
     except RetryError as err:
         exc = err.last_attempt.exception()
         raise ExchangeUnavailable(
             f"{what}: exchange unreachable after {retries + 1} attempt(s) ({type(exc).__name__})"
         ) from exc
+    raise RuntimeError(f"{what}: the retry loop ended without a result or an error")  # unreachable
 
 
 class PriceFeed(Protocol):
