@@ -49,6 +49,7 @@ class RunTotals:
     wall_s: float = 0.0
     error: str | None = None
 
+
 _RUN_COLUMNS = (
     "id, task, status, started_at, finished_at, config_json, turns, model_calls, tool_calls, "
     "prompt_tokens, completion_tokens, wall_s, error, resumes"

@@ -24,7 +24,6 @@ other write still happens. :func:`open_memory` opens the configured vector memor
 None (logged once) when Chroma or the embedding model cannot be used: runs go on without RAG.
 """
 
-
 from __future__ import annotations
 
 import asyncio

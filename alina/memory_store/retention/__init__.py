@@ -32,7 +32,6 @@ interactions between rules included; nothing is deleted), and only counts in Red
 One module per backend (``_postgres``, ``_redis``, ``_vectors``); ``_report`` holds the report.
 """
 
-
 from __future__ import annotations
 
 import asyncio

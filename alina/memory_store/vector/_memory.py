@@ -175,7 +175,7 @@ class VectorMemory:
         ``config.min_score``; pass -1 for no threshold).
         """
         if isinstance(query, str):
-            vector: Vectors = (await self.embedder.embed([query]))
+            vector: Vectors = await self.embedder.embed([query])
         else:
             vector = normalise(query)
         return await self._search_vector(vector[0], scopes, kinds, top_k, min_score)
@@ -280,6 +280,7 @@ class VectorMemory:
 
     async def delete(self, ids: Sequence[str]) -> None:
         """Delete memories by id (unknown ids are ignored)."""
+
         def delete() -> None:
             for scope in self._cols.scopes():
                 self._cols.get(scope, create=False).delete(ids=list(ids))

@@ -46,7 +46,6 @@ The modules: ``_types`` (turns, profiles, decisions), ``_lexical`` (stems, BM25,
 router) and ``_snapshots`` (conversations as turns, profiles from prompt files).
 """
 
-
 from alina.team._routing._lexical import (
     LexicalScorer,
     match_name,

@@ -144,5 +144,3 @@ def match_name(reply: str, names: Collection[str]) -> str | None:
         if m and (best is None or m.start() < best[0]):
             best = (m.start(), name)
     return best[1] if best else None
-
-

@@ -206,9 +206,7 @@ def compile_claim(claim: Sequence[Sequence[str]], names: Sequence[str]) -> list[
     return groups
 
 
-def order_in_clause(
-    agents: list[str], clause: str, material: bool, reported: set[str]
-) -> list[str]:
+def order_in_clause(agents: list[str], clause: str, material: bool, reported: set[str]) -> list[str]:
     """Order within one clause: the optimizer scores what the others produce, unless the
     thing to score is given (quoted, after a colon), already in the conversation, or a prompt."""
     if _EVALUATOR not in agents or len(agents) == 1:

@@ -52,5 +52,3 @@ def report_value(turns: Sequence[Turn], cond: Condition) -> bool | None:
             return cond.wanted
         return False  # sideways: neither up nor down holds
     return None
-
-

@@ -62,6 +62,7 @@ log = logging.getLogger("alina.team._routing")
 
 # --------------------------------------------------------------------------- the router
 
+
 class Router:
     """Decides the next speaker from the conversation so far (see the module docstring)."""
 
@@ -440,5 +441,3 @@ class Router:
         """Only consulted when ``selector_func`` returned None: the model picks among these."""
         last = self.decisions[-1] if self.decisions else None
         return list(last.candidates) if last and last.candidates else self.specialists
-
-

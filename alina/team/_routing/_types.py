@@ -83,5 +83,3 @@ class RouteDecision:
     skipped: tuple[Skip, ...] = ()
     """Planned steps dropped because their condition did not hold (the memory graph records
     what caused it)."""
-
-
