@@ -38,8 +38,12 @@ bench: setup ## run every benchmark (writes bench/results/; about an hour)
 doctor: setup ## check model, Postgres, Redis and disk
 	@$(ALINA) doctor
 
-lint: setup ## ruff and mypy
-	@$(VENV)/bin/ruff check alina tests bench && $(VENV)/bin/mypy alina
+lint: setup ## ruff check, ruff format --check, mypy and the import contracts (lint-imports)
+	@printf '\n\033[1m==> lint\033[0m\n'
+	@$(VENV)/bin/ruff check alina tests bench
+	@$(VENV)/bin/ruff format --check alina tests bench
+	@$(VENV)/bin/mypy alina
+	@$(VENV)/bin/lint-imports
 
 clean: down ## stop services and delete local data (.alina/)
 	rm -rf .alina

@@ -239,7 +239,7 @@ class RedactingFilter(logging.Filter):
             return True
         try:
             message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a broken format string is logging's problem to report
+        except Exception:  # a broken format string is logging's problem to report
             return True
         record.msg, record.args = redact_text(message), None
         if record.exc_info and not record.exc_text:

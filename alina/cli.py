@@ -48,7 +48,7 @@ app.add_typer(db_app, name="db")
 
 def _mount_plugins_apps() -> None:
     # Imported here, not at the top: these apps pull in ccxt and the backtest engine.
-    from alina.monitoring.alerts_cli import app as alerts_app
+    from alina.runtime.alerts_cli import app as alerts_app
     from alina.runtime.mode_cli import app as mode_app
     from alina.runtime.prompts_cli import app as prompts_app
     from alina.runtime.status_cli import status
@@ -369,11 +369,11 @@ def _print_routing(r: Any) -> None:
         )
 
 
-async def _open_stores(cfg: AlinaConfig) -> tuple[Any, Any]:
+async def _open_stores(cfg: AlinaConfig, db: Any = None) -> tuple[Any, Any]:
     from alina.memory_store import RunStore
     from alina.memory_store.hot import HotState
 
-    store = RunStore(cfg.postgres.dsn(), connect_timeout=int(cfg.postgres.connect_timeout_s))
+    store = RunStore(db or cfg.postgres.dsn(), connect_timeout=int(cfg.postgres.connect_timeout_s))
     await store.open()
     return store, HotState(cfg.redis.url())
 
@@ -382,7 +382,7 @@ async def _close_quietly(events: Any) -> None:
     """Write the events still queued; a store that went away loses the log, never the run."""
     try:
         await events.close()
-    except Exception as exc:  # noqa: BLE001 - the run's own record is already saved or reported
+    except Exception as exc:  # the run's own record is already saved or reported
         err.print(f"[yellow]warning:[/] {events.pending} operational events not written ({escape(str(exc))})")
 
 
@@ -392,6 +392,7 @@ async def _team_session(cfg: AlinaConfig, *, live: bool, on_event: Any) -> Async
     hot state, the trading desk (order intents in Postgres, reconciled on open), the tool-call
     recorder behind the skill loader, the vector memory (retrieval before model calls; what
     each run leaves in memory and in the graph is written after it), and the team itself."""
+    from alina.memory_store.database import Database
     from alina.memory_store.graph import MemoryGraph
     from alina.memory_store.prompts import PromptVersions
     from alina.memory_store.writer import EventWriter
@@ -415,10 +416,13 @@ async def _team_session(cfg: AlinaConfig, *, live: bool, on_event: Any) -> Async
                 await memory.close()
 
         stack.push_async_callback(close_memory)  # last out: after the runner's pending writes
-        store, hot = await _open_stores(cfg)
+        db = await stack.enter_async_context(
+            Database(cfg.postgres.dsn(), connect_timeout=cfg.postgres.connect_timeout_s)
+        )
+        store, hot = await _open_stores(cfg, db)  # the stores share db's one pool (migrated once)
         stack.push_async_callback(store.close)
         stack.push_async_callback(hot.close)
-        intents = PgIntentStore(cfg.postgres.dsn())
+        intents = PgIntentStore(db)
         await intents.open()
         stack.push_async_callback(intents.close)
         modes = SystemMode(
@@ -431,7 +435,7 @@ async def _team_session(cfg: AlinaConfig, *, live: bool, on_event: Any) -> Async
         stack.callback(trading_skills.configure)  # back to the lazy default
         configure_monitor_status(mode=lambda: modes.current, dsn=cfg.postgres.dsn())
         stack.callback(configure_monitor_status)
-        recorder = await stack.enter_async_context(PostgresToolCallRecorder(cfg.postgres.dsn()))
+        recorder = await stack.enter_async_context(PostgresToolCallRecorder(db))
         set_default_loader(SkillLoader.from_config(cfg, recorder=recorder))
         stack.callback(set_default_loader, None)
         memory = await opening

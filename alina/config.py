@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from alina._secrets import (
     MASK,
@@ -34,9 +34,10 @@ from alina._secrets import (
     mask_secrets,
     redact_text,
 )
-from alina.memory_store.vector import KINDS as MEMORY_KINDS
-from alina.memory_store.vector import VectorConfig
-from alina.trading.config import TradingConfig
+from alina.settings import StrictModel as _Strict
+from alina.settings.memory import KINDS as MEMORY_KINDS
+from alina.settings.memory import VectorConfig
+from alina.settings.trading import TradingConfig
 
 __all__ = [
     "AgentConfig",
@@ -58,6 +59,12 @@ __all__ = [
 ]
 
 ENV_PREFIX = "ALINA__"
+PROMPT_DIR = Path(__file__).resolve().parent / "meta_prompts" / "prompts"
+"""The prompt files (``alina.meta_prompts`` loads them; here only their names are checked)."""
+LARGER_GGUF = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+ASSEMBLED_GGUFS = frozenset({LARGER_GGUF})
+"""GGUF files scripts/setup.sh assembles from PyPI parts (``alina.models.rungs.RUNGS``; a test
+keeps the two in step)."""
 SPECIALISTS = ("trader", "monitor", "optimizer")
 ORCHESTRATOR = "alina"
 
@@ -70,10 +77,6 @@ class ConfigError(Exception):
         problems = self.problems
         self.source = source
         super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(problems))
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class ModelConfig(_Strict):
@@ -124,7 +127,7 @@ def _larger_model() -> ModelConfig:
     hash-pinned PyPI parts (``alina.models.rungs``); no agent uses it unless configured to."""
     return ModelConfig(
         model="qwen2.5-coder-1.5b-instruct-q4_k_m",
-        path=".alina/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        path=f".alina/models/{LARGER_GGUF}",
         n_ctx=4096,
         timeout_s=180.0,
         fallback="embedded",
@@ -352,7 +355,7 @@ class RetentionConfig(_Strict):
 
 class MemoryConfig(VectorConfig):
     """``memory:`` — the vector store and retrieval settings (every field of
-    :class:`~alina.memory_store.vector.VectorConfig`: backend, path, collection, top_k,
+    :class:`~alina.settings.memory.VectorConfig`: backend, path, collection, top_k,
     min_score, embedding...) plus how the team uses the memory.
 
     Before each model call a retrieving agent gets the memories closest to the latest message
@@ -479,6 +482,11 @@ def _short(value: Any, limit: int = 60, path: tuple[Any, ...] = ()) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# Hand-written rather than pydantic-settings' EnvSettingsSource: measured with pydantic-settings
+# 2.16.3 (env_prefix ALINA__, env_nested_delimiter __, env_parse_none_str null), it refuses the
+# YAML values this module promises (ALINA__MEMORY__AGENTS='[alina]', ALINA__MEMORY__RETRIEVE_KINDS=
+# '{alina: [lesson]}': it decodes JSON only) and silently ignores an unknown section
+# (ALINA__NOSUCH__KEY=1), which must be an error; tests/unit/test_config.py pins both.
 def _apply_env_overrides(raw: dict[str, Any], environ: dict[str, str]) -> list[str]:
     """Merge ``ALINA__A__B=value`` into ``raw['a']['b']``; returns problems found."""
     problems: list[str] = []
@@ -528,9 +536,7 @@ def _format_validation_error(err: ValidationError) -> list[str]:
 
 def _cross_field_problems(cfg: AlinaConfig) -> list[str]:
     problems: list[str] = []
-    from alina.meta_prompts import prompt_names  # local import: prompts are data files
-
-    known_prompts = prompt_names()
+    known_prompts = {p.stem for p in PROMPT_DIR.glob("*.yaml")}
     for name in (ORCHESTRATOR, *SPECIALISTS):
         if name not in cfg.agents:
             problems.append(f"agents.{name}: required agent is missing (got {sorted(cfg.agents)})")
@@ -562,7 +568,7 @@ def _cross_field_problems(cfg: AlinaConfig) -> list[str]:
             if key in in_use and gguf is not None and not gguf.is_file():
                 hint = (
                     "; run scripts/setup.sh (make setup) to assemble it"
-                    if gguf.name in {r.filename for r in _rungs()}
+                    if gguf.name in ASSEMBLED_GGUFS
                     else ""
                 )
                 problems.append(f"{where}.path: file not found (got {m.path!r}){hint}")
@@ -611,12 +617,6 @@ def _cross_field_problems(cfg: AlinaConfig) -> list[str]:
     if cfg.postgres.port == cfg.redis.port and cfg.postgres.host == cfg.redis.host:
         problems.append(f"redis.port: same port as postgres.port (got {cfg.redis.port})")
     return problems
-
-
-def _rungs() -> list[Any]:
-    from alina.models.rungs import RUNGS  # local import: alina.models imports this module
-
-    return list(RUNGS.values())
 
 
 def load_config(

@@ -237,11 +237,11 @@ class _Sides:
         RetrievalContext whose last message is the query (embed, two queries, render, replace)."""
         from autogen_core.models import UserMessage
 
-        from alina.memory_store.vector import RetrievalContext
+        from alina.agents import AgentMemory, RetrievalContext
 
         ctx = RetrievalContext(buffer_size=6)
         await ctx.add_message(UserMessage(content=self.texts[i], source="user"))
-        return await self.memory.update_context(ctx)
+        return await AgentMemory(self.memory).update_context(ctx)
 
     async def ours_text(self, i: int) -> Any:
         return await self.memory.search(self.texts[i], top_k=TOP_K, min_score=-1)

@@ -13,11 +13,13 @@ from autogen_core.models import ChatCompletionClient
 from autogen_core.tools import BaseTool
 
 from alina.agents._gate import ToolGateClient
+from alina.agents._memory import RetrievalContext, as_agent_memory
+from alina.agents._tools import tools_for_agent
 from alina.config import ORCHESTRATOR, SPECIALISTS, AlinaConfig
-from alina.memory_store.vector import RetrievalContext
+from alina.memory_store.vector import VectorMemory
 from alina.meta_prompts import Prompt, load_prompt
 from alina.monitoring.metrics import observe_agent_invocation
-from alina.skills.loader import default_loader, tools_for_agent
+from alina.skills.loader import default_loader
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,11 @@ class AgentSpec:
     @property
     def description(self) -> str:
         return self.prompt.description
+
+    @property
+    def prompt_version(self) -> str:
+        """``v{version}-{digest}`` of the prompt file: what namespaces the agent's cached responses."""
+        return f"v{self.prompt.version}-{self.prompt.digest}"
 
 
 def agent_specs(config: AlinaConfig) -> dict[str, AgentSpec]:
@@ -81,7 +88,7 @@ def build_agent(
     *,
     tools: list[BaseTool] | None = None,
     prompt: Prompt | None = None,
-    memory: Sequence[Memory] | None = None,
+    memory: Sequence[Memory | VectorMemory] | None = None,
 ) -> AssistantAgent:
     """One AutoGen AssistantAgent with its versioned prompt, tools and a windowed context.
 
@@ -119,5 +126,5 @@ def build_agent(
         tool_call_summary_format="{result}",
         max_tool_iterations=1,
         model_context=context,
-        memory=list(memory) if memory else None,
+        memory=[as_agent_memory(m) for m in memory] if memory else None,
     )

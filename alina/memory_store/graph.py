@@ -109,7 +109,8 @@ class MemoryGraph:
                 (kind, name, Jsonb(attrs or {})),
             )
             row = await cur.fetchone()
-        assert row is not None
+        if row is None:  # RETURNING always yields the row; None means the driver broke its promise
+            raise RuntimeError("INSERT ... RETURNING id returned no row")
         return int(row[0])
 
     async def relate(
@@ -134,7 +135,8 @@ class MemoryGraph:
                 (s, rel, d, fact, run_id, message_seq),
             )
             row = await cur.fetchone()
-        assert row is not None
+        if row is None:  # RETURNING always yields the row; None means the driver broke its promise
+            raise RuntimeError("INSERT ... RETURNING id returned no row")
         return int(row[0])
 
     async def record(
@@ -169,7 +171,8 @@ class MemoryGraph:
                     (ref[0], ref[1], Jsonb((attrs or {}).get(ref, {}))),
                 )
                 row = await cur.fetchone()
-                assert row is not None
+                if row is None:
+                    raise RuntimeError("INSERT ... RETURNING id returned no row")
                 ids[ref] = int(row[0])
             for r in relations:
                 cur = await conn.execute(

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection
-from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
 from alina._secrets import mask_secrets, redact_text
 from alina.memory_store.checkpoints import (
@@ -21,52 +21,39 @@ from alina.memory_store.checkpoints import (
     read_resume_point,
     write_turn,
 )
-from alina.memory_store.migrate import migrate
+from alina.memory_store.database import (
+    Database,
+    Repository,
+    StoreUnavailableError,
+    redact_dsn,
+    unavailable_error,
+)
+from alina.memory_store.database import is_connection_error as _is_connection_error
 
-__all__ = ["FINAL_STATUSES", "RunBusyError", "RunStore", "StoreUnavailableError", "redact_dsn"]
+__all__ = ["FINAL_STATUSES", "RunBusyError", "RunStore", "RunTotals", "StoreUnavailableError", "redact_dsn"]
 
 FINAL_STATUSES = ("completed", "failed", "stopped")
+
+
+@dataclass(frozen=True)
+class RunTotals:
+    """How a run ended and what it cost: what :meth:`RunStore.finish_run` records."""
+
+    status: str
+    """One of :data:`FINAL_STATUSES`."""
+    turns: int = 0
+    model_calls: int = 0
+    tool_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    wall_s: float = 0.0
+    error: str | None = None
+
 
 _RUN_COLUMNS = (
     "id, task, status, started_at, finished_at, config_json, turns, model_calls, tool_calls, "
     "prompt_tokens, completion_tokens, wall_s, error, resumes"
 )
-
-
-class StoreUnavailableError(RuntimeError):
-    """The Postgres server cannot be reached; the operator must start it (``alina up``)."""
-
-
-def redact_dsn(dsn: str) -> str:
-    """Render ``dsn`` (URL or ``key=value`` form) as ``postgresql://user@host:port/db``, no password."""
-    try:
-        params = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return "<unparseable DSN>"
-    user = str(params.get("user", ""))
-    host = params.get("host", "localhost")
-    port = params.get("port", "5432")
-    dbname = params.get("dbname", user)
-    return f"postgresql://{user + '@' if user else ''}{host}:{port}/{dbname}"
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    """True for "cannot talk to the server" errors, False for SQL errors such as a lock timeout."""
-    if isinstance(exc, PoolTimeout):
-        return True
-    if not isinstance(exc, psycopg.OperationalError):
-        return False
-    state = exc.sqlstate
-    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
-
-
-def unavailable_error(dsn: str, exc: BaseException) -> StoreUnavailableError:
-    """The error for an unreachable server: the reason and the DSN without its password."""
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return StoreUnavailableError(
-        f"cannot reach Postgres at {redact_dsn(dsn)} ({reason}). "
-        "Is the server running? Run `alina up` (and check postgres.port in config.yaml)."
-    )
 
 
 # A run is interrupted when it says `running` but no process holds its run lock (see run_lock:
@@ -82,15 +69,16 @@ class RunBusyError(RuntimeError):
     """Another live process holds the run (it is executing or resuming it right now)."""
 
 
-class RunStore:
-    """Runs and messages in Postgres. ``open()`` connects and migrates; ``close()`` disconnects.
+class RunStore(Repository):
+    """Runs and messages in Postgres, on a shared :class:`Database` (or a private one built from
+    a DSN). ``open()`` opens the database if needed; ``close()`` closes it only if it is private.
 
-    Usable as ``async with RunStore(dsn) as store: ...``.
+    Usable as ``async with RunStore(dsn_or_db) as store: ...``.
     """
 
     def __init__(
         self,
-        dsn: str,
+        db: Database | str,
         *,
         min_size: int = 1,
         max_size: int = 4,
@@ -98,55 +86,11 @@ class RunStore:
         open_timeout: float = 10.0,
         acquire_timeout: float = 10.0,
     ) -> None:
-        self._dsn = dsn
-        self._min_size = min_size
-        self._max_size = max_size
-        # libpq rounds connect_timeout below 2 s up to 2 s.
-        self._connect_timeout = max(2, int(connect_timeout))
-        self._open_timeout = open_timeout
-        self._acquire_timeout = acquire_timeout
-        self._pool: AsyncConnectionPool | None = None
-
-    async def open(self) -> None:
-        """Connect the pool and apply pending migrations.
-
-        Raises StoreUnavailableError (naming the DSN without password) if the server cannot be
-        reached within the timeouts.
-        """
-        if self._pool is not None:
-            return
-        # One direct connection first: it fails fast with the real reason (refused, unknown
-        # database...), whereas the pool would retry silently until its timeout.
-        try:
-            probe = await AsyncConnection.connect(self._dsn, connect_timeout=self._connect_timeout)
-        except psycopg.OperationalError as exc:
-            raise unavailable_error(self._dsn, exc) from exc
-        await probe.close()
-        pool = AsyncConnectionPool(
-            self._dsn,
-            min_size=self._min_size,
-            max_size=self._max_size,
-            open=False,
-            kwargs={"connect_timeout": self._connect_timeout},
-            timeout=self._acquire_timeout,
-            check=AsyncConnectionPool.check_connection,
-            name="alina-runs",
-        )
-        try:
-            await pool.open(wait=True, timeout=self._open_timeout)
-            await migrate(pool)
-        except BaseException as exc:
-            await pool.close()
-            if _is_connection_error(exc):
-                raise unavailable_error(self._dsn, exc) from exc
-            raise
-        self._pool = pool
-
-    async def close(self) -> None:
-        """Close the pool. Safe to call twice."""
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
+        """With a DSN, the pool options size the private database (a shared one has its own)."""
+        super().__init__(
+            db, min_size=min_size, max_size=max_size, connect_timeout=connect_timeout,
+            open_timeout=open_timeout, acquire_timeout=acquire_timeout, name="alina-runs",
+        )  # fmt: skip
 
     async def __aenter__(self) -> RunStore:
         await self.open()
@@ -169,7 +113,7 @@ class RunStore:
         run_id: str,
         seq: int,
         source: str,
-        type: str,  # noqa: A002 - the column's name
+        type: str,  # the column's name
         content: str,
         prompt_tokens: int | None = None,
         completion_tokens: int | None = None,
@@ -216,32 +160,22 @@ class RunStore:
                 ),
             )  # fmt: skip
 
-    async def finish_run(
-        self,
-        run_id: str,
-        status: str,
-        turns: int,
-        model_calls: int,
-        tool_calls: int,
-        prompt_tokens: int,
-        completion_tokens: int,
-        wall_s: float,
-        error: str | None = None,
-    ) -> None:
+    async def finish_run(self, run_id: str, totals: RunTotals) -> None:
         """Set a run's final status, counters and ``finished_at`` (``error`` stored redacted).
 
         Raises ValueError for a status not in FINAL_STATUSES, LookupError for an unknown run.
         """
-        if status not in FINAL_STATUSES:
-            raise ValueError(f"status must be one of {', '.join(FINAL_STATUSES)} (got {status!r})")
+        t = totals
+        if t.status not in FINAL_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(FINAL_STATUSES)} (got {t.status!r})")
         async with self._connection() as conn:
             cur = await conn.execute(
                 "UPDATE runs SET status = %s, finished_at = now(), turns = %s, model_calls = %s, "
                 "tool_calls = %s, prompt_tokens = %s, completion_tokens = %s, wall_s = %s, "
                 "error = %s WHERE id = %s",
                 (
-                    status, turns, model_calls, tool_calls, prompt_tokens, completion_tokens,
-                    wall_s, redact_text(error) if error else error, run_id,
+                    t.status, t.turns, t.model_calls, t.tool_calls, t.prompt_tokens, t.completion_tokens,
+                    t.wall_s, redact_text(t.error) if t.error else t.error, run_id,
                 ),
             )  # fmt: skip
             if cur.rowcount == 0:
@@ -338,10 +272,10 @@ class RunStore:
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[AsyncConnection]:
-        if self._pool is None:
+        if not self.db.is_open:
             raise RuntimeError("RunStore is not open: call `await store.open()` first")
         try:
-            async with self._pool.connection() as conn:
+            async with self.db.connection() as conn:
                 yield conn
         except (PoolTimeout, psycopg.OperationalError) as exc:
             if not _is_connection_error(exc):

@@ -39,6 +39,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tenacity import RetryCallState, wait_exponential
+
 from alina._secrets import mask_secrets
 from alina.memory_store.runs import RunStore, StoreUnavailableError
 from alina.memory_store.spool import Event, SpoolFile, claim_orphans
@@ -240,7 +242,11 @@ class EventWriter:
         return bool(self._orphans) or (self._spool is not None and self._spool.pending > 0)
 
     async def _run(self) -> None:
-        delay = self._backoff[0]
+        # tenacity's exponential wait gives the delays (first, doubled, capped); the loop itself is
+        # ours, not a tenacity retry: between attempts it must go on taking new events and parking
+        # them in the spool, which wrapping one write call in a retry would block.
+        backoff = wait_exponential(multiplier=self._backoff[0], min=self._backoff[0], max=self._backoff[1])
+        attempts = RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # only attempt_number is read
         while True:
             if not self._taken and self._backlog():
                 # Spooled events wait for the store: wake up for new events and for the retry.
@@ -263,12 +269,13 @@ class EventWriter:
                 except Exception:  # recorded in self._error; flush()/close() raise it to a caller
                     failed = True
             if failed:
+                delay = backoff(attempts)
+                attempts.attempt_number += 1
                 self._retry_at = time.monotonic() + delay
                 if self._spool_dir is None:
                     await asyncio.sleep(delay)
-                delay = min(delay * 2, self._backoff[1])
             else:
-                delay = self._backoff[0]
+                attempts.attempt_number = 1
 
     def _waiting_for_store(self) -> bool:
         """The store failed, events can wait in the spool, and the next retry is not due yet."""

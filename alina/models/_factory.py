@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 from alina.config import AlinaConfig, ModelConfig
-from alina.meta_prompts import load_prompt
 from alina.models._cache import ResponseCache
 from alina.models._client import JsonToolClient
 from alina.models._errors import ModelUnavailableError
@@ -29,7 +28,8 @@ def build_provider(cfg: ModelConfig, *, max_tokens: int | None = None) -> JsonTo
         from alina.models.llamacpp import LlamaCppClient
 
         return LlamaCppClient(model_path=cfg.gguf_file(), n_threads=cfg.n_threads, **common)  # type: ignore[arg-type]
-    assert cfg.base_url is not None  # enforced by the config's cross-field rules
+    if cfg.base_url is None:  # the config's cross-field rules refuse this; a hand-built config may not
+        raise ModelUnavailableError(f"provider {cfg.provider!r} needs models.*.base_url (got None)")
     if cfg.provider == "openai":
         from alina.models.openai_compat import OpenAICompatClient
 
@@ -79,15 +79,16 @@ def build_agent_client(
     label: str | None = None,
     cache: ResponseCache | None = None,
     on_exhausted: OnExhausted | None = None,
+    prompt_version: str = "0",
 ) -> ResilientClient:
     """The resilient client for one agent: its model, retries, fallback and governor.
 
     ``governor`` defaults to the process-wide one of the agent's model server. ``label`` names
     the caller in metrics, call records and the governor's priority class (default: the agent's
     name); ALINA's speaker selector uses ALINA's model under the label ``selector``. With a
-    ``cache``, entries are namespaced by the agent's prompt version and content digest.
+    ``cache``, entries are namespaced by ``prompt_version`` (the agent's prompt version and
+    content digest, ``v{version}-{digest}``: the caller knows the prompt, models do not).
     """
-    prompt = load_prompt(config.agents[agent].prompt or agent)
     agent_cfg = config.agents[agent]
     model_cfg = config.models[agent_cfg.model]
     if governor is None:
@@ -107,5 +108,5 @@ def build_agent_client(
         listener=listener,
         on_exhausted=on_exhausted,
         cache=cache,
-        prompt_version=f"v{prompt.version}-{prompt.digest}",
+        prompt_version=prompt_version,
     )

@@ -82,7 +82,7 @@ class RunTotalsCollector(Collector):
 
                 with psycopg.connect(self._dsn, connect_timeout=max(1, int(self._timeout))) as conn:
                     rows = list(conn.execute(_RUN_TOTALS_SQL).fetchall())
-            except Exception as exc:  # noqa: BLE001 - any store failure means "no totals now"
+            except Exception as exc:  # any store failure means "no totals now"
                 logger.warning("run totals: cannot read Postgres (%s)", type(exc).__name__)
                 rows = None
             self._cached = (time.monotonic(), rows)

@@ -386,7 +386,7 @@ async def watch_health(
             ok, detail = await asyncio.to_thread(healthy)
             if await modes.report_health(ok, detail):
                 logger.warning("health restored: back to normal mode")
-        except Exception as exc:  # noqa: BLE001 - the watcher must outlive a bad check
+        except Exception as exc:  # the watcher must outlive a bad check
             logger.warning("health check failed to run: %s", exc)
         await asyncio.sleep(interval_s)
 

@@ -36,7 +36,7 @@ async def _section(fn: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any
         return {"available": True, **await fn()}
     except psycopg.errors.UndefinedTable as exc:
         return {"available": False, "error": f"{_reason(exc)} (run `alina db migrate`)"}
-    except Exception as exc:  # noqa: BLE001 - one section's failure must not hide the others
+    except Exception as exc:  # one section's failure must not hide the others
         return {"available": False, "error": _reason(exc)}
 
 
@@ -84,7 +84,7 @@ async def gather_status(
     try:
         await redis.ping()
         rd: dict[str, Any] = {"ok": True, "error": None}
-    except Exception as exc:  # noqa: BLE001 - any Redis failure means "down" here
+    except Exception as exc:  # any Redis failure means "down" here
         rd = {"ok": False, "error": f"cannot reach Redis at {cfg.redis.url()} ({_reason(exc)})"}
     status["stores"] = {"postgres": pg, "redis": rd}
     pg_down = _down("Postgres is down (stores.postgres says why)")
@@ -410,7 +410,7 @@ def monitor_status_line(timeout_s: float = 1.0) -> str:
         return "status: mode and alerts unavailable (no stores configured in this process)"
     try:
         mode = f"mode {mode_fn()}" if mode_fn is not None else "mode unavailable"
-    except Exception as exc:  # noqa: BLE001 - fails open
+    except Exception as exc:  # fails open
         mode = f"mode unavailable ({_reason(exc)})"
     cached = _monitor["cache"]
     now = time.monotonic()
@@ -423,7 +423,7 @@ def monitor_status_line(timeout_s: float = 1.0) -> str:
             try:
                 n = _open_alerts(dsn, timeout_s)
                 alerts = f"{n} open alert{'s' if n != 1 else ''}"
-            except Exception as exc:  # noqa: BLE001 - fails open
+            except Exception as exc:  # fails open
                 alerts = f"open alerts unavailable ({_reason(exc)})"
         _monitor["cache"] = (now, alerts)
     return f"status: {mode}, {alerts}"

@@ -22,9 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from autogen_core.tools import FunctionTool
-
-from alina.skills.builtin import description_of, instrument, parse_args_doc
+from alina.skills._schema import description_of, parameters_schema, parse_args_doc
 
 __all__ = ["ANY_AGENT", "DEFAULT_TIMEOUT_S", "Skill", "SkillDeclarationError", "SkillRegistry"]
 
@@ -63,8 +61,7 @@ class Skill:
 
     def parameters(self) -> dict[str, Any]:
         """The JSON schema of the arguments, as the model sees it (built like the agents' tools)."""
-        tool = FunctionTool(instrument(self.func, "schema"), description=self.description, name=self.name)
-        return dict(tool.schema.get("parameters", {}))
+        return parameters_schema(self.func)
 
 
 class SkillRegistry:
@@ -129,7 +126,7 @@ def _check(skill: Skill) -> None:
         )
     try:
         hints = typing.get_type_hints(skill.func)
-    except Exception as exc:  # noqa: BLE001 - any failure to resolve a hint is the author's to fix
+    except Exception as exc:  # any failure to resolve a hint is the author's to fix
         raise SkillDeclarationError(f"{where}: cannot resolve type hints ({exc})") from exc
     docs = parse_args_doc(skill.func)
     for p in inspect.signature(skill.func).parameters.values():

@@ -1,36 +1,37 @@
-"""Built-in tools of the specialist agents, and their AutoGen ``FunctionTool`` wrappers.
+"""Built-in tools of the specialist agents: plain functions, which ``alina.agents.tools_for``
+wraps for AutoGen.
 
 Each tool is a plain function with flat, primitive, defaulted arguments that returns one
 short string a small model can use. Handled failures return a string starting with
-:data:`ERROR_PREFIX` instead of raising. :func:`tools_for` wraps every function so each call
+:data:`ERROR_PREFIX` instead of raising. ``alina.agents.tools_for`` wraps every function so each call
 is timed and recorded with :func:`alina.monitoring.metrics.observe_tool_call`, and so the
 ``Args:`` lines of its docstring become the parameter descriptions in the JSON schema.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import psutil
-from autogen_core.tools import FunctionTool
 
 from alina.meta_prompts.rubric import score as rubric_score
-from alina.monitoring.metrics import LATENCY, LatencyWindow, observe_tool_call
+from alina.monitoring.metrics import LATENCY, LatencyWindow
+from alina.skills._schema import (  # noqa: F401 - the helpers are re-exported from here, their old home
+    ERROR_PREFIX,
+    description_of,
+    instrument,
+    parse_args_doc,
+)
 from alina.skills.context import ChatMessage, RunContext, current_run_context, run_context
 from alina.skills.task_args import task_arguments
 from alina.trading.market_data import MarketData, UnknownSymbolError, available_symbols, format_price
-
-ERROR_PREFIX = "error:"
 
 # Health thresholds (documented in system_health).
 MEMORY_DEGRADED_PCT = 90.0
@@ -61,7 +62,7 @@ def set_market_data(md: MarketData | None) -> None:
 
 # The symbols with packaged data, as an enum in the tool schema: a grammar-constrained small
 # model can then only name a pair that exists (it invents "json" or the tool name otherwise).
-Symbol = Literal[tuple(sorted(available_symbols()))]  # type: ignore[valid-type]  # noqa: PGH003
+Symbol = Literal[tuple(sorted(available_symbols()))]  # type: ignore[valid-type]
 
 
 def get_price(symbol: Symbol = "BTC/USDT") -> str:  # type: ignore[valid-type]
@@ -273,85 +274,3 @@ BUILTIN_SKILLS: dict[str, list[Callable[..., Any]]] = {
     "monitor": [system_health],
     "optimizer": [score_answer],
 }
-
-
-def description_of(func: Callable[..., Any]) -> str:
-    """First line of the function's docstring (the tool description)."""
-    doc = inspect.getdoc(func) or ""
-    return doc.strip().splitlines()[0].strip() if doc.strip() else func.__name__
-
-
-def parse_args_doc(func: Callable[..., Any]) -> dict[str, str]:
-    """Map parameter names to their descriptions from a Google-style ``Args:`` section."""
-    doc = inspect.getdoc(func) or ""
-    out: dict[str, str] = {}
-    in_args, current = False, None
-    for line in doc.splitlines():
-        if re.match(r"^(Args|Arguments|Parameters):\s*$", line):
-            in_args = True
-            continue
-        if not in_args:
-            continue
-        if line and not line.startswith(" "):  # next section
-            break
-        m = re.match(r"^\s{2,8}(\w+)(?:\s*\([^)]*\))?:\s*(.*)$", line)
-        if m:
-            current = m.group(1)
-            out[current] = m.group(2).strip()
-        elif current and line.strip():
-            out[current] += " " + line.strip()
-    return out
-
-
-def instrument(func: Callable[..., Any], agent: str) -> Callable[..., Any]:
-    """Wrap ``func`` so each call is timed and recorded via ``observe_tool_call``.
-
-    Outcome is ``error`` when the call raises (the exception propagates) or returns a string
-    starting with ``error:``, else ``ok``. The wrapper keeps the signature (functools.wraps)
-    and its annotations become ``Annotated[type, <Args: description>]``, which is where
-    AutoGen's ``FunctionTool`` takes parameter descriptions from.
-    """
-    hints = inspect.get_annotations(func, eval_str=True)
-    docs = parse_args_doc(func)
-    tool = func.__name__
-
-    def _outcome(result: Any) -> str:
-        return "error" if isinstance(result, str) and result.startswith(ERROR_PREFIX) else "ok"
-
-    if inspect.iscoroutinefunction(func):
-
-        @functools.wraps(func)
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            t0, outcome = time.perf_counter(), "error"
-            try:
-                result = await func(*args, **kwargs)
-                outcome = _outcome(result)
-                return result
-            finally:
-                observe_tool_call(agent, tool, time.perf_counter() - t0, outcome)
-
-    else:
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-            t0, outcome = time.perf_counter(), "error"
-            try:
-                result = func(*args, **kwargs)
-                outcome = _outcome(result)
-                return result
-            finally:
-                observe_tool_call(agent, tool, time.perf_counter() - t0, outcome)
-
-    wrapper.__annotations__ = {
-        name: (Annotated[hint, docs[name]] if name in docs and name != "return" else hint)
-        for name, hint in hints.items()
-    }
-    return wrapper
-
-
-def tools_for(agent: str) -> list[FunctionTool]:
-    """AutoGen tools for ``agent``'s built-in skills (empty list for an agent without any)."""
-    return [
-        FunctionTool(instrument(f, agent), description=description_of(f), name=f.__name__)
-        for f in BUILTIN_SKILLS.get(agent, [])
-    ]

@@ -38,12 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autogen_core.tools import FunctionTool
 from prometheus_client import Counter
 
 from alina.monitoring.metrics import REGISTRY, safe_label
 from alina.skills._contract import Skill, SkillDeclarationError, SkillRegistry, Source
-from alina.skills.builtin import BUILTIN_SKILLS, ERROR_PREFIX, instrument
+from alina.skills._schema import ERROR_PREFIX
+from alina.skills.builtin import BUILTIN_SKILLS
 from alina.skills.context import current_run_context
 from alina.skills.recorder import (
     Outcome,
@@ -69,7 +69,6 @@ __all__ = [
     "register_builtin",
     "reload",
     "set_default_loader",
-    "tools_for_agent",
 ]
 
 logger = logging.getLogger(__name__)
@@ -180,7 +179,7 @@ def _candidates(
         yield _Candidate(name, "builtin", value, functools.partial(_load_reference, value))
     try:
         eps = sorted(importlib.metadata.entry_points(group=group), key=lambda e: e.name)
-    except Exception as exc:  # noqa: BLE001 - a corrupt installed distribution must not stop the others
+    except Exception as exc:  # a corrupt installed distribution must not stop the others
         problems.append(PluginProblem("(entry points)", "entry point", group, _describe(exc)))
         eps = []
     shipped = {v.replace(" ", "") for v in BUILTIN_PLUGINS.values()}
@@ -214,7 +213,7 @@ def _import_file(path: Path) -> types.ModuleType:
     module.__file__ = str(path)
     sys.modules[name] = module  # dataclasses and typing look the module up by name
     try:
-        exec(compile(path.read_bytes(), str(path), "exec"), module.__dict__)  # noqa: S102 - a plugin file
+        exec(compile(path.read_bytes(), str(path), "exec"), module.__dict__)  # a plugin file
     except BaseException:
         sys.modules.pop(name, None)
         raise
@@ -232,7 +231,7 @@ def _load_plugin(cand: _Candidate, taken: dict[str, Skill]) -> tuple[list[Skill]
         hook(registry)
     except SkillDeclarationError as exc:
         return [], f"bad declaration: {exc}"
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken plugin is reported, never fatal
+    except (Exception, SystemExit) as exc:  # a broken plugin is reported, never fatal
         return [], _describe(exc)
     if not registry.skills:
         return [], "register(skills) declared no skills"
@@ -269,7 +268,7 @@ def _run_in_thread(func: Callable[..., Any], kwargs: dict[str, Any], name: str) 
     def work() -> None:
         try:
             outcome: tuple[Any, BaseException | None] = (context.run(func, **kwargs), None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+        except BaseException as exc:  # handed to the awaiting task
             outcome = (None, exc)
         try:
             loop.call_soon_threadsafe(settle, *outcome)
@@ -364,15 +363,8 @@ def guarded(skill: Skill, agent: str, recorder: ToolCallRecorder | None = None) 
 async def _record(recorder: ToolCallRecorder, record: ToolCallRecord) -> None:
     try:
         await recorder.record(record)
-    except Exception as exc:  # noqa: BLE001 - recording fails open
+    except Exception as exc:  # recording fails open
         logger.warning("tool call %s/%s not recorded: %s", record.agent, record.tool, exc)
-
-
-def build_tool(skill: Skill, agent: str, recorder: ToolCallRecorder | None = None) -> FunctionTool:
-    """One AutoGen ``FunctionTool``, built the way ``builtin.tools_for`` builds them."""
-    return FunctionTool(
-        instrument(guarded(skill, agent, recorder), agent), description=skill.description, name=skill.name
-    )
 
 
 class SkillLoader:
@@ -419,7 +411,7 @@ class SkillLoader:
     def reload(self) -> SkillSet:
         """Re-scan every source and swap the result in atomically; returns the new set.
 
-        Tools already handed to agents keep working; new calls to :meth:`tools_for_agent` see
+        Tools already handed to agents keep working; new calls to ``alina.agents.tools_for_agent`` see
         the new set. Folder plugins are re-executed from their files; entry points are re-read
         (new and removed ones are noticed, already imported modules are not re-executed).
         """
@@ -432,10 +424,6 @@ class SkillLoader:
     def skills_for(self, agent: str) -> list[Skill]:
         """The skills ``agent`` may use, in load order."""
         return self.skillset.for_agent(agent)
-
-    def tools_for_agent(self, agent: str) -> list[FunctionTool]:
-        """AutoGen tools for every skill ``agent`` may use (empty list when there is none)."""
-        return [build_tool(s, agent, self.recorder) for s in self.skills_for(agent)]
 
 
 _default: SkillLoader | None = None
@@ -456,11 +444,6 @@ def set_default_loader(loader: SkillLoader | None) -> None:
     global _default
     with _default_lock:
         _default = loader
-
-
-def tools_for_agent(agent: str) -> list[FunctionTool]:
-    """AutoGen tools for ``agent`` from the process-wide loader."""
-    return default_loader().tools_for_agent(agent)
 
 
 def reload() -> SkillSet:

@@ -106,46 +106,42 @@ _INSERT = (
 class PostgresToolCallRecorder:
     """Writes tool calls to the Postgres table ``tool_calls`` (migration 0004_tool_calls.sql).
 
-    ``open()`` connects and applies pending migrations; use as ``async with``. A failed insert
+    ``db`` is the process's shared :class:`~alina.memory_store.database.Database`, or a DSN for
+    a private one that ``open()`` connects and migrates; use as ``async with``. A failed insert
     is logged and dropped (the tool call itself is not affected).
     """
 
-    def __init__(self, dsn: str, *, max_size: int = 2, timeout_s: float = 5.0) -> None:
-        self._dsn, self._max_size, self._timeout_s = dsn, max_size, timeout_s
-        self._pool: Any = None
+    def __init__(self, db: Any, *, max_size: int = 2, timeout_s: float = 5.0) -> None:
+        from alina.memory_store.database import Database
+
+        self._owns = not isinstance(db, Database)
+        self.db: Database = (
+            Database(db, max_size=max_size, connect_timeout=max(1, int(timeout_s)), open_timeout=timeout_s,
+                     acquire_timeout=timeout_s, name="alina-tool-calls")
+            if isinstance(db, str) else db
+        )  # fmt: skip
         self.dropped = 0
         """How many records could not be written."""
 
     async def open(self) -> PostgresToolCallRecorder:
-        """Open the connection pool and bring the schema up to date."""
-        from psycopg_pool import AsyncConnectionPool
-
-        from alina.memory_store.migrate import migrate
-
-        pool = AsyncConnectionPool(
-            self._dsn,
-            min_size=1,
-            max_size=self._max_size,
-            open=False,
-            timeout=self._timeout_s,
-            kwargs={"autocommit": True, "connect_timeout": max(1, int(self._timeout_s))},
-        )
-        await pool.open(wait=True, timeout=self._timeout_s)
-        await migrate(pool)
-        self._pool = pool
+        """Open the database (a no-op for a shared one that is open: it migrated already)."""
+        await self.db.open()
         return self
 
     async def close(self) -> None:
-        """Close the pool (idempotent)."""
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        """Close the database if it is this recorder's own (idempotent)."""
+        if self._owns:
+            await self.db.close()
 
     async def __aenter__(self) -> PostgresToolCallRecorder:
         return await self.open()
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @property
+    def _pool(self) -> Any:
+        return self.db.pool if self.db.is_open else None
 
     async def record(self, call: ToolCallRecord) -> None:
         """Insert ``call``; on any database error log a warning and count it in :attr:`dropped`."""
@@ -169,7 +165,7 @@ class PostgresToolCallRecorder:
                         row["created_at"],
                     ),
                 )
-        except Exception as exc:  # noqa: BLE001 - recording fails open
+        except Exception as exc:  # recording fails open
             self.dropped += 1
             logger.warning("tool call %s/%s not recorded: %s", call.agent, call.tool, exc)
 

@@ -122,7 +122,7 @@ class TurnCommitter:
             t0 = time.perf_counter()
             try:
                 await self._retrying(functools.partial(self._sink.commit_turn, commit))
-            except Exception as exc:  # noqa: BLE001 - reported through put()/close()
+            except Exception as exc:  # reported through put()/close()
                 self._error = exc
                 metrics.observe_checkpoint(0.0, ok=False)
                 logger.error("turn %d of run %s was not saved: %s", commit.turn, commit.run_id, exc)
@@ -169,5 +169,5 @@ class TurnCommitter:
             return
         try:
             self._on_store_state(ok, reason)
-        except Exception:  # noqa: BLE001 - a broken callback must not stop the commits
+        except Exception:  # a broken callback must not stop the commits
             logger.exception("on_store_state callback failed")

@@ -50,6 +50,7 @@ from alina.memory_store.checkpoints import (
     TurnCommit,
 )
 from alina.memory_store.hot import HotState
+from alina.memory_store.runs import RunTotals
 from alina.memory_store.vector import VectorMemory
 from alina.memory_store.writer import EventWriter
 from alina.meta_prompts import Prompt
@@ -104,18 +105,7 @@ class RunSink(Protocol):
 
     async def commit_turn(self, commit: TurnCommit) -> None: ...
 
-    async def finish_run(
-        self,
-        run_id: str,
-        status: str,
-        turns: int,
-        model_calls: int,
-        tool_calls: int,
-        prompt_tokens: int,
-        completion_tokens: int,
-        wall_s: float,
-        error: str | None,
-    ) -> None: ...
+    async def finish_run(self, run_id: str, totals: RunTotals) -> None: ...
 
     async def resume_point(self, run_id: str) -> ResumePoint | None: ...
 
@@ -140,20 +130,10 @@ class MemorySink:
     async def commit_turn(self, commit: TurnCommit) -> None:
         self.commits.append(commit)
 
-    async def finish_run(
-        self,
-        run_id: str,
-        status: str,
-        turns: int,
-        model_calls: int,
-        tool_calls: int,
-        prompt_tokens: int,
-        completion_tokens: int,
-        wall_s: float,
-        error: str | None,
-    ) -> None:
+    async def finish_run(self, run_id: str, totals: RunTotals) -> None:
+        t = totals
         self.runs[run_id].update(
-            status=status, turns=turns, model_calls=model_calls, tool_calls=tool_calls, error=error
+            status=t.status, turns=t.turns, model_calls=t.model_calls, tool_calls=t.tool_calls, error=t.error
         )
 
     def routing(self, run_id: str) -> list[RoutingRow]:
@@ -226,6 +206,13 @@ class RunResult:
     """Turn commits written by this attempt."""
     events: list[RunEvent] = field(default_factory=list)
     routing: list[RouteDecision] = field(default_factory=list)
+
+    def totals(self) -> RunTotals:
+        """How the run ended and what it cost, as the run store records it."""
+        return RunTotals(
+            self.status, self.turns, self.model_calls, self.tool_calls, self.prompt_tokens,
+            self.completion_tokens, self.wall_s, self.error,
+        )  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
         """The ``alina run --json`` object."""
@@ -399,7 +386,7 @@ class TeamRunner:
     async def _write_memory(writer: Callable[[RunResult], Awaitable[None]], result: RunResult) -> None:
         try:
             await writer(result)
-        except Exception as exc:  # noqa: BLE001 - memory writes fail open
+        except Exception as exc:  # memory writes fail open
             logger.warning("run %s: memory not written: %s", result.run_id, _error_text(exc))
 
     async def flush_memory(self, timeout_s: float = 60.0) -> None:
@@ -417,7 +404,7 @@ class TeamRunner:
             return
         try:
             await self.events.emit(kind, payload, run_id=run_id)
-        except Exception as exc:  # noqa: BLE001 - the event log fails open
+        except Exception as exc:  # the event log fails open
             if not self._events_warned:
                 logger.warning("event log unavailable (%s): run goes on without it", _error_text(exc))
                 self._events_warned = True
@@ -525,7 +512,7 @@ class TeamRunner:
             return {}
         try:
             wanted = await self.prompt_source()
-        except Exception as exc:  # noqa: BLE001 - never fail a run for this
+        except Exception as exc:  # never fail a run for this
             logger.warning("prompt versions unavailable (%s): the agents keep the prompts they run with", exc)
             return {}
         changed = {
@@ -612,7 +599,7 @@ class TeamRunner:
             await _stop(turns, token)
             result.status = "stopped"
             result.stop_reason = f"wall-time limit of {self.config.team.wall_time_s:g}s reached"
-        except Exception as exc:  # noqa: BLE001 - a run reports its failure, it does not crash
+        except Exception as exc:  # a run reports its failure, it does not crash
             token.cancel()
             result.status = "failed"
             result.error = _error_text(exc)
@@ -631,7 +618,7 @@ class TeamRunner:
                 ))  # fmt: skip
             try:
                 await committer.close()
-            except Exception as exc:  # noqa: BLE001 - the store went away
+            except Exception as exc:  # the store went away
                 result.status = "failed"
                 result.stop_reason = "error"
                 result.error = (
@@ -643,11 +630,8 @@ class TeamRunner:
         if self.sink is not None and committer is not None:
             sink = self.sink
             try:  # retried like a turn commit while the store is away
-                await committer.call(lambda: sink.finish_run(
-                    run_id, result.status, result.turns, result.model_calls, result.tool_calls,
-                    result.prompt_tokens, result.completion_tokens, result.wall_s, result.error,
-                ))  # fmt: skip
-            except Exception as exc:  # noqa: BLE001 - keep the result; the run stays resumable
+                await committer.call(lambda: sink.finish_run(run_id, result.totals()))
+            except Exception as exc:  # keep the result; the run stays resumable
                 logger.error("could not record the end of run %s: %s", run_id, exc)
                 result.error = result.error or f"end of run not saved: {_error_text(exc)}"
         if self.hot is not None:

@@ -139,13 +139,14 @@ def build_team(
             cache = ResponseCache(config.redis.url(), ttl_s=config.cache.ttl_s)
         clients = {
             name: build_agent_client(
-                config, name, governor=governor, listener=listener, cache=cache, on_exhausted=on_exhausted
+                config, name, governor=governor, listener=listener, cache=cache, on_exhausted=on_exhausted,
+                prompt_version=specs[name].prompt_version,
             )
             for name in (ORCHESTRATOR, *SPECIALISTS)
         }
         clients["selector"] = build_agent_client(
             config, ORCHESTRATOR, governor=governor, listener=listener, label="selector", cache=cache,
-            on_exhausted=on_exhausted,
+            on_exhausted=on_exhausted, prompt_version=specs[ORCHESTRATOR].prompt_version,
         )  # fmt: skip
     kinds = config.memory.retrieve_kinds
     views = {} if memory is None else {

@@ -252,7 +252,8 @@ class TradingDesk:
             logger.info("order %s placed: %s %s %s %s", cid, req.side, req.type, req.amount, req.symbol)
             return Placement(cid, "placed", order)
         intent = await self.intents.get(cid)
-        assert intent is not None
+        if intent is None:
+            raise RuntimeError(f"order intent {cid} vanished from the intent store after it was recorded")
         outcome, found = await self._reconcile(intent)
         if outcome == "placed":
             return Placement(cid, "placed", found)

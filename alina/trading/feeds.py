@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 import ccxt
+from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from alina.trading.errors import ExchangeUnavailable
 from alina.trading.market_data import TIMEFRAME_MS, Candle, MarketData
@@ -39,16 +40,22 @@ async def with_retries(
     Only for reads: order placement is never passed through here. Raises ExchangeUnavailable
     once the attempts are spent; other ccxt errors (bad symbol, ...) propagate at once.
     """
-    for attempt in range(retries + 1):
-        try:
-            return await call()
-        except (ccxt.NetworkError, ccxt.BadResponse) as exc:
-            if attempt == retries:
-                raise ExchangeUnavailable(
-                    f"{what}: exchange unreachable after {retries + 1} attempt(s) ({type(exc).__name__})"
-                ) from exc
-            await sleep(base_delay_s * 2**attempt)
-    raise AssertionError("unreachable")
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(retries + 1),
+        wait=wait_exponential(multiplier=base_delay_s),  # base, 2 x base, 4 x base...
+        retry=retry_if_exception_type((ccxt.NetworkError, ccxt.BadResponse)),
+        sleep=sleep,
+    )
+    try:
+        async for attempt in retrying:  # `await retrying(call)` would not await a lambda's coroutine
+            with attempt:
+                return await call()
+    except RetryError as err:
+        exc = err.last_attempt.exception()
+        raise ExchangeUnavailable(
+            f"{what}: exchange unreachable after {retries + 1} attempt(s) ({type(exc).__name__})"
+        ) from exc
+    raise RuntimeError(f"{what}: the retry loop ended without a result or an error")  # unreachable
 
 
 class PriceFeed(Protocol):

@@ -17,10 +17,8 @@ from typing import Any, Literal, Protocol
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
-from alina.memory_store.migrate import migrate
-from alina.memory_store.runs import redact_dsn
+from alina.memory_store.database import Database, Repository, redact_dsn
 from alina.trading.orders import Order, OrderRequest
 
 __all__ = [
@@ -165,40 +163,16 @@ class MemoryIntentStore:
         return [dataclasses.replace(r) for r in reversed(list(self._rows.values()))][:limit]
 
 
-class PgIntentStore:
-    """Intents and paper snapshots in Postgres. ``open()`` connects and migrates."""
+class PgIntentStore(Repository):
+    """Intents and paper snapshots in Postgres, on a shared :class:`Database` (or a private one
+    built from a DSN: ``open()`` then connects it and migrates)."""
 
-    def __init__(self, dsn: str, *, max_size: int = 4, connect_timeout: int = 3) -> None:
-        """Connect to ``dsn`` on :meth:`open` (the DSN is never logged with its password)."""
-        self._dsn = dsn
-        self._max_size = max_size
-        self._connect_timeout = max(2, connect_timeout)
-        self._pool: AsyncConnectionPool | None = None
+    def __init__(self, db: Database | str, *, max_size: int = 4, connect_timeout: int = 3) -> None:
+        """Use ``db``, or connect to the DSN on :meth:`open` (never logged with its password)."""
+        super().__init__(db, max_size=max_size, connect_timeout=max(2, connect_timeout), name="alina-intents")
 
     def __repr__(self) -> str:
         return f"PgIntentStore({redact_dsn(self._dsn)!r})"
-
-    async def open(self) -> None:
-        """Open the pool and apply pending migrations; psycopg errors propagate."""
-        if self._pool is not None:
-            return
-        pool = AsyncConnectionPool(
-            self._dsn, min_size=1, max_size=self._max_size, open=False,
-            kwargs={"connect_timeout": self._connect_timeout}, name="alina-intents",
-        )  # fmt: skip
-        try:
-            await pool.open(wait=True, timeout=10.0)
-            await migrate(pool)
-        except BaseException:
-            await pool.close()
-            raise
-        self._pool = pool
-
-    async def close(self) -> None:
-        """Close the pool (safe twice)."""
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
 
     async def __aenter__(self) -> PgIntentStore:
         await self.open()
@@ -207,10 +181,10 @@ class PgIntentStore:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _p(self) -> AsyncConnectionPool:
-        if self._pool is None:
+    def _p(self) -> Database:
+        if not self.db.is_open:
             raise RuntimeError("PgIntentStore is not open: call `await store.open()` first")
-        return self._pool
+        return self.db
 
     async def record(self, intent: Intent) -> None:
         """See :meth:`IntentStore.record` (the insert commits before this returns)."""

@@ -237,23 +237,25 @@ class PaperExchange:
         fill_price = self._slipped(req, next_price, volume) if math.isfinite(next_price) else math.nan
 
         if req.type == "market":
+            limit_price = math.nan
             self._check_funds(req, base, fill_price * (1 + max_fee))
         else:
-            assert req.price is not None
-            self._check_funds(req, base, req.price * (1 + max_fee))
+            if req.price is None:
+                raise OrderRejected(f"a {req.type} order needs a price (got None)")
+            limit_price = req.price
+            self._check_funds(req, base, limit_price * (1 + max_fee))
         order = self._new_order(req)
         if req.type == "limit":
-            assert req.price is not None
-            reserve = req.amount * req.price * (1 + max_fee) if req.side == "buy" else req.amount
+            reserve = req.amount * limit_price * (1 + max_fee) if req.side == "buy" else req.amount
             cur = self.quote if req.side == "buy" else base
             self._move(cur, reserve)
             self._reserved[order.id] = reserve
             self._checked[order.id] = self.feed.now_ms()
             marketable = math.isfinite(next_price) and (
-                next_price <= req.price if req.side == "buy" else next_price >= req.price
+                next_price <= limit_price if req.side == "buy" else next_price >= limit_price
             )
             if marketable:
-                capped = min(fill_price, req.price) if req.side == "buy" else max(fill_price, req.price)
+                capped = min(fill_price, limit_price) if req.side == "buy" else max(fill_price, limit_price)
                 self._execute(order, capped, "taker")
         else:
             self._execute(order, fill_price, "taker")
@@ -293,7 +295,8 @@ class PaperExchange:
         """Fill resting orders against the bars seen since each was last checked; roll the day."""
         filled = False
         for order in [o for o in self._orders.values() if o.status == "open"]:
-            assert order.price is not None
+            if order.price is None:
+                raise RuntimeError(f"resting order {order.id} has no limit price")
             for bar in await self.feed.bars_after(order.symbol, self._checked[order.id]):
                 self._checked[order.id] = bar.ts_ms
                 crossed = bar.low <= order.price if order.side == "buy" else bar.high >= order.price

@@ -102,7 +102,7 @@ class OllamaShim:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+            def log_message(self, format: str, *args: Any) -> None:  # stdlib name
                 return None
 
             def _send(self, status: int, body: dict[str, Any]) -> None:
@@ -113,7 +113,7 @@ class OllamaShim:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            def do_GET(self) -> None:  # stdlib name
                 if self.path == "/api/version":
                     self._send(200, {"version": SHIM_VERSION})
                 elif self.path == "/api/tags":
@@ -132,7 +132,7 @@ class OllamaShim:
                 else:
                     self._send(404, {"error": f"404 page not found: {self.path}"})
 
-            def do_POST(self) -> None:  # noqa: N802 - stdlib name
+            def do_POST(self) -> None:  # stdlib name
                 if self.path != "/api/chat":
                     self._send(404, {"error": f"404 page not found: {self.path}"})
                     return

@@ -35,15 +35,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from autogen_core import FunctionCall  # noqa: E402
-from autogen_core.models import (  # noqa: E402
+from autogen_core import FunctionCall
+from autogen_core.models import (
     ChatCompletionClient,
     CreateResult,
     ModelInfo,
     RequestUsage,
 )
 
-from tests.scripted import INFO  # noqa: E402
+from tests.scripted import INFO
 
 LIMIT_ORDER = re.compile(r"placed buy limit [\d.]+ BTC/USDT @ [\d,.]+: open, filled 0 \(order (\S+)\)")
 

@@ -14,14 +14,13 @@ from typing import Any
 import pytest
 from autogen_core.models import SystemMessage, UserMessage
 
+from alina.agents import tools_for, tools_for_agent
 from alina.config import AlinaConfig
 from alina.models import ModelOutputError
 from alina.models import _protocol as proto
 from alina.models.llamacpp import LlamaCppClient
 from alina.skills import trading as trading_skills
-from alina.skills.builtin import tools_for
 from alina.skills.context import RunContext, run_context
-from alina.skills.loader import tools_for_agent
 from alina.team import MemorySink, TeamRunner
 from alina.trading.config import TradingConfig
 from alina.trading.desk import open_desk

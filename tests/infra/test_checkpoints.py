@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from alina.memory_store import RunBusyError, RunStore
+from alina.memory_store import RunBusyError, RunStore, RunTotals
 from alina.memory_store.checkpoints import MessageRow, PromptRef, RoutingRow, TurnCommit
 
 pytestmark = pytest.mark.integration
@@ -51,7 +51,7 @@ async def test_reopen_drops_the_rows_of_a_cut_turn_and_counts_the_resume(fresh_p
         await store.create_run(run_id, "task", {})
         await store.commit_turn(turn(run_id, 1, range(1, 3)))
         await store.commit_turn(turn(run_id, 2, range(3, 6), state=False))  # cut turn: rows only
-        await store.finish_run(run_id, "failed", 1, 1, 0, 10, 1, 1.0, "boom")
+        await store.finish_run(run_id, RunTotals("failed", 1, 1, 0, 10, 1, 1.0, "boom"))
         point = await store.resume_point(run_id)
         assert point is not None and point.turn == 1 and point.status == "failed"
         await store.reopen_run(run_id)
@@ -97,5 +97,5 @@ async def test_the_run_lock_is_exclusive_and_shows_interrupted_runs(fresh_pg_dsn
             assert rows[run_id]["interrupted"] is False  # a live process holds it
         async with b.run_lock(run_id):  # released: the other store can take it
             pass
-        await a.finish_run(run_id, "completed", 1, 1, 0, 1, 1, 1.0)
+        await a.finish_run(run_id, RunTotals("completed", 1, 1, 0, 1, 1, 1.0))
         assert (await b.get_run(run_id) or {})["interrupted"] is False

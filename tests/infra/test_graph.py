@@ -81,7 +81,7 @@ async def test_schema_upgrades_from_every_earlier_version(fresh_pg_dsn: str, tmp
     latest = [m.name for m in all_migrations]
     for n in range(len(all_migrations) + 1):
         partial = tmp_path / f"upto{n}"
-        partial.mkdir()  # noqa: ASYNC240 - test setup on a tmp dir
+        partial.mkdir()  # test setup on a tmp dir
         for m in all_migrations[:n]:
             shutil.copy(MIGRATIONS / f"{m.name}.sql", partial / f"{m.name}.sql")
         async with await psycopg.AsyncConnection.connect(fresh_pg_dsn, autocommit=True) as conn:

@@ -145,7 +145,7 @@ def test_cli_list_show_diff_rollback_and_bad_input(fresh_pg_dsn: str, alina_conf
 
     v_file, v_cand, v_bad = asyncio.run(prepare())
 
-    def cli(*args: str):  # noqa: ANN202
+    def cli(*args: str):
         return alina("prompts", *args, config=alina_config_file, env=env, timeout=120)
 
     p = cli("list")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from alina.memory_store import RunStore, StoreUnavailableError
+from alina.memory_store import RunStore, RunTotals, StoreUnavailableError
 from alina.memory_store.runs import redact_dsn
 
 pytestmark = pytest.mark.integration
@@ -27,7 +27,7 @@ async def test_run_round_trip(fresh_pg_dsn: str) -> None:
         assert started is not None
         assert started["status"] == "running" and started["finished_at"] is None
 
-        await store.finish_run(run_id, "completed", 2, 1, 0, 12, 3, 0.75, None)
+        await store.finish_run(run_id, RunTotals("completed", 2, 1, 0, 12, 3, 0.75, None))
         run = await store.get_run(run_id)
 
     assert run is not None
@@ -52,7 +52,7 @@ async def test_list_runs_newest_first_and_failed_run(fresh_pg_dsn: str) -> None:
         for i, run_id in enumerate(ids):
             await store.create_run(run_id, f"task {i}", {})
         await store.add_message(ids[0], 1, "user", "TextMessage", "x")
-        await store.finish_run(ids[1], "failed", 1, 1, 0, 5, 0, 1.0, error="timeout")
+        await store.finish_run(ids[1], RunTotals("failed", 1, 1, 0, 5, 0, 1.0, error="timeout"))
         runs = await store.list_runs()
         limited = await store.list_runs(limit=2)
         assert await store.get_run("no-such-run") is None
@@ -69,9 +69,9 @@ async def test_list_runs_newest_first_and_failed_run(fresh_pg_dsn: str) -> None:
 async def test_finish_run_rejects_bad_status_and_unknown_run(fresh_pg_dsn: str) -> None:
     async with RunStore(fresh_pg_dsn) as store:
         with pytest.raises(ValueError, match="'done'"):
-            await store.finish_run("x", "done", 0, 0, 0, 0, 0, 0.0)
+            await store.finish_run("x", RunTotals("done", 0, 0, 0, 0, 0, 0.0))
         with pytest.raises(LookupError, match="nope"):
-            await store.finish_run("nope", "stopped", 0, 0, 0, 0, 0, 0.0)
+            await store.finish_run("nope", RunTotals("stopped", 0, 0, 0, 0, 0, 0.0))
 
 
 @pytest.mark.asyncio

@@ -88,7 +88,7 @@ class ChromaServer:
 
     def start(self, timeout: float = 30.0) -> None:
         chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or "chroma"
-        log = open(self.path.parent / f"chroma-{self.port}.log", "ab")  # noqa: SIM115 - owned by the process
+        log = open(self.path.parent / f"chroma-{self.port}.log", "ab")  # owned by the process
         self.proc = subprocess.Popen(
             [chroma, "run", "--path", str(self.path), "--host", "127.0.0.1", "--port", str(self.port)],
             stdout=log, stderr=subprocess.STDOUT,

@@ -23,7 +23,8 @@ from autogen_core.models import (
 )
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
-from alina.memory_store.vector import MemoryItem, RetrievalContext, VectorConfig, VectorMemory, query_text
+from alina.agents import AgentMemory, RetrievalContext, query_text
+from alina.memory_store.vector import MemoryItem, VectorConfig, VectorMemory
 
 from .conftest import HashEmbedder
 
@@ -115,7 +116,7 @@ async def test_ten_turns_leave_exactly_one_retrieved_block(tmp_path: Path) -> No
     ctx = RetrievalContext(buffer_size=4)
     for turn in range(10):
         await ctx.add_message(user(f"what about {TOPICS[turn % len(TOPICS)]}?"))
-        result = await trader.update_context(ctx)
+        result = await AgentMemory(trader).update_context(ctx)
         messages = await ctx.get_messages()
         [block] = blocks(messages)
         assert messages[-1].content == block  # last, after the history
@@ -128,7 +129,7 @@ async def test_ten_turns_leave_exactly_one_retrieved_block(tmp_path: Path) -> No
     assert "Relevant memory" not in str(await ctx.save_state())
 
     await ctx.add_message(user("zebra giraffe"))  # nothing relevant: the block disappears
-    result = await trader.update_context(ctx)
+    result = await AgentMemory(trader).update_context(ctx)
     assert result.memories.results == [] and blocks(await ctx.get_messages()) == []
 
 
@@ -138,7 +139,7 @@ async def test_other_contexts_get_autogens_default_behaviour(tmp_path: Path) -> 
     ctx = BufferedChatCompletionContext(buffer_size=20)
     for turn in range(3):
         await ctx.add_message(user(f"what about {TOPICS[turn]}?"))
-        await trader.update_context(ctx)
+        await AgentMemory(trader).update_context(ctx)
     assert len(blocks(await ctx.get_messages())) == 3  # appended each turn, as AutoGen's memories do
 
 
@@ -153,12 +154,12 @@ async def test_a_view_limited_to_some_kinds_retrieves_only_those(tmp_path: Path)
     ctx = RetrievalContext(buffer_size=4)
     await ctx.add_message(user("What is the BTC trend?"))
     alina = root.for_agent("alina", kinds=["lesson"])
-    result = await alina.update_context(ctx)
+    result = await AgentMemory(alina).update_context(ctx)
     assert [m.metadata["kind"] for m in result.memories.results if m.metadata] == ["lesson"]
     [block] = blocks(await ctx.get_messages())
     assert "quote the percentage" in block and "4.25%" not in block and "21,925.7" not in block
     assert len(await alina.search("What is the BTC trend?")) == 3  # an explicit search is not filtered
-    every = await root.for_agent("alina").update_context(ctx)
+    every = await AgentMemory(root.for_agent("alina")).update_context(ctx)
     assert {m.metadata["kind"] for m in every.memories.results if m.metadata} == {"outcome", "lesson", "note"}
     with pytest.raises(ValueError, match="memory kinds must be among"):
         root.for_agent("alina", kinds=["lessons"])
@@ -185,7 +186,7 @@ async def test_assistant_agent_prompt_prefix_is_stable_and_memory_does_not_accum
     trader = (await _memory(tmp_path)).for_agent("trader")
     client = RecordingReplay(10)
     agent = AssistantAgent(
-        "trader", model_client=client, system_message="You are the trader.", memory=[trader],
+        "trader", model_client=client, system_message="You are the trader.", memory=[AgentMemory(trader)],
         model_context=RetrievalContext(buffer_size=50),
     )  # fmt: skip
     for turn in range(10):
@@ -204,7 +205,7 @@ async def test_assistant_agent_prompt_prefix_is_stable_and_memory_does_not_accum
 
 
 def test_identical_memories_are_rendered_once_in_score_order() -> None:
-    from alina.memory_store.vector import MemoryHit, _unique, render_hits
+    from alina.memory_store.vector import MemoryHit, render_hits, unique_hits
 
     def hit(text: str, score: float, kind: str = "outcome") -> MemoryHit:
         return MemoryHit(f"id{score}", text, score, kind, "shared", None, None, None)
@@ -212,4 +213,4 @@ def test_identical_memories_are_rendered_once_in_score_order() -> None:
     same = "Task: BTC trend? | Outcome (completed): downtrend"
     hits = [hit(same, 0.9), hit("healthy", 0.8, "note"), hit(same + "  ", 0.7), hit("flat", 0.6)]
     assert render_hits(hits).splitlines() == [f"- [outcome] {same}", "- [note] healthy", "- [outcome] flat"]
-    assert [h.score for h in _unique(hits)] == [0.9, 0.8, 0.6]
+    assert [h.score for h in unique_hits(hits)] == [0.9, 0.8, 0.6]

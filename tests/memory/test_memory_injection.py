@@ -20,8 +20,9 @@ from autogen_core import FunctionCall
 from autogen_core.models import CreateResult, RequestUsage
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
+from alina.agents import RetrievalContext
 from alina.config import AlinaConfig
-from alina.memory_store.vector import RetrievalContext, VectorConfig, VectorMemory
+from alina.memory_store.vector import VectorConfig, VectorMemory
 from alina.models import ResilientClient
 from alina.skills import trading as trading_skills
 from alina.team import MemorySink, TeamRunner

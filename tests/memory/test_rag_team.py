@@ -19,10 +19,11 @@ import pytest
 from autogen_core.models import CreateResult, SystemMessage
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
+from alina.agents import RetrievalContext
 from alina.config import AlinaConfig
 from alina.memory_store import RunStore
 from alina.memory_store.graph import MemoryGraph
-from alina.memory_store.vector import RetrievalContext, VectorConfig, VectorMemory
+from alina.memory_store.vector import VectorConfig, VectorMemory
 from alina.models import ResilientClient
 from alina.monitoring.metrics import REGISTRY
 from alina.team import RunMemoryWriter, TeamRunner, open_memory

@@ -14,6 +14,7 @@ from autogen_core.memory import MemoryContent, MemoryMimeType
 from chromadb.config import Settings
 from pydantic import ValidationError
 
+from alina.agents import AgentMemory
 from alina.memory_store.vector import (
     MemoryItem,
     VectorConfig,
@@ -157,12 +158,14 @@ async def test_memory_protocol_add_and_query_keep_provenance(
     tmp_path: Path, hash_embedder: HashEmbedder
 ) -> None:
     mem = memory(tmp_path, hash_embedder).for_agent("trader")
-    await mem.add(MemoryContent(
+    adapter = AgentMemory(mem)
+    await adapter.add(MemoryContent(
         content="Closed the BTC long at 44,020 for +2.0%", mime_type=MemoryMimeType.TEXT,
         metadata={"kind": "outcome", "run_id": "run-1", "message_seq": "7", "symbol": "BTC/USDT"},
     ))  # fmt: skip
-    await mem.add(MemoryContent(content={"decision": "halve SOL exposure"}, mime_type=MemoryMimeType.JSON))
-    result = await mem.query("BTC long closed", top_k=1)
+    json_content = MemoryContent(content={"decision": "halve SOL exposure"}, mime_type=MemoryMimeType.JSON)
+    await adapter.add(json_content)
+    result = await adapter.query("BTC long closed", top_k=1)
     [content] = result.results
     assert content.content == "Closed the BTC long at 44,020 for +2.0%"
     meta = content.metadata or {}

@@ -8,7 +8,8 @@ import threading
 import pytest
 from autogen_core import CancellationToken
 
-from alina.skills.loader import SkillRegistry, build_tool
+from alina.agents import build_tool
+from alina.skills.loader import SkillRegistry
 from alina.skills.recorder import (
     MASK,
     InMemoryToolCallRecorder,
@@ -50,7 +51,7 @@ async def sleeping_tool(seconds: float = 3600.0) -> str:
     return "woke"
 
 
-def exchange_login(account: str, api_key: str, apiSecret: str = "", max_tokens: int = 5) -> str:  # noqa: N803
+def exchange_login(account: str, api_key: str, apiSecret: str = "", max_tokens: int = 5) -> str:
     """Pretend to log in.
 
     Args:

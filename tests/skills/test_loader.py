@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from autogen_core.tools import FunctionTool
 
+from alina.agents import tools_for, tools_for_agent
 from alina.monitoring.metrics import REGISTRY
 from alina.skills import loader as loader_mod
-from alina.skills.builtin import tools_for
 from alina.skills.loader import SkillDeclarationError, SkillLoader, SkillRegistry, discover
 
 from ._helpers import EXAMPLE_PLUGINS, call_tool, plugin_source
@@ -34,8 +34,8 @@ def test_builtins_load_without_installed_entry_points() -> None:
 
 @pytest.mark.parametrize("agent", ["trader", "monitor", "optimizer", "alina", "nobody"])
 def test_tools_match_the_builtin_tool_builder(agent: str) -> None:
-    """Same names, descriptions and argument schemas as ``builtin.tools_for``."""
-    new, old = SkillLoader().tools_for_agent(agent), tools_for(agent)
+    """Same names, descriptions and argument schemas as ``agents.tools_for`` (the built-ins unguarded)."""
+    new, old = tools_for_agent(agent, SkillLoader()), tools_for(agent)
     assert all(isinstance(t, FunctionTool) for t in new)
     new = [t for t in new if t.name in BUILTINS]
     assert [t.schema for t in new] == [t.schema for t in old]
@@ -70,10 +70,10 @@ def test_folder_plugin_is_loaded_with_its_declaration() -> None:
 
 def test_folder_plugin_becomes_a_working_tool_for_its_agents_only() -> None:
     loader = SkillLoader(EXAMPLE_PLUGINS)
-    names = [t.name for t in loader.tools_for_agent("trader")]
+    names = [t.name for t in tools_for_agent("trader", loader)]
     assert names[:2] == ["get_price", "candle_summary"] and names[-1] == "position_size"
-    assert "position_size" not in [t.name for t in loader.tools_for_agent("monitor")]
-    tool = loader.tools_for_agent("trader")[-1]
+    assert "position_size" not in [t.name for t in tools_for_agent("monitor", loader)]
+    tool = tools_for_agent("trader", loader)[-1]
     assert call_tool(tool, {"equity": 10000, "risk_pct": 1, "stop_distance_pct": 2}).startswith(
         "position notional 5000.00"
     )
@@ -104,7 +104,8 @@ def test_entry_point_plugins_by_module_or_function(
 def test_any_agent_wildcard(plugin_dir: Callable[..., Path]) -> None:
     d = plugin_dir({"shared.py": plugin_source("shared_tool", agents=("*",))})
     loader = SkillLoader(d)
-    assert all("shared_tool" in [t.name for t in loader.tools_for_agent(a)] for a in ("trader", "alina", "x"))
+    names = {a: [t.name for t in tools_for_agent(a, loader)] for a in ("trader", "alina", "x")}
+    assert all("shared_tool" in n for n in names.values())
 
 
 # --------------------------------------------------------------------------- broken plugins
@@ -237,7 +238,7 @@ def test_env_allow_list_limits_what_loads(monkeypatch: pytest.MonkeyPatch, shipp
     assert list(found.skills) == ["get_price", "position_size"]
     assert [s.name for s in found.disabled] == [n for n in shipped if n != "get_price"]
     assert [(p.plugin, p.error) for p in found.problems] == [("ALINA_SKILLS", "names unknown skill 'ghost'")]
-    assert [t.name for t in SkillLoader(EXAMPLE_PLUGINS).tools_for_agent("trader")] == [
+    assert [t.name for t in tools_for_agent("trader", SkillLoader(EXAMPLE_PLUGINS))] == [
         "get_price",
         "position_size",
     ]
@@ -274,7 +275,7 @@ def test_from_config_reads_the_skills_section() -> None:
 def test_reload_rescans_without_restart(plugin_dir: Callable[..., Path]) -> None:
     d = plugin_dir({"one.py": plugin_source("one_tool", doc="First version.")})
     loader = SkillLoader(d)
-    held = loader.tools_for_agent("trader")
+    held = tools_for_agent("trader", loader)
     assert loader.skillset.skills["one_tool"].description == "First version."
 
     plugin_dir(
@@ -288,7 +289,7 @@ def test_reload_rescans_without_restart(plugin_dir: Callable[..., Path]) -> None
     assert found.skills["one_tool"].description == "Second version."
     assert "two_tool" in found.skills
     assert [p.plugin for p in found.problems] == ["three"]
-    assert [t.name for t in loader.tools_for_agent("trader")][-2:] == ["one_tool", "two_tool"]
+    assert [t.name for t in tools_for_agent("trader", loader)][-2:] == ["one_tool", "two_tool"]
     assert call_tool(held[-1], {"text": "x"}) == "one_tool:x"  # tools handed out earlier still work
 
     (d / "two.py").unlink()
@@ -308,10 +309,10 @@ def test_module_level_default_loader(plugin_dir: Callable[..., Path]) -> None:
     d = plugin_dir({"mod.py": plugin_source("mod_tool", agents=("monitor",))})
     try:
         loader_mod.set_default_loader(SkillLoader(d))
-        assert [t.name for t in loader_mod.tools_for_agent("monitor")][-1] == "mod_tool"
+        assert [t.name for t in tools_for_agent("monitor")][-1] == "mod_tool"
         (d / "mod.py").unlink()
         assert "mod_tool" not in loader_mod.reload().skills
-        assert "mod_tool" not in [t.name for t in loader_mod.tools_for_agent("monitor")]
+        assert "mod_tool" not in [t.name for t in tools_for_agent("monitor")]
     finally:
         loader_mod.set_default_loader(None)
     assert isinstance(loader_mod.default_loader(), SkillLoader)

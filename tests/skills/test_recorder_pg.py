@@ -8,7 +8,8 @@ import psycopg
 import pytest
 from autogen_core import CancellationToken
 
-from alina.skills.loader import SkillRegistry, build_tool
+from alina.agents import build_tool
+from alina.skills.loader import SkillRegistry
 from alina.skills.recorder import MASK, PostgresToolCallRecorder, ToolCallRecord, run_scope
 
 pytestmark = pytest.mark.integration

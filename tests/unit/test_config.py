@@ -183,3 +183,14 @@ def test_relative_model_path_is_relative_to_the_project(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, {"models": {"embedded": {"path": str(rel)}}}), environ={})
     assert cfg.models["embedded"].gguf_file() == project_root() / rel
     assert cfg.models["embedded"].gguf_file().resolve() == gguf.resolve()
+
+
+def test_env_overrides_take_yaml_values_and_refuse_an_unknown_section(tmp_path: Path) -> None:
+    """What pydantic-settings' env source does not do (see the comment on _apply_env_overrides)."""
+    environ = {"ALINA__MEMORY__RETRIEVE_KINDS": "{alina: [lesson, alert]}"}
+    cfg = load_config(write(tmp_path, {}), environ=environ)
+    assert cfg.memory.retrieve_kinds == {"alina": ["lesson", "alert"]}
+    assert problems(write(tmp_path, {}), {"ALINA__NOSUCH__KEY": "1"}) == [
+        "nosuch: unknown field (check the spelling; secrets belong in the environment) (got ***)"
+    ]
+

@@ -24,8 +24,9 @@ from autogen_core.model_context import BufferedChatCompletionContext
 from autogen_core.models import UserMessage
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
+from alina.agents import AgentMemory, RetrievalContext
 from alina.config import AlinaConfig, ConfigError, MemoryConfig, load_config
-from alina.memory_store.vector import SHARED, RetrievalContext, VectorConfig, VectorMemory
+from alina.memory_store.vector import SHARED, VectorConfig, VectorMemory
 from alina.models import ResilientClient
 from alina.monitoring.metrics import REGISTRY
 from alina.team import MemorySink, RunResult, TeamRunner, build_team, run_facts, run_memories
@@ -110,7 +111,8 @@ def test_every_agent_retrieves_through_its_own_view_with_a_retrieval_context(tmp
     for agent in team.team._participants:
         assert isinstance(agent._model_context, RetrievalContext), agent.name  # type: ignore[attr-defined]
         assert agent._model_context._buffer_size == AlinaConfig().team.history_window  # type: ignore[attr-defined]
-        [view] = agent._memory  # type: ignore[attr-defined]
+        [adapter] = agent._memory  # type: ignore[attr-defined]
+        view = adapter.memory
         assert view.agent == agent.name and view.default_scopes() == [agent.name, SHARED]
         assert view.retrieve_kinds == (("lesson",) if agent.name == "alina" else None)  # config.yaml
     assert team.memory is not None
@@ -145,7 +147,7 @@ async def test_a_broken_embedder_disables_retrieval_once_and_the_call_goes_on(
     disabled = metric("alina_memory_retrievals_total", outcome="disabled")
     with caplog.at_level(logging.WARNING, logger="alina.memory_store.vector"):
         for view in (trader, alina, trader):
-            result = await view.update_context(ctx)
+            result = await AgentMemory(view).update_context(ctx)
             assert result.memories.results == []
             assert ctx.retrieved_message is None  # no stale block left behind
     assert broken.calls == 1  # disabled for every view after the first failure
@@ -164,11 +166,11 @@ async def test_a_slow_retrieval_is_skipped_and_three_in_a_row_disable_it(tmp_pat
     ctx = RetrievalContext(buffer_size=4)
     await ctx.add_message(UserMessage(content="BTC trend?", source="user"))
     for n in range(2):
-        assert (await view.update_context(ctx)).memories.results == []
+        assert (await AgentMemory(view).update_context(ctx)).memories.results == []
         assert view.retrieval_disabled is None, n  # skipped, not disabled yet
-    await view.update_context(ctx)
+    await AgentMemory(view).update_context(ctx)
     assert view.retrieval_disabled is not None and "3 retrievals in a row" in view.retrieval_disabled
-    await view.update_context(ctx)
+    await AgentMemory(view).update_context(ctx)
     assert slow.calls == 3
 
 

@@ -10,6 +10,7 @@ import pytest
 from autogen_core import CancellationToken
 from autogen_core.tools import FunctionTool
 
+from alina.agents import tools_for
 from alina.monitoring import metrics
 from alina.monitoring.metrics import REGISTRY, LatencyWindow, observe_model_call
 from alina.skills import builtin
@@ -23,7 +24,6 @@ from alina.skills.builtin import (
     score_answer,
     score_text,
     system_health,
-    tools_for,
 )
 from alina.trading.market_data import MarketData
 

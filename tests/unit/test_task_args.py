@@ -13,13 +13,14 @@ from autogen_core import FunctionCall
 from autogen_core.models import CreateResult, RequestUsage
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
+from alina.agents import build_tool
 from alina.config import AlinaConfig
 from alina.models import ResilientClient
 from alina.models import _protocol as proto
 from alina.skills import trading as trading_skills
 from alina.skills.builtin import candle_summary, get_price
 from alina.skills.context import RunContext, run_context
-from alina.skills.loader import build_tool, default_loader
+from alina.skills.loader import default_loader
 from alina.skills.task_args import (
     TaskArguments,
     named_order_id,

@@ -15,12 +15,11 @@ import pytest
 from autogen_core.tools import FunctionTool
 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
+from alina.agents import tools_for, tools_for_agent
 from alina.models import _protocol as proto
 from alina.models.llamacpp import _Engine
 from alina.models.ollama import OllamaClient
 from alina.models.openai_compat import OpenAICompatClient
-from alina.skills.builtin import tools_for
-from alina.skills.loader import tools_for_agent
 
 
 def trend(symbol: str = "BTC/USDT", hours: float = 24.0) -> str:

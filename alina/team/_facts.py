@@ -1,0 +1,293 @@
+"""Graph facts a finished run leaves (:func:`run_facts`), read from its events: who spoke, which
+tools were used with which arguments, what was observed, decided, caused and contradicted.
+See :mod:`alina.team._memory` for the whole picture; :func:`tool_uses` pairs each tool call
+with its result, which the memories use too."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from alina.config import ORCHESTRATOR
+from alina.memory_store.graph import Relation
+from alina.skills.context import ChatMessage
+from alina.team._routing import REPORTERS, RouteDecision, report_states
+
+__all__ = [
+    "HEALTH_TOOLS",
+    "MAX_MEMORY_CHARS",
+    "ORDER_TOOLS",
+    "EventLike",
+    "RunLike",
+    "ToolUse",
+    "StoredEvent",
+    "alerts_of",
+    "contradictions",
+    "last_answer",
+    "one_line",
+    "run_facts",
+    "symbols_of",
+    "tool_uses",
+]
+
+log = logging.getLogger("alina.team._memory")
+
+MAX_MEMORY_CHARS = 600
+"""A stored memory's text is cut here: retrieved memories go into every prompt of a CPU model."""
+MAX_FACT_CHARS = 240
+ORDER_TOOLS = frozenset({"place_order"})
+HEALTH_TOOLS = frozenset({"system_health"})
+_PAIR = re.compile(r"\b([A-Z0-9]{2,12}/[A-Z0-9]{2,12}(?::[A-Z0-9]{2,12})?)\b")
+_PAIR_ARG = re.compile(r"^[A-Za-z0-9]{2,12}/[A-Za-z0-9]{2,12}(?::[A-Za-z0-9]{2,12})?$")
+_DEGRADED = re.compile(r"^degraded \((?P<reasons>[^)]*)\)")
+
+
+class EventLike(ChatMessage, Protocol):
+    """One recorded message or event of a run (:class:`~alina.team.RunEvent`): a chat message
+    with its place in the run."""
+
+    @property
+    def seq(self) -> int: ...
+
+
+class RunLike(Protocol):
+    """What the writer reads of a finished run (:class:`~alina.team.RunResult`)."""
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def task(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def stop_reason(self) -> str: ...
+    @property
+    def answer(self) -> str: ...
+    @property
+    def events(self) -> Sequence[EventLike]: ...
+    @property
+    def routing(self) -> Sequence[RouteDecision]: ...
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    seq: int
+    source: str
+    type: str
+    content: str
+
+
+@dataclass(frozen=True)
+class ToolUse:
+    """One tool call of a run: who called what with which arguments, what came back, and the
+    seqs of the request (``call_seq``) and result (``result_seq``) events."""
+
+    agent: str
+    tool: str
+    arguments: dict[str, Any]
+    result: str | None
+    call_seq: int
+    result_seq: int | None
+
+    @property
+    def failed(self) -> bool:
+        return self.result is None or self.result.startswith("error")
+
+
+def one_line(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _split_results(content: str, names: Sequence[str]) -> list[str | None]:
+    """A ToolCallExecutionEvent's text (``name: result`` per call, joined by newlines) back
+    into one result per call, in order."""
+    out: list[str | None] = []
+    rest = content
+    for i, name in enumerate(names):
+        prefix = f"{name}: "
+        if not rest.startswith(prefix):
+            out.append(None)
+            continue
+        rest = rest[len(prefix) :]
+        nxt = names[i + 1] if i + 1 < len(names) else None
+        cut = rest.find(f"\n{nxt}: ") if nxt is not None else -1
+        out.append(rest if cut < 0 else rest[:cut])
+        rest = "" if cut < 0 else rest[cut + 1 :]
+    return out
+
+
+def tool_uses(events: Sequence[EventLike]) -> list[ToolUse]:
+    """The tool calls of a run, from its ToolCallRequestEvent / ToolCallExecutionEvent pairs."""
+    pending: dict[str, tuple[int, list[tuple[str, dict[str, Any]]]]] = {}
+    out: list[ToolUse] = []
+    for e in events:
+        if e.type == "ToolCallRequestEvent":
+            try:
+                calls = json.loads(e.content)
+            except json.JSONDecodeError:
+                continue
+            parsed: list[tuple[str, dict[str, Any]]] = []
+            for c in calls if isinstance(calls, list) else []:
+                if not isinstance(c, dict) or not isinstance(c.get("name"), str):
+                    continue
+                args: Any = c.get("arguments")
+                if isinstance(args, str):
+                    try:
+                        args = json.loads(args) if args.strip() else {}
+                    except json.JSONDecodeError:
+                        args = {"raw": args}
+                parsed.append((c["name"], args if isinstance(args, dict) else {"value": args}))
+            pending[e.source] = (e.seq, parsed)
+        elif e.type == "ToolCallExecutionEvent" and e.source in pending:
+            call_seq, parsed = pending.pop(e.source)
+            results = _split_results(e.content, [name for name, _ in parsed])
+            out += [ToolUse(e.source, name, args, result, call_seq, e.seq)
+                    for (name, args), result in zip(parsed, results, strict=True)]  # fmt: skip
+    for agent, (call_seq, parsed) in pending.items():  # calls whose result never came (cut run)
+        out += [ToolUse(agent, name, args, None, call_seq, None) for name, args in parsed]
+    return sorted(out, key=lambda u: u.call_seq)
+
+
+def symbols_of(use: ToolUse) -> list[str]:
+    """The trading pairs a tool call is about: named in its arguments, else the pair its result
+    starts with (market tools report ``BTC/USDT last price ...`` when the symbol was defaulted)."""
+    found = [v.strip().upper() for v in use.arguments.values()
+             if isinstance(v, str) and _PAIR_ARG.match(v.strip())]  # fmt: skip
+    if not found and use.result and not use.failed:
+        lead = _PAIR.match(use.result.strip())
+        found = [lead.group(1)] if lead else []
+    return list(dict.fromkeys(found))[:5]
+
+
+def alerts_of(result: str) -> list[tuple[str, str]]:
+    """``(alert name, reason)`` for each reason of a degraded health report."""
+    m = _DEGRADED.match(result)
+    if m is None:
+        return []
+    out = []
+    for reason in (r.strip() for r in m.group("reasons").split(";")):
+        if not reason:
+            continue
+        name = (
+            "memory-high" if reason.startswith("memory")
+            else "latency-high" if " p95 " in f" {reason} "
+            else "load-high" if reason.startswith("load")
+            else "health-degraded"
+        )  # fmt: skip
+        out.append((name, reason))
+    return out
+
+
+def _masked(arguments: dict[str, Any]) -> dict[str, Any]:
+    from alina.skills.recorder import mask_secrets
+
+    return mask_secrets(arguments)
+
+
+def run_facts(run: RunLike, *, models: Mapping[str, str] | None = None) -> list[Relation]:
+    """The graph facts of ``run`` (see the module docstring), each with run id and message seq."""
+    rid = run.run_id
+    run_ref = ("run", rid)
+    facts: list[Relation] = []
+    first: dict[str, int] = {}
+    for e in run.events:
+        if e.source != "user" and e.source not in first:
+            first[e.source] = e.seq
+    for name, first_seq in first.items():
+        facts.append(Relation(run_ref, "used", ("agent", name), None, rid, first_seq))
+        if models and name in models:
+            facts.append(Relation(("agent", name), "used", ("model", models[name]), None, rid, first_seq))
+    for use in tool_uses(run.events):
+        agent = ("agent", use.agent)
+        args = json.dumps(_masked(use.arguments), sort_keys=True, ensure_ascii=False)
+        facts.append(Relation(agent, "used", ("tool", use.tool), one_line(args, MAX_FACT_CHARS), rid,
+                              use.call_seq))  # fmt: skip
+        strategy = use.arguments.get("strategy")
+        if isinstance(strategy, str) and strategy.strip():
+            facts.append(Relation(agent, "used", ("strategy", strategy.strip()), None, rid, use.call_seq))
+        if use.result is None:
+            continue
+        seq = use.result_seq
+        result = one_line(use.result, MAX_FACT_CHARS)
+        for symbol in symbols_of(use):
+            if use.tool in ORDER_TOOLS:
+                order = " ".join(str(use.arguments[k]) for k in ("side", "amount", "order_type")
+                                 if k in use.arguments)  # fmt: skip
+                fact = f"order {order}: {result}" if order else f"order: {result}"
+                facts.append(Relation(agent, "decided", ("asset", symbol), one_line(fact, MAX_FACT_CHARS),
+                                      rid, seq))  # fmt: skip
+            elif not use.failed:
+                facts.append(Relation(agent, "observed", ("asset", symbol), result, rid, seq))
+        if use.tool in HEALTH_TOOLS:
+            for name, reason in alerts_of(use.result):
+                facts.append(Relation(agent, "observed", ("alert", name), reason, rid, seq))
+    facts += _causes(run)
+    answer = last_answer(run.events)
+    if answer is not None:
+        facts.append(Relation(("agent", ORCHESTRATOR), "decided", run_ref,
+                              one_line(answer.content, MAX_FACT_CHARS), rid, answer.seq))  # fmt: skip
+        facts += contradictions(run, answer)
+    return list(dict.fromkeys(facts))
+
+
+def last_answer(events: Sequence[EventLike]) -> EventLike | None:
+    """ALINA's final answer: its last text message."""
+    return next((e for e in reversed(events) if e.source == ORCHESTRATOR and e.type == "TextMessage"), None)
+
+
+_REPORT_TYPES = frozenset({"ToolCallSummaryMessage", "TextMessage"})
+
+
+def _latest_report(events: Sequence[EventLike], agent: str, domain: str, before: int | None = None
+                   ) -> tuple[EventLike, list[str]] | None:  # fmt: skip
+    """``agent``'s latest report (before seq ``before``) that names a state of ``domain``."""
+    for e in reversed(events):
+        if e.source != agent or e.type not in _REPORT_TYPES or (before is not None and e.seq >= before):
+            continue
+        states = report_states(e.content, domain)
+        if states:
+            return e, states
+    return None
+
+
+def _causes(run: RunLike) -> list[Relation]:
+    """``X caused run``: a step the task made conditional ("if healthy, ...") was skipped
+    because a report did not show the condition. X is what the report is about: each alert of a
+    degraded health report, the asset of a trend report, else the reporting agent."""
+    facts: list[Relation] = []
+    for decision in run.routing:
+        for skip in decision.skipped:
+            found = _latest_report(run.events, skip.on, skip.domain)
+            if found is None:
+                continue
+            report, states = found
+            causes: list[tuple[str, str]] = [("alert", name) for name, _ in alerts_of(report.content)]
+            if not causes and skip.domain == "trend":
+                causes = [("asset", m.group(1)) for m in _PAIR.finditer(report.content)][:5]
+            fact = (f"skipped the {skip.agent}: the task wanted it only if {skip.condition}; the {skip.on}'s "
+                    f"report says {states[0]}")  # fmt: skip
+            for cause in causes or [("agent", skip.on)]:
+                facts.append(Relation(cause, "caused", ("run", run.run_id), fact, run.run_id, report.seq))
+    return facts
+
+
+def contradictions(run: RunLike, answer: EventLike) -> list[Relation]:
+    """``alina contradicted AGENT``: the answer names one health (or trend) state and the
+    monitor's (trader's) latest report before it names one other state. A text naming several
+    states ("healthy, though memory was degraded earlier") is ambiguous and never counts."""
+    facts: list[Relation] = []
+    for domain, agent in REPORTERS.items():
+        said = report_states(answer.content, domain)
+        found = _latest_report(run.events, agent, domain, before=answer.seq)
+        if len(said) != 1 or found is None or len(found[1]) != 1 or found[1] == said:
+            continue
+        report, (state,) = found
+        fact = f"the answer says {said[0]}; the {agent}'s report (#{report.seq}) says {state}"
+        facts.append(Relation(("agent", ORCHESTRATOR), "contradicted", ("agent", agent), fact, run.run_id,
+                              answer.seq))  # fmt: skip
+    return facts
