@@ -231,7 +231,7 @@ class Observer:
         if self._refresh is not None:
             try:
                 await self._refresh()
-            except Exception:  # noqa: BLE001 - stale figures, not a dead observer
+            except Exception:
                 log.exception("observer: refreshing the figures failed")
         values = self.figures.read()
         now = self._clock()

@@ -395,7 +395,7 @@ def monitor_alerts_detail(timeout_s: float = 1.0, limit: int = 3) -> str:
         return str(cached[1])
     try:
         text = _open_detail(dsn, timeout_s, limit)
-    except Exception:  # noqa: BLE001 - fails open; the status line reports the store's state
+    except Exception:
         text = ""
     _monitor["detail"] = (now, text)
     return text

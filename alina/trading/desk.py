@@ -361,7 +361,7 @@ class TradingDesk:
             return
         try:
             await self.pnl()
-        except Exception as exc:  # noqa: BLE001 - figures are best effort; orders are not affected
+        except Exception as exc:
             logger.warning("paper figures not exported: %s", type(exc).__name__)
 
     async def close(self) -> None:

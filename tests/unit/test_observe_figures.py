@@ -120,11 +120,11 @@ def test_rule_file_has_a_figure_for_every_figure_and_an_alert_per_rule() -> None
 
 
 def test_every_series_the_monitoring_issue_lists_is_registered() -> None:
-    import alina.memory_store.writer  # noqa: F401 - modules that define series on import
-    import alina.models._cache  # noqa: F401
-    import alina.monitoring.memory_metrics  # noqa: F401
-    import alina.monitoring.routing_metrics  # noqa: F401
-    import alina.runtime.modes  # noqa: F401
+    import alina.memory_store.writer
+    import alina.models._cache
+    import alina.monitoring.memory_metrics
+    import alina.monitoring.routing_metrics
+    import alina.runtime.modes
     import alina.trading.desk  # noqa: F401
 
     wanted = {
