@@ -16,11 +16,13 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 done_() { printf '    %s\n' "$*"; }
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
-step "system packages (redis-server; PostgreSQL 15; prometheus + promtool for the monitoring tests)"
+step "system packages (redis-server; PostgreSQL 15; prometheus + promtool for the monitoring tests; tmux)"
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 [ -x /usr/lib/postgresql/15/bin/pg_ctl ] || command -v pg_ctl >/dev/null || need+=(postgresql-15)
 command -v promtool >/dev/null || need+=(prometheus)
+command -v tmux >/dev/null || need+=(tmux)  # the chat's terminal test drives a real tmux pane
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf ] || need+=(fonts-dejavu-core)  # its screenshot
 if [ ${#need[@]} -eq 0 ]; then
   done_ "already installed: redis-server $(redis-server --version | awk '{print $3}'), postgres $(ls /usr/lib/postgresql 2>/dev/null | tr '\n' ' ')"
 else

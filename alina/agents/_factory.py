@@ -48,6 +48,7 @@ def build_agent(
     tools: list[BaseTool] | None = None,
     prompt: Prompt | None = None,
     memory: Sequence[Memory] | None = None,
+    stream: bool = False,
 ) -> AssistantAgent:
     """One AutoGen AssistantAgent with its versioned prompt, tools and a windowed context.
 
@@ -60,6 +61,8 @@ def build_agent(
     every model call; the context is then a :class:`RetrievalContext`, whose retrieved block
     comes after the stable prefix (system prompt, history) and is replaced, not appended, each
     call, so nothing retrieved accumulates in the agent's history or saved state.
+
+    ``stream``: text turns are streamed (``create_stream``, see ``alina.models._stream``).
     """
     prompt = prompt or load_prompt(config.agents[name].prompt or name)
     agent_tools: list[BaseTool] = (
@@ -85,4 +88,5 @@ def build_agent(
         max_tool_iterations=1,
         model_context=context,
         memory=list(memory) if memory else None,
+        model_client_stream=stream,
     )
