@@ -81,6 +81,13 @@ async def _one_task(chat: ChatSession, line: str) -> None:
     await chat.sessions.add_run(chat.session, result.run_id, line)
 
 
+async def _cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel a background task and let it finish its cleanup (a query it was running is
+    cancelled on the server) before the event loop closes."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 def _sigint(chat_runner: Any, view: ChatView) -> bool:
     """For the whole chat, Ctrl-C (SIGINT) cancels the running turn and nothing else (at the
     prompt the terminal is in raw mode: prompt_toolkit reads Ctrl-C as a key and clears the
@@ -88,7 +95,7 @@ def _sigint(chat_runner: Any, view: ChatView) -> bool:
 
     def interrupt() -> None:
         if chat_runner.cancel("cancelled with Ctrl-C"):
-            view.note("^C: stopping this turn ...", style="yellow")
+            view.interrupted()
 
     try:
         asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupt)
@@ -130,7 +137,7 @@ async def run_chat(
             )
         # an automatic safe mode ends once the health checks pass for resilience.recover_after_s
         watcher = asyncio.create_task(watch_health(runner.modes, healthy))
-        stack.callback(watcher.cancel)
+        stack.push_async_callback(_cancel_and_wait, watcher)
         # alert rules evaluated on this process's live figures; their actions are undone on clear
         observer = Observer(
             cfg.alerts, mode=runner.modes, dsn=cfg.postgres.dsn(), governors=process_governors
@@ -155,7 +162,11 @@ async def run_chat(
         if resume is not None:
             await _replay(chat, runner.sink)
             if stored.context_runs:
-                restored = await runner.restore(stored.context_runs[-1])
+                restored = 0
+                for run_id in reversed(stored.context_runs):  # the newest run that saved a turn
+                    restored = await runner.restore(run_id)
+                    if restored:
+                        break
                 console.print(
                     f"[dim]resumed session {stored.id}: the team has {restored} messages of context[/]"
                 )

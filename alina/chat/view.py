@@ -178,6 +178,12 @@ class ChatView:
                 self.note("↻ " + why, style="yellow")
                 self.message(e.source, e.content, style="bold")
 
+    def interrupted(self) -> None:
+        """Ctrl-C during a turn: a line saying it stops (over the terminal's ``^C`` echo)."""
+        self._end_stream()
+        self._raw("\r")
+        self.note("^C: stopping this turn ...", style="yellow")
+
     def summary(self, r: Any) -> None:
         """One dim line after each task: status, counts, tokens, time, answer check."""
         self._end_stream()

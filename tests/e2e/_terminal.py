@@ -58,6 +58,10 @@ class Pane:
             args.append("-e")
         return self._tmux(*args)
 
+    def mark(self) -> int:
+        """Where the screen's text ends now (for ``wait_for(after=...)``: only what comes next)."""
+        return len(self.screen().rstrip())
+
     def wait_for(self, pattern: str, timeout: float = 120.0, *, after: int = 0) -> str:
         """The screen once ``pattern`` (a regex) appears after character ``after`` of it."""
         deadline = time.monotonic() + timeout

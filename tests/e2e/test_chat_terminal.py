@@ -21,7 +21,7 @@ from tests.e2e._terminal import Pane, screen_png
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO / "docs" / "img" / "chat.png"
-TASK = "What is the BTC/USDT price?"
+TASK = ("What is the BTC/USDT \\", "price?")  # typed as two lines: a trailing backslash continues
 LONG_TASK = ("Summarise the BTC/USDT trend over the last day", "and the system health")
 
 pytestmark = [
@@ -46,7 +46,9 @@ def test_chat_in_a_terminal_streams_answers_takes_commands_cancels_a_turn_and_re
     pane = _chat(alina_config_file)
     try:
         pane.wait_for(r"ALINA ready", timeout=240)
-        pane.type(TASK)
+        pane.type(TASK[0])
+        pane.send("Enter")
+        pane.type(TASK[1])
         pane.send("Enter")
         screen = pane.wait_for(r"completed ·", timeout=400)
         answer = [line for line in screen.splitlines() if line.startswith("alina ")]
@@ -55,7 +57,7 @@ def test_chat_in_a_terminal_streams_answers_takes_commands_cancels_a_turn_and_re
         assert all(len(line) <= 80 for line in screen.splitlines())
 
         # a task typed over two lines (Alt-Enter), cancelled with Ctrl-C while it runs
-        mark = len(pane.screen())
+        mark = pane.mark()
         pane.type(LONG_TASK[0])
         pane.send("M-Enter")
         pane.type(LONG_TASK[1])
@@ -76,13 +78,18 @@ def test_chat_in_a_terminal_streams_answers_takes_commands_cancels_a_turn_and_re
             ("/help", r"/memory QUERY"),
             ("/nonsense", r"unknown command /nonsense"),
         ):
-            mark = len(pane.screen())
+            mark = pane.mark()
             pane.type(command)
             pane.send("Enter")
             pane.wait_for(expect, timeout=60, after=mark)
+        # Up recalls the last input; Ctrl-C at the prompt clears it instead of sending it
+        pane.send("Up")
+        pane.wait_for(r"you> /nonsense\s*$", timeout=30)
+        pane.send("C-c")
         pane.type("/quit")
         pane.send("Enter")
         assert pane.exit_code() == 0
+        assert pane.screen().count("unknown command /nonsense") == 1
         screen = pane.screen()
         _no_traceback(screen)
         session = re.findall(r"alina chat --resume ([0-9a-f]{12})", screen)[-1]
@@ -94,7 +101,8 @@ def test_chat_in_a_terminal_streams_answers_takes_commands_cancels_a_turn_and_re
             "SELECT r.id, r.task, r.status FROM chat_session_runs s JOIN runs r ON r.id = s.run_id "
             "WHERE s.session_id = %s ORDER BY s.seq", (session,)
         ).fetchall()  # fmt: skip
-        assert [(t, s) for _, t, s in runs] == [(TASK, "completed"), ("\n".join(LONG_TASK), "stopped")]
+        tasks = [(t, s) for _, t, s in runs]
+        assert tasks == [("What is the BTC/USDT \nprice?", "completed"), ("\n".join(LONG_TASK), "stopped")]
         finished = conn.execute(
             "SELECT payload FROM events WHERE run_id = %s AND kind = 'run_finished'", (runs[1][0],)
         ).fetchone()
@@ -104,7 +112,7 @@ def test_chat_in_a_terminal_streams_answers_takes_commands_cancels_a_turn_and_re
     pane = _chat(alina_config_file, "--resume")  # no id: the latest session
     try:
         screen = pane.wait_for(r"ALINA ready", timeout=240)
-        assert f"session {session}" in screen and TASK in screen  # the history, reprinted
+        assert f"session {session}" in screen and "What is the BTC/USDT" in screen  # history reprinted
         assert re.search(r"resumed session .* \d+ messages of context", screen)
         pane.send("C-d")
         assert pane.exit_code() == 0

@@ -119,16 +119,11 @@ def test_progress_is_drawn_only_for_a_person_at_a_terminal() -> None:
     assert not shows_progress(stdout=tty, stderr=pipe)
 
 
-SPIN = "from alina.progress import step; import time\nwith step('crunching numbers'):\n    time.sleep(1.0)\n"
-
-
-def _run_step(tty: bool, tmp_path: Path) -> str:
+def _on_terminal(args: list[str]) -> str:
+    """Everything ``args`` writes to stdout and stderr when both are a terminal (a pty)."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "TERM": "xterm"}
-    if not tty:
-        p = subprocess.run([sys.executable, "-c", SPIN], capture_output=True, text=True, env=env, timeout=60)
-        return p.stdout + p.stderr
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-c", SPIN], stdout=slave, stderr=slave, env=env)
+    proc = subprocess.Popen(args, stdout=slave, stderr=slave, env=env)
     os.close(slave)
     chunks = []
     while True:
@@ -139,11 +134,29 @@ def _run_step(tty: bool, tmp_path: Path) -> str:
         if not data:
             break
         chunks.append(data)
-    proc.wait(timeout=60)
+    proc.wait(timeout=120)
     os.close(master)
     return b"".join(chunks).decode(errors="replace")
 
 
-def test_a_step_draws_a_spinner_on_a_terminal_and_nothing_into_a_pipe(tmp_path: Path) -> None:
-    assert "crunching numbers" in _run_step(True, tmp_path)
-    assert _run_step(False, tmp_path) == ""
+SPIN = "from alina.progress import step; import time\nwith step('crunching numbers'):\n    time.sleep(1.0)\n"
+
+
+def _run_step(tty: bool) -> str:
+    if tty:
+        return _on_terminal([sys.executable, "-c", SPIN])
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    p = subprocess.run([sys.executable, "-c", SPIN], capture_output=True, text=True, env=env, timeout=60)
+    return p.stdout + p.stderr
+
+
+def test_a_step_draws_a_spinner_on_a_terminal_and_nothing_into_a_pipe() -> None:
+    assert "crunching numbers" in _run_step(True)
+    assert _run_step(False) == ""
+
+
+def test_the_backtest_shows_progress_at_a_terminal_but_not_with_json() -> None:
+    backtest = [sys.executable, "-m", "alina", "backtest", "--strategy", "sma_cross"]
+    assert "backtesting" in _on_terminal(backtest)
+    out = _on_terminal([*backtest, "--json"])
+    assert "backtesting" not in out and out.lstrip().startswith("{")
