@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from alina.chat.commands import dispatch
 from alina.chat.reader import LineReader
@@ -183,10 +184,13 @@ async def run_chat(
             line = line.strip()
             if not line:
                 continue
-            if line.startswith("/"):
-                if not await dispatch(chat, line):
-                    break
-                continue
-            await _one_task(chat, line)
+            try:
+                if line.startswith("/"):
+                    if not await dispatch(chat, line):
+                        break
+                    continue
+                await _one_task(chat, line)
+            except Exception as exc:  # noqa: BLE001 - e.g. Postgres went away: say so, keep the chat
+                console.print(f"[bold red]error:[/] {escape(str(exc))}")
         console.print(f"[dim]bye · resume with: alina chat --resume {stored.id}[/]")
     return 0

@@ -121,7 +121,9 @@ def test_chat_in_a_terminal_streams_answers_takes_commands_cancels_a_turn_and_re
         pane.close()
 
 
-def test_resuming_an_unknown_session_is_a_clear_error(alina_config_file: Path) -> None:
+def test_resuming_an_unknown_session_is_a_clear_error_and_list_shows_the_sessions(
+    alina_config_file: Path,
+) -> None:
     import subprocess
 
     p = subprocess.run(
@@ -129,3 +131,8 @@ def test_resuming_an_unknown_session_is_a_clear_error(alina_config_file: Path) -
         capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     assert p.returncode == 2 and "no chat session 'ffffffffffff'" in p.stderr
+    p = subprocess.run(
+        [sys.executable, "-m", "alina", "chat", "-c", str(alina_config_file), "--list"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert p.returncode == 0 and "chat sessions (newest first)" in p.stdout, p.stderr

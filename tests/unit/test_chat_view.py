@@ -160,3 +160,19 @@ def test_the_backtest_shows_progress_at_a_terminal_but_not_with_json() -> None:
     assert "backtesting" in _on_terminal(backtest)
     out = _on_terminal([*backtest, "--json"])
     assert "backtesting" not in out and out.lstrip().startswith("{")
+
+
+def test_the_commands_that_take_seconds_show_their_progress_through_step() -> None:
+    import inspect
+
+    from alina import cli
+    from alina.trading import backtest_cli
+
+    for command in (cli.up, cli.db_migrate, cli._run_task, cli.memory_add, cli.memory_search,
+                    cli.memory_prune, backtest_cli.backtest):  # fmt: skip
+        source = inspect.getsource(command)
+        assert "with step(" in source, command.__name__
+        assert "as_json" not in inspect.signature(command).parameters or "quiet=as_json" in source
+    from alina.chat import app
+
+    assert 'with step("loading the models' in inspect.getsource(app.run_chat)
