@@ -19,7 +19,7 @@ from rich.text import Text
 
 from alina._secrets import redact_text
 
-__all__ = ["COLORS", "LABEL_WIDTH", "ChatView", "WordWrapper", "same_text"]
+__all__ = ["COLORS", "LABEL_WIDTH", "ChatView", "WordWrapper", "mask_word", "same_text"]
 
 COLORS = {
     "you": "bold white",
@@ -33,6 +33,18 @@ LABEL_WIDTH = 10
 """Columns of the speaker label ("optimizer" and a space); text starts after it."""
 
 
+def mask_word(word: str, previous: str) -> str:
+    """``word`` with secrets masked: key-shaped words, and the value of a secret-named pair
+    split over two words (``password: hunter2``, ``"api_key": "..."``)."""
+    masked = redact_text(word)
+    if previous:
+        pair = f"{previous} {word}"
+        redacted = redact_text(pair)
+        if redacted != pair and redacted.startswith(previous + " "):
+            masked = redacted[len(previous) + 1 :]
+    return masked
+
+
 def same_text(a: str, b: str) -> bool:
     """Whether two texts say the same thing, whitespace aside (the stream vs the final message)."""
     return a.split() == b.split()
@@ -43,10 +55,15 @@ class WordWrapper:
     after the first indented by ``indent`` columns (the label column). ``write`` gets the text
     to put on the screen, in order; a word is written once it is complete (a space or a newline
     ends it), so it never has to move, and a word that would cross the right edge starts the
-    next line instead. ``mask`` is applied to each complete word before it is written."""
+    next line instead. ``mask(word, previous_word)`` is applied to each complete word before it
+    is written (the previous word lets it see a ``password: VALUE`` pair)."""
 
     def __init__(
-        self, write: Callable[[str], None], width: int, indent: int, mask: Callable[[str], str] = str
+        self,
+        write: Callable[[str], None],
+        width: int,
+        indent: int,
+        mask: Callable[[str, str], str] = lambda word, _prev: word,
     ) -> None:
         self.write = write
         self.width = max(width, indent + 20)
@@ -54,6 +71,7 @@ class WordWrapper:
         self.mask = mask
         self.column = indent  # the label is already on the screen
         self.word = ""
+        self.prev = ""  # the previous word as generated (unmasked), for ``mask``
         self.space = False  # a space is due before the next word on this line
         self.text: list[str] = []  # everything fed, for comparing with the final message
 
@@ -83,7 +101,7 @@ class WordWrapper:
     def _flush_word(self) -> None:
         if not self.word:
             return
-        word, self.word = self.mask(self.word), ""
+        word, self.prev, self.word = self.mask(self.word, self.prev), self.word, ""
         room = self.width - self.column - (1 if self.space else 0)
         if len(word) > room and self.column > self.indent:
             self._newline()
@@ -120,7 +138,7 @@ class ChatView:
             self._end_stream()
             self._label(source)
             self._stream_source = source
-            self._stream = WordWrapper(self._raw, self.console.width, LABEL_WIDTH, mask=redact_text)
+            self._stream = WordWrapper(self._raw, self.console.width, LABEL_WIDTH, mask=mask_word)
         self._stream.feed(text)
 
     def _raw(self, text: str) -> None:

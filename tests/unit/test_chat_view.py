@@ -71,6 +71,17 @@ def test_a_streamed_answer_that_the_final_message_confirms_is_printed_once() -> 
     assert buf.getvalue().count("97123.45") == 1 and "replaces" not in buf.getvalue()
 
 
+def test_secrets_in_streamed_text_are_masked_before_they_reach_the_screen() -> None:
+    view, buf = _view()
+    key = "sk-proj-" + "A1b2C3d4" * 4
+    text = f"Use {key} and password: hunter2secret here"
+    for i in range(0, len(text), 3):
+        view.chunk("alina", text[i : i + 3])
+    view.event(_event("alina", "done"))
+    out = buf.getvalue()
+    assert key[:12] not in out and "hunter2secret" not in out and "password:" in out
+
+
 def test_a_checked_answer_that_differs_from_the_stream_is_shown_as_replacing_it() -> None:
     view, buf = _view()
     for piece in ["BTC is ", "12.0", " now."]:
