@@ -12,7 +12,10 @@ STAMPS=$ROOT/.stamps
 PY=${PYTHON:-python3}
 mkdir -p "$STAMPS"
 
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+# Each step's header; a step that took more than 2 s says how long when the next one starts.
+took() { local t=$((SECONDS - ${STEP_T0:-$SECONDS})); [ "$t" -le 2 ] || printf '    (%ss)\n' "$t"; }
+step() { took; printf '\n\033[1m==> %s\033[0m\n' "$*"; STEP_T0=$SECONDS; }
+trap 'took' EXIT
 done_() { printf '    %s\n' "$*"; }
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
