@@ -732,6 +732,8 @@ class TeamRunner:
         """One ``run_stream`` call per turn; after each, queue the turn's commit."""
         last = time.monotonic()
         while True:
+            if token.is_cancelled():  # cancel() between two turns: take no further turn
+                raise asyncio.CancelledError
             if result.turns >= self.config.team.max_turns:
                 result.status = "stopped"
                 result.stop_reason = f"maximum of {self.config.team.max_turns} turns reached"

@@ -3,12 +3,14 @@ embedder; the sessions store is stubbed: tests/infra/test_chat_sessions.py cover
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from autogen_ext.models.replay import ReplayChatCompletionClient
 from rich.console import Console
 
 from alina.chat.app import ChatSession
@@ -19,7 +21,7 @@ from alina.config import AlinaConfig
 from alina.memory_store.vector import VectorConfig, VectorMemory
 from alina.models import ResilientClient
 from alina.team import MemorySink, TeamRunner
-from tests.scripted import call, replay
+from tests.scripted import INFO, call, replay
 from tests.unit.test_run_memory import FakeEmbedder
 
 
@@ -114,3 +116,41 @@ async def test_quit_exit_and_unknown_commands(tmp_path: Path) -> None:
     assert (await _say(chat, buf, "/exit"))[0] is False
     go_on, out = await _say(chat, buf, "/frobnicate now")
     assert go_on and "unknown command /frobnicate" in out
+
+
+class _SlowFirst(ReplayChatCompletionClient):
+    """Answers like a replay client, but its first call hangs until it is cancelled through its
+    cancellation token (as every provider client here honours it: JsonToolClient links it)."""
+
+    def __init__(self, answers: list[Any]) -> None:
+        super().__init__(answers, model_info=INFO)  # type: ignore[arg-type]
+        self.started = asyncio.Event()
+        self.calls = 0
+
+    async def create(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        self.calls += 1
+        if self.calls == 1:
+            self.started.set()
+            hang = asyncio.ensure_future(asyncio.sleep(3600))
+            kwargs["cancellation_token"].link_future(hang)
+            await hang
+        return await super().create(*args, **kwargs)
+
+
+async def test_cancel_stops_the_turn_records_the_run_and_the_next_task_runs(tmp_path: Path) -> None:
+    chat, _ = _chat(tmp_path)
+    slow = _SlowFirst(["BTC/USDT is at the trader's last price."])
+    chat.runner.team.clients["alina"].primary = slow  # type: ignore[attr-defined]
+    price = call("get_price", '{"symbol": "BTC/USDT"}')
+    chat.runner.team.clients["trader"].primary = replay(price, price)  # type: ignore[attr-defined]
+    sink = chat.runner.sink
+    running = asyncio.create_task(chat.runner.run("What is the BTC/USDT price?"))
+    await asyncio.wait_for(slow.started.wait(), 60)
+    assert chat.runner.cancel("cancelled with Ctrl-C")
+    first = await asyncio.wait_for(running, 60)
+    assert (first.status, first.stop_reason) == ("stopped", "cancelled with Ctrl-C")
+    assert sink.runs[first.run_id]["status"] == "stopped"  # type: ignore[union-attr]
+    assert not chat.runner.cancel()  # nothing running now
+
+    second = await chat.runner.run("What is the BTC/USDT price?")
+    assert second.status == "completed", second.error
