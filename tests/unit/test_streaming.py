@@ -141,3 +141,15 @@ async def test_a_team_run_hands_streamed_pieces_over_and_stores_only_the_message
     streamed = "".join(t for a, t in seen if a == "alina")
     assert streamed == answer == result.answer and len([a for a, _ in seen if a == "alina"]) > 3
     assert not any("Chunk" in e.type for e in result.events)
+
+
+async def test_a_cache_hit_hands_over_the_whole_text_at_once() -> None:
+    from tests.unit.test_prompt_refresh import DictCache
+
+    text = "BTC/USDT trades at 97123.45 right now."
+    provider = Piecewise([text])
+    client = ResilientClient("alina", provider, retries=0, cache=DictCache())
+    first, _ = await _collect(client)
+    again, result = await _collect(client)
+    assert len(first) > 3 and provider.streamed_calls == 1  # the second call never reached the model
+    assert again == [text] and result.content == text
