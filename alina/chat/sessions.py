@@ -93,11 +93,13 @@ class ChatSessions:
             )
 
     async def get(self, session_id: str | None) -> ChatSession:
-        """The session ``session_id`` (a unique prefix is enough), or the latest one if None."""
+        """The session ``session_id`` (a unique prefix is enough), or if None the latest one
+        with at least one task (a chat left before its first task is not worth resuming)."""
         async with await self._connect() as conn:
             if session_id is None:
-                cur = await conn.execute(
-                    "SELECT id, title, started_at, updated_at, reset_seq FROM chat_sessions "
+                cur = await conn.execute(  # the latest session that has a task
+                    "SELECT id, title, started_at, updated_at, reset_seq FROM chat_sessions s "
+                    "WHERE EXISTS (SELECT 1 FROM chat_session_runs r WHERE r.session_id = s.id) "
                     "ORDER BY updated_at DESC LIMIT 1"
                 )
             else:
@@ -120,10 +122,11 @@ class ChatSessions:
         return ChatSession(sid, title, started, updated, int(reset_seq), runs)
 
     async def list(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Sessions with at least one task, latest first."""
         async with await self._connect() as conn:
             cur = await conn.execute(
                 "SELECT s.id, s.title, s.started_at, s.updated_at, count(r.run_id) "
-                "FROM chat_sessions s LEFT JOIN chat_session_runs r ON r.session_id = s.id "
+                "FROM chat_sessions s JOIN chat_session_runs r ON r.session_id = s.id "
                 "GROUP BY s.id ORDER BY s.updated_at DESC LIMIT %s",
                 (limit,),
             )

@@ -28,9 +28,10 @@ async def test_sessions_keep_their_runs_in_order_and_resume_by_latest_or_prefix(
     await sessions.add_run(first, "r2", "And the trend?")
     await sessions.reset(first)
     await sessions.add_run(first, "r3", "Is the system healthy?")
-    second = await sessions.create()
+    second = await sessions.create()  # left before its first task
 
-    assert (await sessions.get(None)).id == second.id  # the latest
+    assert (await sessions.get(None)).id == first.id  # the latest with a task
+    assert (await sessions.get(second.id)).runs == []  # still there by its id
     again = await sessions.get(first.id[:6])  # a unique prefix is enough
     assert again.title == "What is the BTC/USDT price?"
     assert again.runs == [(1, "r1"), (2, "r2"), (3, "r3")] and again.reset_seq == 2
@@ -39,7 +40,7 @@ async def test_sessions_keep_their_runs_in_order_and_resume_by_latest_or_prefix(
         await sessions.get("ffff")
 
     listed = {r["id"]: r["runs"] for r in await sessions.list()}
-    assert listed == {first.id: 3, second.id: 0}
+    assert listed == {first.id: 3}
     with psycopg.connect(fresh_pg_dsn, autocommit=True) as conn:  # retention deletes a run
         conn.execute("DELETE FROM runs WHERE id = 'r2'")
     assert [r for _, r in (await sessions.get(first.id)).runs] == ["r1", "r3"]
