@@ -8,7 +8,6 @@ configuration (nothing was started).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -26,6 +25,7 @@ from rich.table import Table
 
 from alina._secrets import mask_secrets, redact_text
 from alina.config import AlinaConfig, ConfigError, load_config
+from alina.progress import step
 
 T = TypeVar("T")
 
@@ -186,10 +186,10 @@ def up(config: Path | None = ConfigOption) -> None:
     """Start local Postgres and Redis on loopback (data in the project's .alina/ folder)."""
     cfg = _load(config)
     pg, redis = _services(cfg)
-    with err.status("starting Postgres ..."):
+    with step("starting Postgres ..."):
         status = _guarded(pg.start)
     out.print(f"postgres  {status:<16} {cfg.postgres.dsn_for_display()}")
-    with err.status("starting Redis ..."):
+    with step("starting Redis ..."):
         status = _guarded(redis.start)
     out.print(f"redis     {status:<16} {cfg.redis.url()}")
     applied = _run_async(_with_pg(cfg, _apply_migrations))
@@ -234,7 +234,7 @@ async def _apply_migrations(conn: Any) -> list[str]:
 def db_migrate(config: Path | None = ConfigOption) -> None:
     """Apply the pending schema migrations (forward only; `alina up` and every run do it too)."""
     cfg = _load(config)
-    with err.status("applying migrations ..."):
+    with step("applying migrations ..."):
         applied = _run_async(_with_pg(cfg, _apply_migrations))
     if applied:
         for name in applied:
@@ -387,7 +387,9 @@ async def _close_quietly(events: Any) -> None:
 
 
 @asynccontextmanager
-async def _team_session(cfg: AlinaConfig, *, live: bool, on_event: Any) -> AsyncIterator[Any]:
+async def _team_session(
+    cfg: AlinaConfig, *, live: bool, on_event: Any, on_chunk: Any = None
+) -> AsyncIterator[Any]:
     """Everything a team run needs, opened in order and closed in reverse: the run store, Redis
     hot state, the trading desk (order intents in Postgres, reconciled on open), the tool-call
     recorder behind the skill loader, the vector memory (retrieval before model calls; what
@@ -445,7 +447,7 @@ async def _team_session(cfg: AlinaConfig, *, live: bool, on_event: Any) -> Async
         runner = TeamRunner(
             cfg, sink=store, hot=hot, on_event=on_event, memory=memory, memory_writer=writer,
             events=events, modes=modes, order_symbols=lambda: desk.exchange.symbols,
-            prompt_source=PromptVersions.from_config(cfg).active_prompts,
+            prompt_source=PromptVersions.from_config(cfg).active_prompts, on_chunk=on_chunk,
         )  # fmt: skip
         stack.push_async_callback(runner.close)
         yield runner
@@ -478,12 +480,13 @@ async def _run_task(
     resume: str | None = None,
     mode: str = "normal",
 ) -> int:
-    if not as_json:
-        err.print("[dim]loading models ...[/]")
     from alina.team import AlreadyCompleted
 
     try:
-        async with _team_session(cfg, live=live, on_event=None if as_json else _print_event) as runner:
+        async with AsyncExitStack() as stack:
+            with step("loading the models and the memory ...", quiet=as_json):
+                session = _team_session(cfg, live=live, on_event=None if as_json else _print_event)
+                runner = await stack.enter_async_context(session)
             runner.set_mode(mode)
             result = await _run_recorded(runner, task, resume=resume, quiet=as_json)
     except AlreadyCompleted as done:  # resuming is idempotent: the goal is already reached
@@ -584,46 +587,16 @@ def chat(
     metrics_port: int | None = typer.Option(
         None, "--metrics-port", help="Serve /metrics, /healthz and POST /alerts on monitoring.host:PORT."
     ),
+    resume: str | None = typer.Option(
+        None, "--resume", "-r", metavar="[ID]", help="continue a chat session (no ID or `last`: the latest)"
+    ),
+    list_sessions: bool = typer.Option(False, "--list", help="list the chat sessions and exit"),
 ) -> None:
-    """Console chat with ALINA: each line is a task or a follow-up; /quit or Ctrl-D ends it."""
-    cfg = _load(config)
+    """Console chat with ALINA (streamed answers, /help for commands, Ctrl-C cancels a turn,
+    Ctrl-D or /quit leaves). Every task is a recorded run; `--resume` continues a session."""
+    from alina.chat import chat_command
 
-    async def loop() -> None:
-        from alina.monitoring.live import observability, paper_refresh
-        from alina.runtime.modes import watch_health
-        from alina.skills import trading as trading_skills
-
-        async with contextlib.AsyncExitStack() as stack:
-            runner = await stack.enter_async_context(_team_session(cfg, live=live, on_event=_print_event))
-            # an automatic safe mode ends once the health checks pass for resilience.recover_after_s
-            watcher = asyncio.create_task(watch_health(runner.modes, lambda: _healthy(cfg)))
-            stack.callback(watcher.cancel)
-            # alert rules on this process's live figures (actions undone on clear) + /metrics
-            obs = await stack.enter_async_context(observability(
-                cfg, modes=runner.modes, port=metrics_port,
-                refresh=paper_refresh(lambda: getattr(trading_skills, "_desk", None)),
-            ))  # fmt: skip
-            if obs.server is not None:
-                out.print(f"metrics: {obs.server.url}/metrics")
-            out.print("[bold magenta]ALINA[/] ready. Type a task; /quit or Ctrl-D to leave.")
-            while True:
-                try:
-                    line = await asyncio.to_thread(input, "you> ")
-                except EOFError:
-                    out.print()
-                    break
-                line = line.strip()
-                if not line:
-                    continue
-                if line in ("/quit", "/exit"):
-                    break
-                result = await _run_recorded(runner, line)
-                _print_summary(result)
-
-    try:
-        _run_async(loop())
-    except KeyboardInterrupt:
-        out.print("\nbye")
+    raise typer.Exit(chat_command(_load(config), live, metrics_port, resume, list_sessions))
 
 
 # --------------------------------------------------------------------------- runs & memory
@@ -769,7 +742,8 @@ def memory_search(
     async def go(memory: Any) -> Any:
         return await search_memory(memory, query, agent=agent, top_k=top_k)
 
-    report = _run_async(_with_memory(cfg, go))
+    with step("loading the embedding model and searching ...", quiet=as_json):
+        report = _run_async(_with_memory(cfg, go))
     if as_json:
         _print_json(_jsonable(report.to_dict()))
         return
@@ -810,7 +784,7 @@ def memory_add(
     async def go(memory: Any) -> str:
         return await memory.remember(text, kind=kind, scope=scope, id=memory_id)
 
-    with err.status("embedding and storing ..."):
+    with step("embedding and storing ...", quiet=as_json):
         memory_id = _run_async(_with_memory(cfg, go))
     if as_json:
         _print_json({"id": memory_id, "kind": kind, "scope": scope})
@@ -875,7 +849,8 @@ def memory_prune(
     from alina.memory_store.retention import prune
 
     cfg = _load(config)
-    report = _run_async(prune(cfg, dry_run=dry_run))
+    with step("pruning ...", quiet=as_json):
+        report = _run_async(prune(cfg, dry_run=dry_run))
     if as_json:
         _print_json(_jsonable(report.to_dict()))
     else:
@@ -902,6 +877,9 @@ def memory_prune(
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    from alina.chat import optional_resume
+
+    sys.argv[1:] = optional_resume(sys.argv[1:])
     app()
 
 

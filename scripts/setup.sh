@@ -12,16 +12,21 @@ STAMPS=$ROOT/.stamps
 PY=${PYTHON:-python3}
 mkdir -p "$STAMPS"
 
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+# Each step's header; a step that took more than 2 s says how long when the next one starts.
+took() { local t=$((SECONDS - ${STEP_T0:-$SECONDS})); [ "$t" -le 2 ] || printf '    (%ss)\n' "$t"; }
+step() { took; printf '\n\033[1m==> %s\033[0m\n' "$*"; STEP_T0=$SECONDS; }
+trap 'took' EXIT
 done_() { printf '    %s\n' "$*"; }
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
-step "system packages (redis-server; PostgreSQL 15; prometheus + promtool, amtool for the monitoring and deploy tests)"
+step "system packages (redis-server; PostgreSQL 15; prometheus + promtool, amtool for the monitoring and deploy tests; tmux)"
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 [ -x /usr/lib/postgresql/15/bin/pg_ctl ] || command -v pg_ctl >/dev/null || need+=(postgresql-15)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v amtool >/dev/null || need+=(prometheus-alertmanager)
+command -v tmux >/dev/null || need+=(tmux)  # the chat's terminal test drives a real tmux pane
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf ] || need+=(fonts-dejavu-core)  # its screenshot
 if [ ${#need[@]} -eq 0 ]; then
   done_ "already installed: redis-server $(redis-server --version | awk '{print $3}'), postgres $(ls /usr/lib/postgresql 2>/dev/null | tr '\n' ' ')"
 else

@@ -89,6 +89,7 @@ def build_agent(
     tools: list[BaseTool] | None = None,
     prompt: Prompt | None = None,
     memory: Sequence[Memory | VectorMemory] | None = None,
+    stream: bool = False,
 ) -> AssistantAgent:
     """One AutoGen AssistantAgent with its versioned prompt, tools and a windowed context.
 
@@ -101,6 +102,8 @@ def build_agent(
     every model call; the context is then a :class:`RetrievalContext`, whose retrieved block
     comes after the stable prefix (system prompt, history) and is replaced, not appended, each
     call, so nothing retrieved accumulates in the agent's history or saved state.
+
+    ``stream``: text turns are streamed (``create_stream``, see ``alina.models._stream``).
     """
     prompt = prompt or load_prompt(config.agents[name].prompt or name)
     agent_tools: list[BaseTool] = (
@@ -127,4 +130,5 @@ def build_agent(
         max_tool_iterations=1,
         model_context=context,
         memory=[as_agent_memory(m) for m in memory] if memory else None,
+        model_client_stream=stream,
     )

@@ -9,6 +9,7 @@ all providers pass the same contract tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import time
@@ -33,6 +34,7 @@ from pydantic import BaseModel
 from alina.models import _protocol as proto
 from alina.models._errors import MalformedOutputError, ModelTimeoutError
 from alina.models._guard import check_model_request
+from alina.models._stream import TokenSink, current_token_sink, stream_create
 
 MODEL_INFO: ModelInfo = {
     "vision": False,
@@ -58,6 +60,9 @@ class JsonToolClient(ChatCompletionClient, ABC):
     """A ChatCompletionClient whose tool calls are grammar-constrained JSON (see _protocol)."""
 
     provider: str = "?"
+    streams: bool = False
+    """Whether :meth:`_complete_streaming` generates text piece by piece (else the whole text
+    arrives at once and ``create_stream`` yields it in one piece)."""
 
     def __init__(
         self,
@@ -93,6 +98,13 @@ class JsonToolClient(ChatCompletionClient, ABC):
         deadline: float,
     ) -> Completion:
         """One completion; must give up by ``deadline`` (time.monotonic())."""
+
+    async def _complete_streaming(
+        self, chat: list[proto.ChatDict], *, max_tokens: int, deadline: float, sink: TokenSink
+    ) -> Completion:
+        """A plain text completion whose pieces go to ``sink`` as they are generated; the
+        returned Completion holds the whole text. Providers that cannot stream complete at once."""
+        return await self._complete(chat, schema=None, max_tokens=max_tokens, deadline=deadline)
 
     @abstractmethod
     def _count_text(self, text: str) -> int:
@@ -135,9 +147,12 @@ class JsonToolClient(ChatCompletionClient, ABC):
         max_tokens = int(extra_create_args.get("max_tokens", self.max_tokens))
         timeout = float(extra_create_args.get("timeout", self.timeout_s))
         deadline = time.monotonic() + timeout
-        task = asyncio.ensure_future(
-            self._complete(chat, schema=schema, max_tokens=max_tokens, deadline=deadline)
-        )
+        sink = current_token_sink() if kind == "text" and schema is None and self.streams else None
+        if sink is not None:  # inside create_stream: the text goes out piece by piece as well
+            call = self._complete_streaming(chat, max_tokens=max_tokens, deadline=deadline, sink=sink)
+        else:
+            call = self._complete(chat, schema=schema, max_tokens=max_tokens, deadline=deadline)
+        task = asyncio.ensure_future(call)
         if cancellation_token is not None:
             cancellation_token.link_future(task)
         try:
@@ -183,18 +198,15 @@ class JsonToolClient(ChatCompletionClient, ABC):
         extra_create_args: Mapping[str, Any] = {},
         cancellation_token: CancellationToken | None = None,
     ) -> AsyncGenerator[str | CreateResult, None]:
-        """Not token streaming: yields the whole text once, then the result (documented)."""
-        result = await self.create(
-            messages,
-            tools=tools,
-            tool_choice=tool_choice,
-            json_output=json_output,
-            extra_create_args=extra_create_args,
-            cancellation_token=cancellation_token,
-        )
-        if isinstance(result.content, str) and result.content:
-            yield result.content
-        yield result
+        """Text turns of a streaming provider yield each generated piece as it comes (see
+        :mod:`alina.models._stream`), then the result; other turns yield the whole text once."""
+        call = lambda: self.create(  # noqa: E731
+            messages, tools=tools, tool_choice=tool_choice, json_output=json_output,
+            extra_create_args=extra_create_args, cancellation_token=cancellation_token,
+        )  # fmt: skip
+        async with contextlib.aclosing(stream_create(call)) as stream:
+            async for item in stream:
+                yield item
 
     async def close(self) -> None:
         return None

@@ -14,6 +14,7 @@ those as ``model_call`` events).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import time
@@ -43,6 +44,7 @@ from alina.models._errors import (
     RealModelCallBlocked,
 )
 from alina.models._governor import Governor, Priority, priority_for
+from alina.models._stream import stream_create
 from alina.monitoring import metrics
 
 log = logging.getLogger(__name__)
@@ -295,10 +297,9 @@ class ResilientClient(ChatCompletionClient):
     async def create_stream(  # type: ignore[override]
         self, messages: Sequence[LLMMessage], **kwargs: Any
     ) -> AsyncGenerator[str | CreateResult, None]:
-        result = await self.create(messages, **kwargs)
-        if isinstance(result.content, str) and result.content:
-            yield result.content
-        yield result
+        async with contextlib.aclosing(stream_create(lambda: self.create(messages, **kwargs))) as stream:
+            async for item in stream:
+                yield item
 
     async def close(self) -> None:
         await self.primary.close()

@@ -8,18 +8,22 @@ client. The inner client belongs to the team and is closed there, never by a wra
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, ModelInfo, RequestUsage
 from autogen_core.tools import Tool, ToolSchema
 
+from alina.models._stream import stream_create
+
 __all__ = ["WrappedClient"]
 
 
 class WrappedClient(ChatCompletionClient):
-    """Delegates every call to ``inner``; ``create_stream`` streams what :meth:`create` returns,
-    so a subclass that only overrides ``create`` is honoured on both paths."""
+    """Delegates every call to ``inner``; ``create_stream`` runs :meth:`create` with a token sink
+    (see :mod:`alina.models._stream`), so a subclass that only overrides ``create`` is honoured
+    on both paths and the provider beneath still streams."""
 
     def __init__(self, inner: ChatCompletionClient) -> None:
         self.inner = inner
@@ -30,10 +34,9 @@ class WrappedClient(ChatCompletionClient):
     async def create_stream(  # type: ignore[override]
         self, messages: Sequence[LLMMessage], **kwargs: Any
     ) -> AsyncGenerator[str | CreateResult, None]:
-        result = await self.create(messages, **kwargs)
-        if isinstance(result.content, str) and result.content:
-            yield result.content
-        yield result
+        async with contextlib.aclosing(stream_create(lambda: self.create(messages, **kwargs))) as stream:
+            async for item in stream:
+                yield item
 
     async def close(self) -> None:
         """The inner client belongs to the team (closed there)."""

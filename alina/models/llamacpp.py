@@ -29,6 +29,7 @@ from alina.models._errors import (
     is_context_overflow,
 )
 from alina.models._protocol import ChatDict, schema_text
+from alina.models._stream import TokenSink
 
 
 def default_gguf_path() -> Path:
@@ -123,6 +124,27 @@ class _Engine:
                 self.llama.stop_flag = None
                 self.busy = False
 
+    def generate_stream(self, kwargs: dict[str, Any], stop: _StopFlag, on_text: Any) -> tuple[str, str]:
+        """A streamed ``create_chat_completion`` on the engine thread: ``on_text(piece)`` for each
+        piece of text as it is sampled. Returns the whole text and the finish reason."""
+        with self.lock:
+            self.busy = True
+            self.llama.stop_flag = stop
+            try:
+                parts: list[str] = []
+                finish = "stop"
+                for chunk in self.llama.create_chat_completion(**kwargs, stream=True):
+                    choice = chunk["choices"][0]
+                    piece = (choice.get("delta") or {}).get("content") or ""
+                    if piece:
+                        parts.append(piece)
+                        on_text(piece)
+                    finish = choice.get("finish_reason") or finish
+                return "".join(parts), finish
+            finally:
+                self.llama.stop_flag = None
+                self.busy = False
+
     def grammar(self, schema: dict[str, Any]) -> Any:
         """Compiled grammar for a JSON schema, cached (tool schemas repeat every turn).
 
@@ -166,6 +188,7 @@ class LlamaCppClient(JsonToolClient):
     """AutoGen client over an in-process llama.cpp model."""
 
     provider = "llamacpp"
+    streams = True
 
     def __init__(
         self, *, model_path: str | Path | None = None, n_threads: int | None = None, **kw: Any
@@ -183,7 +206,24 @@ class LlamaCppClient(JsonToolClient):
         self, chat: list[ChatDict], *, schema: dict[str, Any] | None, max_tokens: int, deadline: float
     ) -> Completion:
         stop = _StopFlag(deadline)
-        job = self._engine.executor.submit(self._complete_sync, chat, schema, max_tokens, stop)
+        return await self._on_engine(stop, self._complete_sync, chat, schema, max_tokens, stop)
+
+    async def _complete_streaming(
+        self, chat: list[ChatDict], *, max_tokens: int, deadline: float, sink: TokenSink
+    ) -> Completion:
+        """Text generated token by token; each piece reaches ``sink`` on the event loop."""
+        loop = asyncio.get_running_loop()
+        stop = _StopFlag(deadline)
+
+        def on_text(piece: str) -> None:  # engine thread -> event loop
+            if not stop.cancelled.is_set():
+                loop.call_soon_threadsafe(sink, piece)
+
+        return await self._on_engine(stop, self._stream_sync, chat, max_tokens, stop, on_text)
+
+    async def _on_engine(self, stop: _StopFlag, fn: Any, *args: Any) -> Completion:
+        """``fn(*args)`` on the engine thread, abandoned cleanly when the caller gives up."""
+        job = self._engine.executor.submit(fn, *args)
         try:
             return await asyncio.wrap_future(job)
         except asyncio.CancelledError:
@@ -225,6 +265,35 @@ class LlamaCppClient(JsonToolClient):
             completion_tokens=int(usage.get("completion_tokens", 0)),
             finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
         )
+
+    def _stream_sync(
+        self, chat: list[ChatDict], max_tokens: int, stop: _StopFlag, on_text: Any
+    ) -> Completion:
+        if stop():
+            raise ModelTimeoutError(f"llamacpp:{self.model}: deadline passed before the call started")
+        kwargs: dict[str, Any] = {
+            "messages": chat,
+            "max_tokens": max_tokens,
+            "temperature": self.temperature,
+            "seed": self.seed,
+            "repeat_penalty": self.repeat_penalty,
+        }
+        try:
+            text, finish = self._engine.generate_stream(kwargs, stop, on_text)
+        except ValueError as exc:
+            if is_context_overflow(str(exc)):
+                raise ContextOverflowError(f"llamacpp:{self.model}: {exc}") from exc
+            raise ModelError(f"llamacpp:{self.model}: {exc}") from exc
+        if stop.fired:
+            raise ModelTimeoutError(f"llamacpp:{self.model}: generation stopped ({stop.fired})")
+        # A streamed completion reports no usage: count the prompt llama.cpp evaluated (the
+        # context holds the prompt plus the generated tokens) and the generated text.
+        completion_tokens = self._count_text(text) if text else 0
+        prompt_tokens = max(0, int(self._engine.llama.n_tokens) - completion_tokens)
+        return Completion(
+            text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+            finish_reason="length" if finish == "length" else "stop",
+        )  # fmt: skip
 
     def _count_text(self, text: str) -> int:
         return len(self._engine.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))

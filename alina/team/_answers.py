@@ -37,6 +37,7 @@ from autogen_core.models import (
 
 from alina.config import ORCHESTRATOR
 from alina.models import WrappedClient
+from alina.models._stream import no_token_sink
 from alina.skills.context import ChatMessage, current_run_context
 from alina.team._routing import report_states
 
@@ -262,10 +263,11 @@ class AnswerCheckClient(WrappedClient):
             ctx.answer_checks.append(check)
             return first
         check.attempts = 2
-        try:
-            second: CreateResult | None = await self.inner.create(
-                [*messages, UserMessage(content=_feedback(check), source="checker")], **kwargs
-            )
+        try:  # not streamed: the console shows the checked answer in place of the streamed one
+            with no_token_sink():
+                second: CreateResult | None = await self.inner.create(
+                    [*messages, UserMessage(content=_feedback(check), source="checker")], **kwargs
+                )
         except Exception as exc:  # the digest is always at hand: never fail the run here
             logger.warning("answer regeneration failed (%s); answering with the reports' digest", exc)
             second = None

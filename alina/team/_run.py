@@ -33,6 +33,7 @@ from autogen_agentchat.messages import (
     BaseAgentEvent,
     BaseChatMessage,
     MemoryQueryEvent,
+    ModelClientStreamingChunkEvent,
     ToolCallExecutionEvent,
     ToolCallRequestEvent,
 )
@@ -279,6 +280,12 @@ class _Progress:
     pending_routing: list[RoutingRow] = field(default_factory=list)
 
 
+def _cancelling() -> bool:
+    """Whether the current task itself is being cancelled (not just the team's token)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 async def _stop(turns: asyncio.Future[None], token: CancellationToken, grace_s: float = 10.0) -> None:
     """Cancel the team's token and give the turn task ``grace_s`` to wind down."""
     token.cancel()
@@ -318,6 +325,7 @@ class TeamRunner:
         order_symbols: Callable[[], list[str]] | None = None,
         on_store_state: StoreStateCallback | None = None,
         prompt_source: Callable[[], Awaitable[Mapping[str, Prompt]]] | None = None,
+        on_chunk: Callable[[str, str], None] | None = None,
     ) -> None:
         """``prompt_source()``: the prompts the agents should run with (e.g.
         ``PromptVersions(dsn).active_prompts``), asked at the start of every :meth:`run`; an agent
@@ -335,7 +343,10 @@ class TeamRunner:
         While a turn commit fails (Postgres away: the run goes on, its turns queue in order and
         are retried for up to ``resilience.store_outage_s``) this process is in safe mode (a local
         floor: orders pause). ``on_store_state(ok, reason)`` is also told: False and the reason
-        when a commit fails, True when one succeeds again (on the event loop; must not block)."""
+        when a commit fails, True when one succeeds again (on the event loop; must not block).
+        ``on_chunk(agent, text)``: the agents stream their text turns and each piece is handed
+        over as it is generated (never stored: the finished message is the record, and may
+        differ, e.g. when the answer check replaced the answer)."""
         self.config = config
         self.modes: ModeGate = modes if modes is not None else SystemMode()  # this process only
         if mode != "normal":
@@ -354,13 +365,16 @@ class TeamRunner:
         self._calls_logged = 0
         self._events_warned = False
         self.on_event = on_event
+        self.on_chunk = on_chunk
+        self._cancel_reason: str | None = None  # set by cancel() while a run is driven
+        self._token: CancellationToken | None = None
         self.memory_writer = memory_writer
         self.prompt_source = prompt_source
         self._writes: set[asyncio.Task[None]] = set()
         self._calls: list[CallRecord] = []
         self.team: AlinaTeam = build_team(
             config, clients=clients, listener=self._calls.append, mode=mode, memory=memory,
-            on_exhausted=self._model_exhausted,
+            on_exhausted=self._model_exhausted, stream=on_chunk is not None,
         )  # fmt: skip
         for client in self.team.clients.values():  # injected clients may be ResilientClients too
             if getattr(client, "listener", "absent") is None:
@@ -501,6 +515,40 @@ class TeamRunner:
             logger.info("resuming run %s from turn %d (resume #%d)", run_id, point.turn, point.resumes + 1)
             return await self._drive(result, task, turn=point.turn, position=point.position)
 
+    def cancel(self, reason: str = "cancelled by the user") -> bool:
+        """Stop the run being driven (if any) at once: the model call in flight stops at its next
+        token, the run is recorded as ``stopped`` with ``reason`` (its finished turns are saved,
+        the cut turn's rows kept as partial) and ``run`` returns normally. Returns whether a run
+        was going. Call it from the event loop (e.g. a SIGINT handler added with
+        ``loop.add_signal_handler``)."""
+        if self._token is None or self._token.is_cancelled():
+            return False
+        self._cancel_reason = reason
+        self._token.cancel()
+        return True
+
+    async def reset(self) -> None:
+        """Forget the conversation: the next ``run`` starts with a fresh team context (the
+        recorded runs stay in the store)."""
+        await self.team.team.reset()
+        self._earlier = []
+        self._mandate = None
+
+    async def restore(self, run_id: str) -> int:
+        """Give the team the conversation of ``run_id`` as of its last checkpoint (a chat session
+        resumed after a restart continues from there); returns the messages restored (0 when the
+        run saved no turn). Raises ResumeError when there is no store or no such run."""
+        if self.sink is None:
+            raise ResumeError("restoring a conversation needs the run store (Postgres)")
+        point = await self.sink.resume_point(run_id)
+        if point is None:
+            raise ResumeError(f"no run with id {run_id!r}; `alina runs list` shows the runs")
+        if point.team_state is None:
+            return 0
+        await self.team.team.load_state(point.team_state)
+        self._earlier = _thread_messages(point.team_state)
+        return len(self._earlier)
+
     async def refresh_prompts(self) -> dict[str, Prompt]:
         """Put the prompts of ``prompt_source`` into use without a restart: when an agent's
         version or text differs from the one it runs with, the team is rebuilt with them (same
@@ -528,6 +576,7 @@ class TeamRunner:
         self.team = build_team(
             self.config, clients=self.team.clients, mode=self.team.router.mode,
             prompts={**self.team.prompts, **changed}, cache=self.team.cache, memory=self.team.memory,
+            stream=self.team.stream,
         )  # fmt: skip
         await self.team.team.load_state(state)
         self._routing_seen = 0
@@ -552,7 +601,7 @@ class TeamRunner:
                 overrides[name] = dataclasses.replace(current, version=ref.version, system=ref.system)
         self.team = build_team(
             self.config, clients=self.team.clients, mode=self.team.router.mode, prompts=overrides,
-            cache=self.team.cache, memory=self.team.memory,
+            cache=self.team.cache, memory=self.team.memory, stream=self.team.stream,
         )  # fmt: skip
         self._routing_seen = 0
 
@@ -579,7 +628,8 @@ class TeamRunner:
             routing_seq=int(position.get("routing_count", 0)), calls_seen=len(self._calls),
             wall_before=result.wall_s, start=time.monotonic(),
         )  # fmt: skip
-        token = CancellationToken()
+        token = self._token = CancellationToken()
+        self._cancel_reason = None
         # The turns run in their own task: a timeout or a cancellation of this one cancels the
         # team's token FIRST, so the model call in flight stops and AutoGen's stream can close
         # (closing it while a call still runs would wait for that call).
@@ -594,16 +644,25 @@ class TeamRunner:
                 await asyncio.shield(turns)
         except asyncio.CancelledError:
             await _stop(turns, token)
-            raise
+            if self._cancel_reason is None or _cancelling():
+                raise
+            result.status = "stopped"  # cancel(): recorded like any stopped run, then returned
+            result.stop_reason = self._cancel_reason
         except TimeoutError:
             await _stop(turns, token)
             result.status = "stopped"
             result.stop_reason = f"wall-time limit of {self.config.team.wall_time_s:g}s reached"
         except Exception as exc:  # a run reports its failure, it does not crash
             token.cancel()
-            result.status = "failed"
-            result.error = _error_text(exc)
-            result.stop_reason = "error"
+            if self._cancel_reason is not None:  # cancel() surfaced as an error of the turn
+                result.status, result.stop_reason = "stopped", self._cancel_reason
+            else:
+                result.status = "failed"
+                result.error = _error_text(exc)
+                result.stop_reason = "error"
+        self._token = None
+        if self._cancel_reason is not None and result.status != "completed":
+            result.status, result.stop_reason = "stopped", self._cancel_reason
         self._count_calls(result, p.calls_seen)
         result.mode = self.modes.current
         result.wall_s = p.wall_before + time.monotonic() - p.start
@@ -657,6 +716,8 @@ class TeamRunner:
         """One ``run_stream`` call per turn; after each, queue the turn's commit."""
         last = time.monotonic()
         while True:
+            if token.is_cancelled():  # cancel() between two turns: take no further turn
+                raise asyncio.CancelledError
             if result.turns >= self.config.team.max_turns:
                 result.status = "stopped"
                 result.stop_reason = f"maximum of {self.config.team.max_turns} turns reached"
@@ -667,6 +728,10 @@ class TeamRunner:
             async for item in self.team.team.run_stream(task=task, cancellation_token=token):
                 if isinstance(item, TaskResult):
                     result.stop_reason = item.stop_reason or ""
+                    continue
+                if isinstance(item, ModelClientStreamingChunkEvent):  # shown, never stored
+                    if self.on_chunk is not None:
+                        self.on_chunk(item.source, item.content)
                     continue
                 now = time.monotonic()
                 p.seq += 1

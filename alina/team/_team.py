@@ -39,6 +39,8 @@ class AlinaTeam:
     cache: ResponseCache | None = None
     memory: VectorMemory | None = None
     """The memory its agents retrieve from (None: no retrieval); closed by its owner, not here."""
+    stream: bool = False
+    """Whether its agents stream their text (``run_stream`` yields ModelClientStreamingChunkEvents)."""
 
     @property
     def prompt_versions(self) -> dict[str, int]:
@@ -118,6 +120,7 @@ def build_team(
     memory: VectorMemory | None = None,
     governor: Governor | None = None,
     on_exhausted: OnExhausted | None = None,
+    stream: bool = False,
 ) -> AlinaTeam:
     """Build ALINA's team from config. ``clients`` replaces model clients (unit tests pass
     ReplayChatCompletionClients; key ``"selector"`` is the router's model) and then ``cache``
@@ -129,7 +132,8 @@ def build_team(
     names) before every model call. ``governor`` caps the built clients' model calls (default:
     the process-wide governor of each agent's model server, shared with every other team).
     ``on_exhausted(agent, reason)``: called by a built client whose retries and fallback are all
-    spent (the run loop moves the system to safe mode)."""
+    spent (the run loop moves the system to safe mode). ``stream``: the agents stream their
+    text turns as they are generated (the console chat shows them token by token)."""
     logging.getLogger("autogen_core").addFilter(_ECHO_FILTER)  # idempotent: a filter is added once
     specs = agent_specs(config)
     retrieving = retrieving_agents(config) if memory is not None else set()
@@ -157,7 +161,7 @@ def build_team(
             name, config,
             AnswerCheckClient(clients[name]) if name == ORCHESTRATOR and config.team.check_answers
             else clients[name],
-            prompt=used[name], memory=views.get(name),
+            prompt=used[name], memory=views.get(name), stream=stream,
         )  # ALINA's answers are checked against the run's reports before anyone sees them
         for name in (*SPECIALISTS, ORCHESTRATOR)
     ]
@@ -184,4 +188,5 @@ def build_team(
         prompts=used,
         cache=cache,
         memory=memory,
+        stream=stream,
     )

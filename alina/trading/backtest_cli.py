@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from alina.progress import step
 from alina.trading.backtest import (
     BacktestInputError,
     BacktestResult,
@@ -51,9 +52,11 @@ def backtest(
 ) -> None:
     """Backtest a long-only strategy: trades at the next open, fees in quote currency."""
     try:
-        result = _run(symbol, data, strategy, signals, param, fee, cash)
-        if png is not None:
-            write_equity_png(result, png)
+        with step("backtesting ...", quiet=as_json) as progress:
+            result = _run(symbol, data, strategy, signals, param, fee, cash)
+            if png is not None:
+                progress.update("drawing the equity curve ...")
+                write_equity_png(result, png)
     except BacktestInputError as exc:
         _err.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_BAD_INPUT) from None

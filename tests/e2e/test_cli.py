@@ -210,7 +210,7 @@ def test_chat_takes_tasks_and_follow_ups_until_quit(alina_config_file: Path, pg_
         capture_output=True, text=True, timeout=600, env=full_env,
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
-    assert p.stdout.count("completed run") == 2
+    assert p.stdout.count("completed ·") == 2  # the chat's one-line summary per task
     assert "get_price" in p.stdout and "candle_summary" in p.stdout
     with psycopg.connect(pg_service.dsn) as conn:
         tasks = [r[0] for r in conn.execute("SELECT task FROM runs ORDER BY started_at DESC LIMIT 2")]
@@ -233,7 +233,7 @@ def test_chat_ends_on_ctrl_d(alina_config_file: Path) -> None:
         input="", capture_output=True, text=True, timeout=120, env=full_env,
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
-    assert "ALINA ready" in p.stdout and "completed run" not in p.stdout
+    assert "ALINA ready" in p.stdout and "completed ·" not in p.stdout
 
 
 @pytest.mark.slow

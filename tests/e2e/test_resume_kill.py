@@ -121,7 +121,7 @@ def test_runs_killed_at_random_points_resume_and_complete_without_loss_or_duplic
     report = []
     trial = total_kills = 0
     while (trial < TRIALS or total_kills < TRIALS) and trial < 2 * TRIALS:
-        # Kill points: after 2-11 printed lines ("loading models", the run id, then one per
+        # Kill points: after 2-11 printed lines (the run id, then one per
         # message) plus up to 2.5 s: before the first checkpoint, mid-turn (inside a model or
         # tool call), during a commit, between turns.
         first = _kill_after(_start([TASK], alina_config_file), rng.randint(2, 11), rng.uniform(0, 2.5))

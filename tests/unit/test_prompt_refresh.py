@@ -138,4 +138,6 @@ def test_alina_run_and_chat_build_their_runner_with_the_active_prompts_as_source
     source = inspect.getsource(cli._team_session)  # `alina run` and `alina chat` both open it
     assert "prompt_source=PromptVersions.from_config(cfg).active_prompts" in source
     assert "_team_session(cfg" in inspect.getsource(cli._run_task)
-    assert "_team_session(cfg" in inspect.getsource(cli.chat)
+    from alina import chat
+
+    assert "session_factory=cli._team_session" in inspect.getsource(chat.chat_command)
