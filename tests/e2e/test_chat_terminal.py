@@ -72,7 +72,7 @@ def test_chat_in_a_terminal_streams_answers_takes_commands_cancels_a_turn_and_re
         for command, expect in (
             ("/status", r"session [0-9a-f]{12}"),
             ("/agents", r"trader\s+llamacpp:"),
-            ("/mode", r"mode normal"),
+            ("/mode", r"mode (normal|safe)"),  # safe when the machine is loaded (health watcher)
             ("/prompts", r"alina\s+v\d+"),
             ("/help", r"/memory QUERY"),
             ("/nonsense", r"unknown command /nonsense"),
