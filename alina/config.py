@@ -36,6 +36,7 @@ from alina._secrets import (
 )
 from alina.memory_store.vector import KINDS as MEMORY_KINDS
 from alina.memory_store.vector import VectorConfig
+from alina.service.config import JobConfig, ServeConfig, default_jobs, jobs_problems
 from alina.trading.config import TradingConfig
 
 __all__ = [
@@ -427,6 +428,8 @@ class AlinaConfig(_Strict):
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     trading: TradingConfig = Field(default_factory=TradingConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    jobs: dict[str, JobConfig] = Field(default_factory=default_jobs)
 
     def data_dir(self) -> Path:
         """Absolute data directory (relative paths resolve against the project root)."""
@@ -589,6 +592,7 @@ def _cross_field_problems(cfg: AlinaConfig) -> list[str]:
     if env_problem:
         problems.append(f"postgres.password_env: {env_problem}")
     problems += cfg.trading.cross_field_problems()
+    problems += jobs_problems(cfg.jobs, set(cfg.models), set(cfg.agents))
     for i, name in enumerate(cfg.memory.agents or []):
         if name not in (ORCHESTRATOR, *SPECIALISTS):
             problems.append(

@@ -13,6 +13,7 @@ from alina.team._routing import (
 )
 from alina.team._run import (
     AlreadyCompleted,
+    STOP_REQUESTED,
     MemorySink,
     ResumeError,
     RunEvent,
@@ -28,6 +29,7 @@ __all__ = [
     "AlreadyCompleted",
     "LexicalScorer",
     "MemorySink",
+    "STOP_REQUESTED",
     "ResumeError",
     "RouteDecision",
     "Router",

@@ -65,6 +65,8 @@ from alina.team._team import AlinaTeam, build_team
 from alina.trading.mandate import Mandate, packaged_symbols
 
 Status = Literal["completed", "failed", "stopped"]
+STOP_REQUESTED = "stop requested: "
+"""Prefix of the stop reason of a run ended by :meth:`TeamRunner.request_stop` (resumable)."""
 logger = logging.getLogger(__name__)
 
 
@@ -382,6 +384,13 @@ class TeamRunner:
                 client.on_exhausted = self._model_exhausted  # type: ignore[attr-defined]
         self._routing_seen = 0
         self._earlier: list[MessageRow] = []  # the team's conversation before the current run
+        self._stop_reason: str | None = None
+
+    def request_stop(self, reason: str = "shutdown") -> None:
+        """End the run in progress at its next turn boundary, after the turn in flight is taken
+        and committed: it ends ``stopped`` (stop reason ``STOP_REQUESTED + reason``) and
+        :meth:`resume` continues it from there. Used by `alina serve`/`alina worker` on SIGTERM."""
+        self._stop_reason = reason
 
     async def close(self) -> None:
         await self.flush_memory()
@@ -673,6 +682,10 @@ class TeamRunner:
         """One ``run_stream`` call per turn; after each, queue the turn's commit."""
         last = time.monotonic()
         while True:
+            if self._stop_reason is not None:
+                result.status = "stopped"
+                result.stop_reason = STOP_REQUESTED + self._stop_reason
+                return
             if result.turns >= self.config.team.max_turns:
                 result.status = "stopped"
                 result.stop_reason = f"maximum of {self.config.team.max_turns} turns reached"
