@@ -164,7 +164,8 @@ def check_runs_exactly_once(dsn: str, run_ids: list[str], task: str = ORDER_TASK
             totals["messages"] += len(msgs)
             totals["orders"] += reported
             totals["resumes"] += row[1]
-        dup = conn.execute("SELECT count(*) - count(DISTINCT exchange_order_id) FROM order_intents "
-                           "WHERE exchange_order_id IS NOT NULL").fetchone()  # fmt: skip
-        assert dup is not None and dup[0] == 0, "an exchange order recorded twice"
+        # one intent per order request: a redone turn reuses its request, it never sends a second
+        dup = conn.execute("SELECT count(*) - count(DISTINCT request_id) FROM order_intents "
+                           "WHERE request_id IS NOT NULL").fetchone()  # fmt: skip
+        assert dup is not None and dup[0] == 0, "an order request sent twice"
     return totals
