@@ -14,7 +14,9 @@ from rich.table import Table
 
 jobs_app = typer.Typer(help="Scheduled jobs (jobs: in config.yaml): list, run now, pause, resume.",
                        no_args_is_help=True)  # fmt: skip
-ConfigOption = typer.Option(None, "--config", "-c", help="config file (default: $ALINA_CONFIG or ./config.yaml)")
+ConfigOption = typer.Option(
+    None, "--config", "-c", help="config file (default: $ALINA_CONFIG or ./config.yaml)"
+)
 
 
 def _cli() -> Any:
@@ -51,18 +53,29 @@ def _process(
 
 
 def serve(
-    port: int | None = typer.Option(None, "--port", help="/healthz, /metrics, POST /alerts on serve.host:PORT"),
-    concurrency: int | None = typer.Option(None, "--concurrency", min=1, max=64, help="override serve.concurrency"),
+    port: int | None = typer.Option(
+        None, "--port", help="/healthz, /metrics, POST /alerts on serve.host:PORT"
+    ),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", min=1, max=64, help="override serve.concurrency"
+    ),
+    name: str | None = typer.Option(
+        None, "--name", help="this process's name in the queue (default HOST:PID)"
+    ),
     config: Path | None = ConfigOption,
 ) -> None:
     """Always on: run the jobs of config.yaml on schedule (each occurrence once, however many
     serve processes), work the queue, watch alerts, serve metrics; SIGTERM stops cleanly."""
-    _process("serve", config, port, concurrency)
+    _process("serve", config, port, concurrency, name)
 
 
 def worker(
-    concurrency: int | None = typer.Option(None, "--concurrency", min=1, max=64, help="override serve.concurrency"),
-    name: str | None = typer.Option(None, "--name", help="this worker's name in the queue (default HOST:PID)"),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", min=1, max=64, help="override serve.concurrency"
+    ),
+    name: str | None = typer.Option(
+        None, "--name", help="this worker's name in the queue (default HOST:PID)"
+    ),
     config: Path | None = ConfigOption,
 ) -> None:
     """Work the queue (submitted runs, due jobs) beside `alina serve`, on this or another machine
@@ -72,7 +85,9 @@ def worker(
 
 def submit(
     task: str = typer.Argument(..., help="the task for ALINA's team"),
-    priority: str = typer.Option("chat", "--priority", help="risk | trading | monitoring | chat | optimization"),
+    priority: str = typer.Option(
+        "chat", "--priority", help="risk | trading | monitoring | chat | optimization"
+    ),
     mode: str = typer.Option("normal", "--mode", help="normal | safe (read and report only)"),
     as_json: bool = typer.Option(False, "--json"),
     config: Path | None = ConfigOption,
@@ -85,7 +100,9 @@ def submit(
     if not task.strip():
         cli._fail(typer.BadParameter("TASK is empty: say what the team should do"))
     if priority not in PRIORITY_RANK:
-        cli._fail(typer.BadParameter(f"--priority must be one of {', '.join(PRIORITY_RANK)} (got {priority!r})"))
+        cli._fail(
+            typer.BadParameter(f"--priority must be one of {', '.join(PRIORITY_RANK)} (got {priority!r})")
+        )
     if mode not in ("normal", "safe"):
         cli._fail(typer.BadParameter(f"--mode must be normal or safe (got {mode!r})"))
     cfg = cli._load(config)
@@ -117,7 +134,9 @@ async def _with_store(cfg: Any, coro: Any) -> Any:
 
 def _job_name(cfg: Any, name: str) -> None:
     if name not in cfg.jobs:
-        _cli()._fail(typer.BadParameter(f"no job {name!r} under jobs: (jobs: {', '.join(sorted(cfg.jobs)) or 'none'})"))
+        _cli()._fail(
+            typer.BadParameter(f"no job {name!r} under jobs: (jobs: {', '.join(sorted(cfg.jobs)) or 'none'})")
+        )
 
 
 def _next(expr: str) -> str:

@@ -153,7 +153,9 @@ def jobs_problems(jobs: dict[str, JobConfig], models: set[str], agents: set[str]
             problems.append(f"{where}: task, models and mode are for team jobs (got kind {job.kind!r})")
         for agent, model in job.models.items():
             if agent not in agents:
-                problems.append(f"{where}.models.{agent}: unknown agent; known: {sorted(agents)} (got {agent!r})")
+                problems.append(
+                    f"{where}.models.{agent}: unknown agent; known: {sorted(agents)} (got {agent!r})"
+                )
             if model not in models:
                 problems.append(f"{where}.models.{agent}: no model of that name under models: "
                                 f"{sorted(models)} (got {model!r})")  # fmt: skip

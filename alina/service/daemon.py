@@ -65,14 +65,18 @@ class _Worker(Worker):
                 raise
             except Exception as exc:  # noqa: BLE001 - the database went away: try again
                 self._on_db(False)
-                logger.warning("queue %s failed (%s); retrying", what, str(exc).splitlines()[0] if str(exc) else exc)
+                logger.warning(
+                    "queue %s failed (%s); retrying", what, str(exc).splitlines()[0] if str(exc) else exc
+                )
                 await asyncio.sleep(1.0)
 
     def _start_side_tasks(self) -> list[asyncio.Task[Any]]:
         tasks = [
             asyncio.create_task(self._forever("heartbeat", self._beat), name="update_heartbeats"),
             asyncio.create_task(self._forever("scheduler", self._periodic_deferrer), name="deferrer"),
-            asyncio.create_task(self._forever("abort poll", self._poll_jobs_to_abort), name="poll_jobs_to_abort"),
+            asyncio.create_task(
+                self._forever("abort poll", self._poll_jobs_to_abort), name="poll_jobs_to_abort"
+            ),
         ]
         if self.listen_notify:
             listen = lambda: self.app.job_manager.listen_for_jobs(  # noqa: E731
@@ -96,12 +100,11 @@ class _Worker(Worker):
             logger.warning("queue fetch failed (%s); retrying", str(exc).splitlines()[0] if str(exc) else exc)
             await asyncio.sleep(1.0)
 
-    async def _persist_job_status(self, **kwargs: Any) -> None:
+    async def _persist_job_status(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         deadline = time.monotonic() + self._outage_s
         while True:
             try:
-                await super()._persist_job_status(**kwargs)
-                return
+                return await super()._persist_job_status(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - keep the outcome until Postgres is back
                 if time.monotonic() > deadline:
                     raise
@@ -133,7 +136,9 @@ class Service:
 
         cfg = self.config
         if models:
-            agents = {a: c.model_copy(update={"model": models.get(a, c.model)}) for a, c in cfg.agents.items()}
+            agents = {
+                a: c.model_copy(update={"model": models.get(a, c.model)}) for a, c in cfg.agents.items()
+            }
             cfg = cfg.model_copy(update={"agents": agents})
         t = self.template
         # Its own mode object: a job's `mode: safe` (a local floor) must not reach other runs;
@@ -244,7 +249,9 @@ class Service:
                 job_id = await self.app.configure_task(TEAM_RUN, queue=self.config.serve.queue).defer_async(
                     run_id=run_id, task=task, mode="normal", models={}, job="resume"
                 )
-                await conn.execute("UPDATE job_occurrences SET queue_job_id = %s WHERE run_id = %s", (job_id, run_id))
+                await conn.execute(
+                    "UPDATE job_occurrences SET queue_job_id = %s WHERE run_id = %s", (job_id, run_id)
+                )
                 logger.info("interrupted run %s will be resumed (job %s)", run_id, job_id)
                 count += 1
         return count
@@ -360,7 +367,9 @@ async def _serve_extras(
 
     watcher = asyncio.create_task(watch_health(runner.modes, lambda: _healthy(config)))
     stack.callback(watcher.cancel)
-    observer = Observer(config.alerts, mode=runner.modes, dsn=config.postgres.dsn(), governors=process_governors)
+    observer = Observer(
+        config.alerts, mode=runner.modes, dsn=config.postgres.dsn(), governors=process_governors
+    )
     if config.alerts.enabled:
         observer.start()
     stack.push_async_callback(observer.stop)

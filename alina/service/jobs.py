@@ -88,7 +88,9 @@ async def scheduled(context: JobContext, timestamp: int, name: str, manual: bool
     return detail
 
 
-async def _run_kind(svc: Service, name: str, kind: str, timestamp: int, when: dt.datetime) -> tuple[str, bool]:
+async def _run_kind(
+    svc: Service, name: str, kind: str, timestamp: int, when: dt.datetime
+) -> tuple[str, bool]:
     cfg = svc.config
     job = cfg.jobs[name]
     if kind == "team":
@@ -125,7 +127,9 @@ class Occurrences:
         self.dsn = dsn
 
     async def _exec(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
+        async with await psycopg.AsyncConnection.connect(
+            self.dsn, autocommit=True, connect_timeout=5
+        ) as conn:
             cur = await conn.execute(query, params)  # type: ignore[arg-type]
             return await cur.fetchall() if cur.description else []
 
@@ -138,7 +142,8 @@ class Occurrences:
         async with await psycopg.AsyncConnection.connect(self.dsn, connect_timeout=5) as conn:
             async with conn.transaction():
                 cur = await conn.execute(
-                    "SELECT status FROM job_occurrences WHERE job_name = %s AND scheduled_for = %s FOR UPDATE",
+                    "SELECT status FROM job_occurrences WHERE job_name = %s AND scheduled_for = %s "
+                    "FOR UPDATE",
                     (name, when),
                 )
                 row = await cur.fetchone()
@@ -149,8 +154,9 @@ class Occurrences:
                     "attempts, worker, started_at, priority, task) "
                     "VALUES (%s, %s, %s, %s, 'running', 1, %s, now(), %s, %s) "
                     "ON CONFLICT (job_name, scheduled_for) WHERE scheduled_for IS NOT NULL DO UPDATE "
-                    "SET status = 'running', attempts = job_occurrences.attempts + 1, worker = EXCLUDED.worker, "
-                    "queue_job_id = EXCLUDED.queue_job_id, started_at = coalesce(job_occurrences.started_at, now())",
+                    "SET status = 'running', attempts = job_occurrences.attempts + 1, "
+                    "worker = EXCLUDED.worker, queue_job_id = EXCLUDED.queue_job_id, "
+                    "started_at = coalesce(job_occurrences.started_at, now())",
                     (name, kind, when, queue_job_id, worker, priority, task),
                 )
         return row is None, None if row is None else str(row[0])
@@ -166,7 +172,9 @@ class Occurrences:
             (worker, queue_job_id, run_id),
         )
 
-    def _where(self, run_id: str | None, job: str | None, when: dt.datetime | None) -> tuple[str, tuple[Any, ...]]:
+    def _where(
+        self, run_id: str | None, job: str | None, when: dt.datetime | None
+    ) -> tuple[str, tuple[Any, ...]]:
         if run_id is not None:
             return "run_id = %s", (run_id,)
         return "job_name = %s AND scheduled_for = %s", (job, when)
@@ -176,17 +184,24 @@ class Occurrences:
         when: dt.datetime | None = None,
     ) -> None:  # fmt: skip
         where, params = self._where(run_id, job, when)
-        await self._exec(f"UPDATE job_occurrences SET status = %s, detail = %s, finished_at = now() WHERE {where}",
+        await self._exec(f"UPDATE job_occurrences SET status = %s, detail = %s, finished_at = now() "
+                         f"WHERE {where}",
                          (status, detail[:1000], *params))  # fmt: skip
 
     async def interrupted(
-        self, *, detail: str, run_id: str | None = None, job: str | None = None, when: dt.datetime | None = None
+        self,
+        *,
+        detail: str,
+        run_id: str | None = None,
+        job: str | None = None,
+        when: dt.datetime | None = None,
     ) -> None:
         """Back to ``queued`` (the queue retries it), best effort: the store may be what failed."""
         where, params = self._where(run_id, job, when)
         try:
             await self._exec(f"UPDATE job_occurrences SET status = 'queued', detail = %s WHERE {where} "
-                             "AND status = 'running'", (f"interrupted: {detail}"[:1000], *params))  # fmt: skip
+                             "AND status = 'running'",
+                             (f"interrupted: {detail}"[:1000], *params))  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - the retry updates the row again
             logger.warning("could not record the interruption: %s", exc)
 
@@ -204,11 +219,21 @@ class Occurrences:
     async def summary(self) -> dict[str, dict[str, Any]]:
         """Per job name: paused, and its latest occurrence (time, status, detail, run id)."""
         rows = await self._exec(
-            "SELECT DISTINCT ON (job_name) job_name, scheduled_for, enqueued_at, started_at, finished_at, status, "
+            "SELECT DISTINCT ON (job_name) job_name, scheduled_for, enqueued_at, started_at, finished_at, "
+            "status, "
             "detail, run_id, attempts FROM job_occurrences ORDER BY job_name, enqueued_at DESC"
         )
         paused = dict(await self._exec("SELECT name, paused FROM job_state"))  # type: ignore[arg-type]
-        keys = ("scheduled_for", "enqueued_at", "started_at", "finished_at", "status", "detail", "run_id", "attempts")
+        keys = (
+            "scheduled_for",
+            "enqueued_at",
+            "started_at",
+            "finished_at",
+            "status",
+            "detail",
+            "run_id",
+            "attempts",
+        )
         out: dict[str, dict[str, Any]] = {n: {"paused": bool(p), "last": None} for n, p in paused.items()}
         for r in rows:
             out.setdefault(r[0], {"paused": bool(paused.get(r[0], False)), "last": None})
@@ -222,5 +247,15 @@ class Occurrences:
         )  # fmt: skip
         if not rows:
             return None
-        keys = ("job", "status", "priority", "task", "enqueued_at", "started_at", "attempts", "detail", "worker")
+        keys = (
+            "job",
+            "status",
+            "priority",
+            "task",
+            "enqueued_at",
+            "started_at",
+            "attempts",
+            "detail",
+            "worker",
+        )
         return dict(zip(keys, rows[0], strict=True))

@@ -95,8 +95,9 @@ def build_app(config: AlinaConfig, *, schedule: bool = True) -> App:
     from alina.service import jobs as job_functions
 
     app = App(
-        connector=PsycopgConnector(conninfo=config.postgres.dsn(), kwargs={"connect_timeout": 3},
-                                   min_size=1, max_size=4),  # fmt: skip
+        connector=PsycopgConnector(
+            conninfo=config.postgres.dsn(), kwargs={"connect_timeout": 3}, min_size=1, max_size=4
+        ),  # fmt: skip
         periodic_defaults={"max_delay": config.serve.catch_up_s},
     )
     retry = _Retry(config.serve.max_attempts, _retryable())
@@ -168,7 +169,9 @@ async def submit(
             job_id = await app.configure_task(
                 TEAM_RUN, queue=config.serve.queue, priority=PRIORITY_RANK[priority]
             ).defer_async(run_id=run_id, task=task, mode=mode, models=dict(models or {}), job="submit")
-            await conn.execute("UPDATE job_occurrences SET queue_job_id = %s WHERE run_id = %s", (job_id, run_id))
+            await conn.execute(
+                "UPDATE job_occurrences SET queue_job_id = %s WHERE run_id = %s", (job_id, run_id)
+            )
     return run_id
 
 

@@ -12,8 +12,8 @@ from alina.team._routing import (
     parse_snapshot,
 )
 from alina.team._run import (
-    AlreadyCompleted,
     STOP_REQUESTED,
+    AlreadyCompleted,
     MemorySink,
     ResumeError,
     RunEvent,

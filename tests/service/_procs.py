@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import signal
 import subprocess
 import sys
@@ -39,7 +38,9 @@ class Proc:
             if self.p.poll() is not None:
                 break
             time.sleep(0.1)
-        raise AssertionError(f"{' '.join(self.cmd[:6])}: no {needle!r} (exit {self.p.poll()}):\n{self.text()[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(self.cmd[:6])}: no {needle!r} (exit {self.p.poll()}):\n{self.text()[-4000:]}"
+        )
 
     def kill(self) -> None:
         if self.p.poll() is None:
@@ -61,7 +62,9 @@ def env() -> dict[str, str]:
     return e
 
 
-def start_sim(tmp: Path, latency: float, host: str = "127.0.0.1", netns: str | None = None) -> tuple[Proc, str]:
+def start_sim(
+    tmp: Path, latency: float, host: str = "127.0.0.1", netns: str | None = None
+) -> tuple[Proc, str]:
     """The simulated model server; returns it and its base URL."""
     cmd = [sys.executable, "-m", "bench._simmodel", "--host", host, "--port", "0", "--latency", str(latency)]
     if netns:
@@ -123,7 +126,8 @@ def wait_runs_done(dsn: str, run_ids: list[str], timeout: float = 180.0, tick: A
     while time.monotonic() < deadline:
         with psycopg.connect(dsn) as conn:
             rows = conn.execute(
-                "SELECT count(*) FROM job_occurrences WHERE run_id = ANY(%s) AND status IN ('succeeded', 'failed')",
+                "SELECT count(*) FROM job_occurrences WHERE run_id = ANY(%s) "
+                "AND status IN ('succeeded', 'failed')",
                 (run_ids,),
             ).fetchone()
         if rows and rows[0] == len(run_ids):
@@ -144,15 +148,20 @@ def check_runs_exactly_once(dsn: str, run_ids: list[str], task: str = ORDER_TASK
             row = conn.execute("SELECT status, resumes FROM runs WHERE id = %s", (run_id,)).fetchone()
             assert row is not None, f"run {run_id} never started"
             assert row[0] == "completed", f"run {run_id}: {row[0]}"
-            occ = conn.execute("SELECT status, attempts FROM job_occurrences WHERE run_id = %s", (run_id,)).fetchall()
+            occ = conn.execute(
+                "SELECT status, attempts FROM job_occurrences WHERE run_id = %s", (run_id,)
+            ).fetchall()
             assert len(occ) == 1 and occ[0][0] == "succeeded", f"run {run_id}: occurrences {occ}"
-            msgs = conn.execute("SELECT seq, source, type, content FROM messages WHERE run_id = %s ORDER BY seq",
+            msgs = conn.execute("SELECT seq, source, type, content FROM messages WHERE run_id = %s "
+                                "ORDER BY seq",
                                 (run_id,)).fetchall()  # fmt: skip
             assert [m[0] for m in msgs] == list(range(1, len(msgs) + 1)), f"run {run_id}: gap or repeat"
             assert msgs[0][1:] == ("user", "TextMessage", task)
             assert sum(m[1] == "user" for m in msgs) == 1
             assert msgs[-1][1] == "alina"
-            reported = sum(m[3].count("place_order: placed") for m in msgs if m[2] == "ToolCallExecutionEvent")
+            reported = sum(
+                m[3].count("place_order: placed") for m in msgs if m[2] == "ToolCallExecutionEvent"
+            )
             placed = conn.execute(
                 "SELECT count(*), count(DISTINCT request_id) FROM order_intents WHERE request_id LIKE %s "
                 "AND status = 'placed'", (run_id + ":%",),

@@ -15,7 +15,6 @@ from typing import Any
 
 import psycopg
 import pytest
-import yaml
 
 from alina.runtime.services import PostgresService
 from tests.service import _procs as P
@@ -44,8 +43,10 @@ def test_postgres_restarted_under_a_running_serve_runs_resume(
     try:
         sim, url = P.start_sim(tmp_path, 0.5)
         procs.append(sim)
-        config = P.write_config(tmp_path / "config.yaml", pg=_Pg(pg.host, pg.port), redis_host=redis_service.host,
-                                redis_port=redis_service.port, sim_url=url, data=tmp_path / "data")  # fmt: skip
+        config = P.write_config(
+            tmp_path / "config.yaml", pg=_Pg(pg.host, pg.port), redis_host=redis_service.host,
+            redis_port=redis_service.port, sim_url=url, data=tmp_path / "data",
+        )  # fmt: skip
         serve = P.alina("serve", config, tmp_path / "serve.log", "--port", "0")
         procs.append(serve)
         serve.wait_for(" ready: ", 90)
@@ -123,8 +124,25 @@ def test_workers_on_two_network_namespaces_share_the_queue_over_the_network(
     redis = _Pg(host, free_port())
     rdir = infra_root / f"redis-netns-{os.getpid()}"
     rdir.mkdir()
-    _sh("redis-server", "--port", str(redis.port), "--bind", host, "--protected-mode", "no", "--daemonize", "yes",
-        "--save", "", "--appendonly", "no", "--dir", str(rdir), "--pidfile", str(rdir / "redis.pid"))
+    _sh(
+        "redis-server",
+        "--port",
+        str(redis.port),
+        "--bind",
+        host,
+        "--protected-mode",
+        "no",
+        "--daemonize",
+        "yes",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(rdir),
+        "--pidfile",
+        str(rdir / "redis.pid"),
+    )
     try:
         hsim, hurl = P.start_sim(tmp_path, 0.3, host=host)
         procs.append(hsim)
@@ -167,7 +185,8 @@ def test_workers_on_two_network_namespaces_share_the_queue_over_the_network(
         totals = P.check_runs_exactly_once(pg.dsn, run_ids)
         with psycopg.connect(pg.dsn) as conn:
             where = {r[0] for r in conn.execute(
-                "SELECT worker FROM job_occurrences WHERE run_id = ANY(%s)", (run_ids,)).fetchall()}  # fmt: skip
+                "SELECT worker FROM job_occurrences WHERE run_id = ANY(%s)", (run_ids,)
+            ).fetchall()}  # fmt: skip
         assert set(names) <= where, f"runs finished on {where}"
         for url in sims:  # the workers used their own model servers
             with urllib.request.urlopen(url.removesuffix("/v1") + "/stats", timeout=5) as r:
@@ -176,5 +195,7 @@ def test_workers_on_two_network_namespaces_share_the_queue_over_the_network(
         for p in [serve, *live.values()]:
             assert p.term(30) == 0
     finally:
-        subprocess.run(["redis-cli", "-h", host, "-p", str(redis.port), "shutdown", "nosave"], capture_output=True)
+        subprocess.run(
+            ["redis-cli", "-h", host, "-p", str(redis.port), "shutdown", "nosave"], capture_output=True
+        )
         pg.stop()

@@ -74,7 +74,12 @@ def _stats(sim_url: str) -> dict[str, Any]:
 
 
 def test_two_serve_processes_run_every_scheduled_occurrence_exactly_once(
-    tmp_path: Path, fresh_pg_dsn: str, pg_service: Any, redis_service: Any, sim: Any, procs: list[P.Proc],
+    tmp_path: Path,
+    fresh_pg_dsn: str,
+    pg_service: Any,
+    redis_service: Any,
+    sim: Any,
+    procs: list[P.Proc],
     free_port: Any,
 ) -> None:
     url = sim(0.05)
@@ -112,12 +117,25 @@ def test_two_serve_processes_run_every_scheduled_occurrence_exactly_once(
     listed = P.cli(config, "jobs", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     tick = next(j for j in json.loads(listed.stdout) if j["name"] == "tick")
-    assert tick["schedule"] == "* * * * * */2" and tick["last"]["status"] in ("succeeded", "running", "queued")
+    assert tick["schedule"] == "* * * * * */2" and tick["last"]["status"] in (
+        "succeeded",
+        "running",
+        "queued",
+    )
     assert "tick" in P.cli(config, "runs", "list").stdout
+    assert P.cli(config, "jobs", "pause", "tick").returncode == 0
+    paused = next(j for j in json.loads(P.cli(config, "jobs", "list", "--json").stdout) if j["name"] == "tick")
+    assert paused["paused"] is True
+    assert P.cli(config, "jobs", "run", "nope").returncode == 2
 
 
 def test_sigterm_finishes_the_turn_exits_0_and_the_run_resumes_elsewhere(
-    tmp_path: Path, fresh_pg_dsn: str, pg_service: Any, redis_service: Any, sim: Any, procs: list[P.Proc],
+    tmp_path: Path,
+    fresh_pg_dsn: str,
+    pg_service: Any,
+    redis_service: Any,
+    sim: Any,
+    procs: list[P.Proc],
 ) -> None:
     url = sim(1.0)  # a turn takes about a second: the signal lands inside one
     config = _config(tmp_path, fresh_pg_dsn, pg_service, redis_service, url, serve={"grace_s": 8.0})
@@ -152,22 +170,28 @@ KILLS = 12
 
 
 def test_sigkill_of_serve_and_workers_loses_nothing_and_repeats_nothing(
-    tmp_path: Path, fresh_pg_dsn: str, pg_service: Any, redis_service: Any, sim: Any, procs: list[P.Proc],
+    tmp_path: Path,
+    fresh_pg_dsn: str,
+    pg_service: Any,
+    redis_service: Any,
+    sim: Any,
+    procs: list[P.Proc],
 ) -> None:
     seed = int(os.environ.get("ALINA_SERVE_KILL_SEED", time.time_ns() % 1_000_000))
     rng = random.Random(seed)
     print(f"\nALINA_SERVE_KILL_SEED={seed}")
-    url = sim(0.4)
+    url = sim(0.5)
     cap = 2
     config = _config(tmp_path, fresh_pg_dsn, pg_service, redis_service, url, max_calls=cap)
-    roles = {"serve": ["--port", "0"], "worker-1": ["--name", "worker-1"], "worker-2": ["--name", "worker-2"]}
+    roles = ("serve", "worker-1", "worker-2")
     live: dict[str, P.Proc] = {}
     starts = dict.fromkeys(roles, 0)
 
     def start(role: str) -> None:
         starts[role] += 1
+        extra = ["--port", "0"] if role == "serve" else []
         proc = P.alina("serve" if role == "serve" else "worker", config,
-                       tmp_path / f"{role}-{starts[role]}.log", *roles[role])  # fmt: skip
+                       tmp_path / f"{role}-{starts[role]}.log", "--name", role, *extra)  # fmt: skip
         procs.append(proc)
         live[role] = proc
 
@@ -175,24 +199,28 @@ def test_sigkill_of_serve_and_workers_loses_nothing_and_repeats_nothing(
         start(role)
     for p in live.values():
         p.wait_for(" ready: ", 90)
-    run_ids = [P.submit(config) for _ in range(10)]
+    run_ids = [P.submit(config) for _ in range(12)]
     kills = 0
-    next_kill = time.monotonic() + rng.uniform(1.0, 2.5)
-
-    def tick() -> None:
-        nonlocal kills, next_kill
-        if kills >= KILLS or time.monotonic() < next_kill:
-            return
-        role = rng.choice(sorted(roles))
+    deadline = time.monotonic() + 300
+    while kills < KILLS and time.monotonic() < deadline:
+        # kill a process while it holds a run: mid-turn, inside a model call or a commit
+        with psycopg.connect(fresh_pg_dsn) as conn:
+            holders = {r[0] for r in conn.execute(
+                "SELECT worker FROM job_occurrences WHERE status = 'running'").fetchall()}  # fmt: skip
+            left = conn.execute("SELECT count(*) FROM job_occurrences WHERE status IN ('queued', 'running')"
+                                ).fetchone()  # fmt: skip
+        ready = [r for r in sorted(holders & set(roles)) if live[r].alive() and " ready: " in live[r].text()]
+        if not ready:
+            if left and left[0] == 0:  # everything finished before the dice were done: more work
+                run_ids += [P.submit(config) for _ in range(3)]
+            time.sleep(0.1)
+            continue
+        time.sleep(rng.uniform(0.0, 1.0))
+        role = rng.choice(ready)
         live[role].kill()
         kills += 1
         start(role)
-        next_kill = time.monotonic() + rng.uniform(1.0, 2.5)
-
-    P.wait_runs_done(fresh_pg_dsn, run_ids, timeout=300, tick=tick)
-    while kills < KILLS:  # the runs were quicker than the dice: kill idle processes too
-        next_kill = 0
-        tick()
+    P.wait_runs_done(fresh_pg_dsn, run_ids, timeout=300)
     totals = P.check_runs_exactly_once(fresh_pg_dsn, run_ids)
     stats = _stats(url)
     with psycopg.connect(fresh_pg_dsn) as conn:
