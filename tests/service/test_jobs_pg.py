@@ -91,10 +91,10 @@ async def test_submit_enqueues_a_run_and_returns_its_id_at_once(
     import yaml
 
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump({"postgres": {"port": cfg.postgres.port, "database": cfg.postgres.database},
-                                    "redis": {"port": redis_service.port}}))  # fmt: skip
-    shown = subprocess.run([sys.executable, "-m", "alina", "runs", "show", run_id, "--json", "--config", str(path)],
-                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    pg = {"port": cfg.postgres.port, "database": cfg.postgres.database}
+    path.write_text(yaml.safe_dump({"postgres": pg, "redis": {"port": redis_service.port}}))
+    cmd = [sys.executable, "-m", "alina", "runs", "show", run_id, "--json", "--config", str(path)]
+    shown = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["status"] == "queued"
 

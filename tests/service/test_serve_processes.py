@@ -124,7 +124,8 @@ def test_two_serve_processes_run_every_scheduled_occurrence_exactly_once(
     )
     assert "tick" in P.cli(config, "runs", "list").stdout
     assert P.cli(config, "jobs", "pause", "tick").returncode == 0
-    paused = next(j for j in json.loads(P.cli(config, "jobs", "list", "--json").stdout) if j["name"] == "tick")
+    listed = P.cli(config, "jobs", "list", "--json")
+    paused = next(j for j in json.loads(listed.stdout) if j["name"] == "tick")
     assert paused["paused"] is True
     assert P.cli(config, "jobs", "run", "nope").returncode == 2
 
