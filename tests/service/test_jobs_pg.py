@@ -153,3 +153,24 @@ async def test_late_paused_and_halted_occurrences_are_skipped_and_recorded(fresh
     summary = await svc.occurrences.summary()
     assert summary["strict"]["last"]["status"] == "skipped"
     assert summary["sweep"]["paused"] is False
+
+
+async def test_serve_enqueues_runs_left_interrupted_outside_the_queue_once(fresh_pg_dsn: str) -> None:
+    from alina.memory_store import RunStore
+    from alina.service.daemon import Service
+
+    cfg = _config(fresh_pg_dsn)
+    async with RunStore(fresh_pg_dsn) as store:
+        await store.create_run("killed-cli-run", "Is the system healthy?", {})  # `alina run`, then SIGKILL
+        await store.create_run("finished", "x", {})
+        await store.finish_run("finished", "completed", 1, 1, 0, 1, 1, 0.1, None)
+    app = build_app(cfg, schedule=False)
+    async with app.open_async():
+        await ensure_schema(app, fresh_pg_dsn)
+        svc = Service.__new__(Service)  # only what resume_orphans needs: config and the queue
+        svc.config, svc.app = cfg, app
+        assert await svc.resume_orphans() == 1
+        assert await svc.resume_orphans() == 0  # a second serve (or the next round) finds it taken
+    with psycopg.connect(fresh_pg_dsn) as conn:
+        jobs = conn.execute("SELECT task_name, args->>'run_id' FROM procrastinate_jobs").fetchall()
+    assert jobs == [("alina.team_run", "killed-cli-run")]

@@ -167,7 +167,7 @@ def test_sigterm_finishes_the_turn_exits_0_and_the_run_resumes_elsewhere(
     assert worker.term(30) == 0
 
 
-KILLS = 12
+KILLS = 10
 
 
 def test_sigkill_of_serve_and_workers_loses_nothing_and_repeats_nothing(
@@ -200,7 +200,7 @@ def test_sigkill_of_serve_and_workers_loses_nothing_and_repeats_nothing(
         start(role)
     for p in live.values():
         p.wait_for(" ready: ", 90)
-    run_ids = [P.submit(config) for _ in range(12)]
+    run_ids = [P.submit(config) for _ in range(10)]
     kills = 0
     deadline = time.monotonic() + 300
     while kills < KILLS and time.monotonic() < deadline:
