@@ -205,6 +205,7 @@ def _overhead(env: _Env, reps: int) -> dict[str, Any]:
 
 def run(reps: int = 3, quick: bool = False) -> Result:
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    load_start = round(os.getloadavg()[0], 1)  # other processes on the machine compete for the cores
     env = _Env()
     sim_runs = 2 if quick else 4
     try:
@@ -251,6 +252,7 @@ def run(reps: int = 3, quick: bool = False) -> Result:
             "queue_wait_all_s": waits,
         },  # fmt: skip
         params={
+            "load_average_at_start": load_start,
             "model_latency_s": LATENCY_S,
             "runs_per_worker": sim_runs,
             "worker_concurrency": 1,

@@ -23,7 +23,6 @@ from alina.models._errors import (
 )
 from alina.models._protocol import ChatDict
 
-
 _SSL_CONTEXT: ssl.SSLContext | None = None
 
 
