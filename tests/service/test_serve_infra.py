@@ -169,14 +169,15 @@ def test_workers_on_two_network_namespaces_share_the_queue_over_the_network(
         kills = 0
         for i, ns in enumerate(names):  # a machine dies mid-run; another one (or it, back) resumes
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:  # kill it while it holds a run
+            while time.monotonic() < deadline:  # kill it while it holds a run with a saved turn
                 with psycopg.connect(pg.dsn) as conn:
-                    row = conn.execute("SELECT count(*) FROM job_occurrences WHERE worker = %s "
-                                       "AND status = 'running'", (ns,)).fetchone()  # fmt: skip
+                    row = conn.execute(
+                        "SELECT count(*) FROM job_occurrences o WHERE worker = %s AND status = 'running' "
+                        "AND EXISTS (SELECT 1 FROM checkpoints c WHERE c.run_id = o.run_id)", (ns,)
+                    ).fetchone()  # fmt: skip
                 if row and row[0]:
                     break
-                time.sleep(0.1)
-            time.sleep(0.5)
+                time.sleep(0.05)
             live[i].kill()
             kills += 1
             live[i] = P.alina("worker", workers[i], tmp_path / f"w{i}-2.log", "--name", ns, netns=ns)
