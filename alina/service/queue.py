@@ -156,6 +156,8 @@ async def submit(
             raise ValueError(f"model override {agent}={model}: unknown agent or model")
     run_id = uuid.uuid4().hex
     own = app is None
+    if own:
+        await _probe(config.postgres.dsn())
     app = app or build_app(config, schedule=False)
     async with app.open_async():
         if own:
@@ -180,6 +182,8 @@ async def run_now(config: AlinaConfig, name: str, app: App | None = None) -> int
     id. KeyError for an unknown job; procrastinate AlreadyEnqueued when one is already waiting."""
     job = config.jobs[name]
     own = app is None
+    if own:
+        await _probe(config.postgres.dsn())
     app = app or build_app(config, schedule=False)
     async with app.open_async():
         if own:
@@ -190,6 +194,13 @@ async def run_now(config: AlinaConfig, name: str, app: App | None = None) -> int
             SCHEDULED, queue=config.serve.queue, lock=opts["lock"], queueing_lock=opts["queueing_lock"],
             priority=opts["priority"],
         ).defer_async(name=name, timestamp=stamp, manual=True))  # fmt: skip
+
+
+async def _probe(dsn: str) -> None:
+    """Fail at once (psycopg.OperationalError) when Postgres is unreachable, instead of after the
+    queue's connection pool gives up (30 s)."""
+    conn = await psycopg.AsyncConnection.connect(dsn, connect_timeout=5)
+    await conn.close()
 
 
 def _redact(text: str) -> str:

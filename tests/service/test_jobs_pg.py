@@ -77,6 +77,10 @@ async def test_submit_enqueues_a_run_and_returns_its_id_at_once(
         await submit(cfg, "x", priority="urgent")
     with pytest.raises(ValueError, match="task is empty"):
         await submit(cfg, "  ")
+    down = _config(fresh_pg_dsn)
+    down.postgres.port = 1
+    with pytest.raises(psycopg.OperationalError):  # at once, not after the pool's 30 s
+        await submit(down, "x")
     occ = await Occurrences(fresh_pg_dsn).by_run(run_id)
     assert occ is not None and (occ["job"], occ["status"], occ["priority"]) == ("submit", "queued", "trading")
     with psycopg.connect(fresh_pg_dsn) as conn:
