@@ -173,7 +173,9 @@ def test_workers_on_two_network_namespaces_share_the_queue_over_the_network(
                 with psycopg.connect(pg.dsn) as conn:
                     row = conn.execute(
                         "SELECT count(*) FROM job_occurrences o WHERE worker = %s AND status = 'running' "
-                        "AND EXISTS (SELECT 1 FROM checkpoints c WHERE c.run_id = o.run_id)", (ns,)
+                        "AND EXISTS (SELECT 1 FROM checkpoints c WHERE c.run_id = o.run_id) "
+                        "AND EXISTS (SELECT 1 FROM runs r WHERE r.id = o.run_id AND r.status = 'running')",
+                        (ns,),
                     ).fetchone()  # fmt: skip
                 if row and row[0]:
                     break
@@ -193,6 +195,7 @@ def test_workers_on_two_network_namespaces_share_the_queue_over_the_network(
             with urllib.request.urlopen(url.removesuffix("/v1") + "/stats", timeout=5) as r:
                 assert json.loads(r.read())["requests"] > 0
         print(json.dumps({"kills": kills, **totals, "workers": sorted(where)}))
+        assert totals["resumes"] >= 1, "a killed worker's run was resumed elsewhere"
         for p in [serve, *live.values()]:
             assert p.term(30) == 0
     finally:
