@@ -52,6 +52,7 @@ def _mount_plugins_apps() -> None:
     from alina.runtime.mode_cli import app as mode_app
     from alina.runtime.prompts_cli import app as prompts_app
     from alina.runtime.status_cli import status
+    from alina.service.cli import register as register_service
     from alina.skills.cli import app as skills_app
     from alina.trading.backtest_cli import app as backtest_app
 
@@ -61,6 +62,7 @@ def _mount_plugins_apps() -> None:
     app.add_typer(skills_app, name="skills")
     app.add_typer(backtest_app, name="backtest")
     app.command("status")(status)
+    register_service(app)  # serve, worker, submit, jobs
 
 
 _mount_plugins_apps()
@@ -629,11 +631,12 @@ def runs_list(
         _print_json(_jsonable(rows))
         return
     table = Table(title="runs (newest first)")
-    for col in ("id", "status", "started", "turns", "task"):
+    for col in ("id", "status", "started", "finished", "turns", "job", "task"):
         table.add_column(col)
     for r in rows:
         status = "interrupted" if r.get("interrupted") else r["status"]
-        table.add_row(r["id"], status, str(r["started_at"])[:19], str(r["turns"]), escape(r["task"][:60]))
+        table.add_row(r["id"], status, str(r["started_at"])[:19], str(r["finished_at"] or "")[:19],
+                      str(r["turns"]), r.get("job") or "", escape(r["task"][:60]))  # fmt: skip
     out.print(table)
     if any(r.get("interrupted") for r in rows):
         out.print("[dim]interrupted: no process is running it; continue with `alina run --resume ID`[/]")
@@ -662,6 +665,13 @@ def runs_show(
 
     run = _run_async(go())
     if run is None:
+        from alina.service.cli import queued_run
+
+        queued = queued_run(cfg, run_id)  # submitted, not started yet
+        if queued is not None:
+            _print_json(_jsonable({"id": run_id, **queued})) if as_json else out.print(
+                f"run {run_id} [{queued['status']}] {escape(queued['task'] or '')}")  # fmt: skip
+            return
         _fail(typer.BadParameter(f"no run with id {run_id!r} (see `alina runs list`)"))
     if as_json:
         _print_json(_jsonable(run))

@@ -37,6 +37,7 @@ from alina._secrets import (
 from alina.settings import StrictModel as _Strict
 from alina.settings.memory import KINDS as MEMORY_KINDS
 from alina.settings.memory import VectorConfig
+from alina.settings.service import JobConfig, ServeConfig, default_jobs, jobs_problems
 from alina.settings.trading import TradingConfig
 
 __all__ = [
@@ -436,6 +437,8 @@ class AlinaConfig(_Strict):
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     trading: TradingConfig = Field(default_factory=TradingConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    jobs: dict[str, JobConfig] = Field(default_factory=default_jobs)
 
     def data_dir(self) -> Path:
         """Absolute data directory (relative paths resolve against the project root)."""
@@ -601,6 +604,7 @@ def _cross_field_problems(cfg: AlinaConfig) -> list[str]:
     if env_problem:
         problems.append(f"postgres.password_env: {env_problem}")
     problems += cfg.trading.cross_field_problems()
+    problems += jobs_problems(cfg.jobs, set(cfg.models), set(cfg.agents))
     for i, name in enumerate(cfg.memory.agents or []):
         if name not in (ORCHESTRATOR, *SPECIALISTS):
             problems.append(

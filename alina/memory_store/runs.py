@@ -264,7 +264,8 @@ class RunStore(Repository):
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
                 f"SELECT {_RUN_COLUMNS}, (SELECT count(*) FROM messages m WHERE m.run_id = r.id) "
-                f"AS message_count, {_INTERRUPTED} AS interrupted FROM runs r "
+                f"AS message_count, {_INTERRUPTED} AS interrupted, "
+                "(SELECT o.job_name FROM job_occurrences o WHERE o.run_id = r.id) AS job FROM runs r "
                 "ORDER BY started_at DESC, id LIMIT %s",
                 (limit,),
             )

@@ -12,6 +12,7 @@ from alina.team._routing import (
     parse_snapshot,
 )
 from alina.team._run import (
+    STOP_REQUESTED,
     AlreadyCompleted,
     MemorySink,
     ResumeError,
@@ -28,6 +29,7 @@ __all__ = [
     "AlreadyCompleted",
     "LexicalScorer",
     "MemorySink",
+    "STOP_REQUESTED",
     "ResumeError",
     "RouteDecision",
     "Router",

@@ -67,6 +67,8 @@ from alina.team._team import AlinaTeam, build_team
 from alina.trading.mandate import Mandate, packaged_symbols
 
 Status = Literal["completed", "failed", "stopped"]
+STOP_REQUESTED = "stop requested: "
+"""Prefix of the stop reason of a run ended by :meth:`TeamRunner.request_stop` (resumable)."""
 logger = logging.getLogger(__name__)
 
 
@@ -383,6 +385,13 @@ class TeamRunner:
                 client.on_exhausted = self._model_exhausted  # type: ignore[attr-defined]
         self._routing_seen = 0
         self._earlier: list[MessageRow] = []  # the team's conversation before the current run
+        self._stop_reason: str | None = None
+
+    def request_stop(self, reason: str = "shutdown") -> None:
+        """End the run in progress at its next turn boundary, after the turn in flight is taken
+        and committed: it ends ``stopped`` (stop reason ``STOP_REQUESTED + reason``) and
+        :meth:`resume` continues it from there. Used by `alina serve`/`alina worker` on SIGTERM."""
+        self._stop_reason = reason
 
     async def close(self) -> None:
         await self.flush_memory()
@@ -718,6 +727,10 @@ class TeamRunner:
         while True:
             if token.is_cancelled():  # cancel() between two turns: take no further turn
                 raise asyncio.CancelledError
+            if self._stop_reason is not None:
+                result.status = "stopped"
+                result.stop_reason = STOP_REQUESTED + self._stop_reason
+                return
             if result.turns >= self.config.team.max_turns:
                 result.status = "stopped"
                 result.stop_reason = f"maximum of {self.config.team.max_turns} turns reached"

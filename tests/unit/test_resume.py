@@ -181,3 +181,29 @@ async def test_a_store_that_goes_away_fails_the_run_with_what_to_do_and_keeps_th
     assert "alina run --resume r3" in (r.error or "")
     assert [c.turn for c in sink.commits] == [1] and r.checkpoints == 1
     assert states == [(False, "server closed the connection unexpectedly")]  # never back
+
+
+async def test_a_stop_request_ends_the_run_after_the_turn_in_flight_and_resume_finishes_it() -> None:
+    from alina.team import STOP_REQUESTED
+
+    sink = MemorySink()
+    started = asyncio.Event()
+
+    class StopsDuringTrader(Scripted):
+        async def create(self, messages: Any, *args: Any, **kwargs: Any) -> CreateResult:
+            started.set()
+            await asyncio.sleep(0.05)  # the stop arrives while this turn's model call runs
+            return await super().create(messages, *args, **kwargs)
+
+    trader = StopsDuringTrader([call("candle_summary", '{"symbol": "BTC/USDT", "hours": 24}')])
+    runner = TeamRunner(AlinaConfig(), sink=sink, clients=clients(trader=trader))
+    task = asyncio.create_task(runner.run(TASK, run_id="s1"))
+    await started.wait()
+    runner.request_stop("shutdown")  # `alina serve` on SIGTERM
+    stopped = await task
+    assert stopped.status == "stopped" and stopped.stop_reason == STOP_REQUESTED + "shutdown"
+    assert stopped.turns == 1 and stopped.checkpoints == 1  # the turn in flight was finished and saved
+    resumed = await TeamRunner(AlinaConfig(), sink=sink, clients=clients()).resume("s1")
+    assert resumed.status == "completed" and resumed.resumed_from_turn == 1
+    seqs = [m.seq for m in sink.messages("s1")]
+    assert seqs == list(range(1, len(seqs) + 1))
