@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -343,3 +344,39 @@ async def test_the_ladder_moves_up_after_rejected_rewrites_and_back_down(fresh_p
         clients={"embedded": Scripted(lambda s: True), "qwen15": large},
     )
     assert rv.model_after == "embedded" and (await store.model_choices())["trader"].model == "embedded"
+
+
+def test_cli_queue_review_refused_by_the_budget_and_bad_input(
+    fresh_pg_dsn: str, alina_config_file: Path
+) -> None:
+    import asyncio
+
+    from tests.e2e.test_cli import alina
+
+    env = {"ALINA__POSTGRES__DATABASE": fresh_pg_dsn.rsplit("/", 1)[1]}
+
+    async def prepare() -> None:
+        await stores(fresh_pg_dsn)
+        await _eval_rows(fresh_pg_dsn, "monitor", load_prompt("monitor").version, [0.2])
+
+    asyncio.run(prepare())
+
+    def cli(*args: str, **extra: str) -> Any:
+        return alina("optimize", *args, config=alina_config_file, env={**env, **extra}, timeout=120)
+
+    p = cli("queue", "--json")
+    assert p.returncode == 0, p.stderr
+    assert [(q["agent"], q["trigger"], q["score"]) for q in json.loads(p.stdout)] == [
+        ("monitor", "score", 0.2)
+    ]
+    p = cli("review", "--json", ALINA__OPTIMIZER__BUDGET__MAX_MODEL_CALLS="3")
+    assert p.returncode == 1, p.stderr
+    out = json.loads(p.stdout)
+    [rv] = out["reviews"]
+    assert (rv["agent"], rv["trigger"], rv["status"]) == ("monitor", "score", "refused")
+    assert "optimizer.budget.max_model_calls 3" in rv["message"] and rv["spent"]["model_calls"] == 0
+    assert set(out["skipped"]) == {"alina", "trader", "optimizer"}
+    p = cli("queue", "--json")
+    assert json.loads(p.stdout) == []  # the refused review took the queued row
+    p = cli("review", "--agent", "nobody")
+    assert p.returncode == 2 and "unknown agent 'nobody'" in p.stderr
