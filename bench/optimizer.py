@@ -95,16 +95,16 @@ async def _measure(
         overrides["optimizer.heldout_cases"] = heldout
     if quick:
         overrides["optimizer.fewshot_candidates"] = 2
-    cfg = load_config(overrides=overrides)
+    cfg = load_config(overrides=overrides)  # ALINA__OPTIMIZER__* in the environment apply too
     versions, store = PromptVersions(dsn), OptimizerStore(dsn)
     clients = Clients(cfg)
-    raw: dict[str, Any] = {"reviews": {}, "noop": {}}
+    raw: dict[str, Any] = {"reviews": {}, "noop": {}, "optimizer_config": cfg.optimizer.model_dump()}
     try:
         for agent in agents:
             progress(f"review cycle: {agent}")
 
             def show(step: str, done: int, total: int, agent: str = agent) -> None:
-                if done == total or done == 0:
+                if done == total or done % 5 == 0:
                     progress(f"  {agent}: {step} {done}/{total}")
 
             rv = await review_agent(

@@ -278,6 +278,10 @@ async def test_a_low_score_queues_a_review_that_review_all_takes(fresh_pg_dsn: s
     assert await store.queued() == []
     [row] = await store.review_rows("trader")
     assert row["status"] == "done" and row["report"]["spent"]["model_calls"] == report.spent.model_calls
+    # an agent whose rolling score is below the threshold is reviewed too (nothing queued)
+    report = await review_all(config(threshold=0.9), versions=versions, store=store,
+                              clients={"embedded": model, "qwen15": model})  # fmt: skip
+    assert [(r.agent, r.trigger) for r in report.reviews] == [("trader", "rolling")]
 
 
 async def test_rollback_and_automatic_rollback_when_live_scores_drop(fresh_pg_dsn: str) -> None:
@@ -378,5 +382,8 @@ def test_cli_queue_review_refused_by_the_budget_and_bad_input(
     assert set(out["skipped"]) == {"alina", "trader", "optimizer"}
     p = cli("queue", "--json")
     assert json.loads(p.stdout) == []  # the refused review took the queued row
+    p = cli("review", "--json", ALINA__OPTIMIZER__THRESHOLD="0.1")  # nothing queued, rolling 0.2 is fine
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["reviews"] == []
     p = cli("review", "--agent", "nobody")
     assert p.returncode == 2 and "unknown agent 'nobody'" in p.stderr
