@@ -15,17 +15,20 @@ Postgres started here:
   GEPA-style anchor (keep on a strict improvement on a 3-case minibatch) judge the same scores.
 
 Both parts cost minutes of CPU: ``ALINA_BENCH_AGENTS`` (comma list, default all four) picks the
-reviewed agents, ``ALINA_BENCH_NOOP_AGENT`` (default trader) the paraphrased one,
-``ALINA_BENCH_HELDOUT`` caps the held-out cases per agent (default: all); ``--quick`` reviews
-the trader only, with at most 2 few-shot candidates. ``--reps`` repeats the GEPA-style
-minibatch draws (the model's outputs are deterministic at temperature 0).
+reviewed agents, ``ALINA_BENCH_NOOP_AGENT`` (default trader; empty: skip that part) the
+paraphrased one, ``ALINA_BENCH_HELDOUT`` caps the held-out cases per agent (default: all);
+``ALINA__OPTIMIZER__*`` overrides the review's config as usual; ``--quick`` reviews the trader
+only, with at most 2 few-shot candidates. ``--reps`` repeats the GEPA-style minibatch draws (the
+model's outputs are deterministic at temperature 0).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import os
+import shutil
 import socket
 from pathlib import Path
 from typing import Any
@@ -113,6 +116,8 @@ async def _measure(
             raw["reviews"][agent] = rv.to_json()
             progress(f"  {rv.message}")
 
+        if not noop_agent:
+            return raw
         progress(f"no-op paraphrases: {NO_OPS} of {noop_agent}'s prompt")
         current = await versions.active(noop_agent)
         cases = load_eval_set(noop_agent, "heldout")[: heldout or None]
@@ -170,16 +175,17 @@ def run(reps: int, quick: bool) -> Result:
     ]
     if quick:
         agents = ["trader"]
-    noop_agent = os.environ.get("ALINA_BENCH_NOOP_AGENT", "trader")
+    noop_agent = os.environ.get("ALINA_BENCH_NOOP_AGENT", "trader")  # "" skips the paraphrases
     heldout = int(os.environ["ALINA_BENCH_HELDOUT"]) if os.environ.get("ALINA_BENCH_HELDOUT") else None
     WORK.mkdir(exist_ok=True)
-    pg = PostgresService(data_dir=WORK / "bench-optimizer-pg", port=_free_port())
+    pg = PostgresService(data_dir=WORK / f"bench-optimizer-pg-{os.getpid()}", port=_free_port())
     progress(f"starting Postgres ({pg.data_dir})")
     pg.start()
     try:
         raw = asyncio.run(_measure(pg.dsn, agents, noop_agent, quick, reps, heldout))
     finally:
         pg.stop()
+        shutil.rmtree(pg.data_dir, ignore_errors=True)
     rows: list[list[Any]] = []
     for agent, rv in raw["reviews"].items():
         promoted = next((c for c in rv["candidates"] if c["status"] == "promoted"), None)
@@ -201,7 +207,10 @@ def run(reps: int, quick: bool) -> Result:
             ]
         )
     noop = raw["noop"]
-    ours_rate = sum(noop["ours_promoted"]) / NO_OPS
+    if not noop:  # ALINA_BENCH_NOOP_AGENT="" skips the paraphrases
+        noop = {"agent": "-", "model": "-", "cases": [], "ours_promoted": [], "ours_p": [math.nan],
+                "gepa_rate_per_rep": [], "model_calls": 0, "wall_s": 0.0, "changed_outputs": 0}  # fmt: skip
+    ours_rate = sum(noop["ours_promoted"]) / NO_OPS if noop["ours_promoted"] else math.nan
     gepa_rate = median(noop["gepa_rate_per_rep"])
     rows.append(
         [
