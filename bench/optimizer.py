@@ -126,6 +126,7 @@ async def _measure(
         base, _ = await _scores(
             clients, cfg, noop_agent, model, current.system, cases, meter, None, "current"
         )
+        progress(f"  current v{current.version}: scores {[round(x, 4) for x in base]}")
         cands = []
         for i, body in enumerate(paraphrases(current.body)):
             scores, _ = await _scores(
@@ -140,8 +141,10 @@ async def _measure(
                 "paraphrase",
             )
             cands.append(scores)
+            d = decide(base, scores, alpha=cfg.optimizer.alpha, min_gain=cfg.optimizer.min_gain)
             progress(
-                f"  paraphrase {i + 1}/{NO_OPS}: mean {np.mean(scores):.3f} (current {np.mean(base):.3f})"
+                f"  paraphrase {i + 1}/{NO_OPS}: mean {np.mean(scores):.3f} (current {np.mean(base):.3f}), "
+                f"ours p={d.p_value:.4f} promote={d.promote}; scores {[round(x, 4) for x in scores]}"
             )
         spent = meter.close()
         ours = [decide(base, c, alpha=cfg.optimizer.alpha, min_gain=cfg.optimizer.min_gain) for c in cands]

@@ -788,7 +788,7 @@ async def review_agent(
             agent,
             cand.system,
             reason=f"{cand.origin}: {cand.summary}",
-            scores={"origin": cand.origin, "summary": cand.summary, "model": model},
+            scores={"origin": cand.origin, "summary": cand.summary, "model": model, "cause": cand.cause},
         )
         outcome = CandidateOutcome(
             cand.origin,
@@ -827,6 +827,7 @@ async def review_agent(
         outcome.current_mean, outcome.candidate_mean = _mean(baseline), _mean(scores)
         figures = {
             "origin": cand.origin,
+            "meta_prompt": f"critic v{_critic_template()['version']}" if cand.origin == "critic" else None,
             "summary": cand.summary,
             "cause": cand.cause,
             "model": model,

@@ -98,6 +98,7 @@ async def test_a_significant_held_out_gain_is_promoted_with_its_figures(fresh_pg
     row = await versions.get("trader", c.version)
     assert (row.status, row.parent_version, row.p_value) == ("promoted", rv.version_before, c.p_value)
     assert row.scores["candidate_mean"] == c.candidate_mean and row.scores["current_mean"] == rv.score_before
+    assert row.scores["meta_prompt"] == "critic v1" and row.scores["cause"] == "wrong window"
     assert "+" in row.diff and MAGIC in row.diff and row.reason.startswith("promoted")
     # the critic never saw a held-out case
     heldout = {x.task for x in load_eval_set("trader", "heldout")}
