@@ -164,6 +164,7 @@ async def _measure(
             "changed_outputs": sum(c != base for c in cands),
             "model_calls": spent.model_calls,
             "wall_s": spent.wall_s,
+            "errors": spent.errors,
         }
     finally:
         await clients.close()
@@ -207,6 +208,7 @@ def run(reps: int, quick: bool) -> Result:
                 rv["spent"]["model_calls"],
                 rv["spent"]["critic_calls"],
                 rv["spent"]["wall_s"],
+            rv["spent"].get("errors", 0),
             ]
         )
     noop = raw["noop"]
@@ -229,6 +231,7 @@ def run(reps: int, quick: bool) -> Result:
             noop["model_calls"],
             0,
             noop["wall_s"],
+            noop.get("errors", 0),
         ]
     )
     return Result(
@@ -246,6 +249,7 @@ def run(reps: int, quick: bool) -> Result:
             "model calls",
             "critic calls",
             "wall s",
+            "failed calls",
         ],
         rows=rows,
         goals=[

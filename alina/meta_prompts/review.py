@@ -94,8 +94,11 @@ class Budget:
     tokens: int = 0
     wall_s: float = 0.0
     critic_calls: int = 0
+    errors: int = 0
+    """Agent calls that failed twice (scored as no output)."""
 
     def add(self, other: Budget) -> None:
+        self.errors += other.errors
         self.model_calls += other.model_calls
         self.tokens += other.tokens
         self.wall_s += other.wall_s
@@ -429,24 +432,30 @@ async def run_case(
     specialist makes its forced tool call; the tool is never run: when it is the expected tool
     the case's report (the real tool's output on the packaged data) is its text, as a run with
     ``reflect_on_tool_use: false`` would show it; another tool's output is not known to the case
-    and counts as no report. A failed model call is an empty output (it scores low, the review
-    goes on)."""
+    and counts as no report. A failed model call (a timeout on a loaded machine) is tried once
+    more; a second failure is an empty output (it scores low, the review goes on) and is counted
+    in the meter's ``errors``, so a report shows when failures, not prompts, moved the scores."""
     messages: list[LLMMessage] = [
         SystemMessage(content=system),
         UserMessage(content=case.task, source="user"),
     ]
-    try:
-        if agent == ORCHESTRATOR:
-            messages += [UserMessage(content=r.content, source=r.source) for r in case.reports]
-            result = await client.create(messages)
-        else:
-            result = await client.create(messages, tools=list(tools))
-    except Exception as exc:  # noqa: BLE001 - a failed call scores as no output
-        if meter is not None:
-            meter.count(None)
-        return (
-            "" if agent == ORCHESTRATOR else {"tool": None, "args": {}, "text": "", "error": str(exc)[:200]}
-        )
+    if agent == ORCHESTRATOR:
+        messages += [UserMessage(content=r.content, source=r.source) for r in case.reports]
+    for attempt in (1, 2):
+        try:
+            result = await client.create(messages, tools=list(tools) if agent != ORCHESTRATOR else [])
+            break
+        except Exception as exc:  # noqa: BLE001 - a failed call scores as no output
+            if meter is not None:
+                meter.count(None)
+            if attempt == 2:
+                if meter is not None:
+                    meter.spent.errors += 1
+                return (
+                    ""
+                    if agent == ORCHESTRATOR
+                    else {"tool": None, "args": {}, "text": "", "error": str(exc)[:200]}
+                )
     if meter is not None:
         meter.count(result.usage)
     content = result.content

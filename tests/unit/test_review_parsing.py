@@ -72,3 +72,29 @@ def test_fewshot_candidates_add_then_swap_examples_from_the_tuning_cases_only() 
     swapped = fewshot_candidates("trader", replace(current, system=a.system), tune, [], n=1, k=2)[0]
     assert swapped.summary.startswith("few-shot: swap examples for")
     assert swapped.system.count("- Request:") == 2 and tune[3].task not in swapped.system
+
+
+async def test_a_failed_model_call_is_tried_once_more_then_counted_as_an_error() -> None:
+    from autogen_core import FunctionCall
+    from autogen_core.models import CreateResult, RequestUsage
+
+    from alina.meta_prompts.review import _Meter, run_case
+
+    class Flaky:
+        def __init__(self, failures: int) -> None:
+            self.failures = failures
+
+        async def create(self, messages: object, **kw: object) -> CreateResult:
+            if self.failures > 0:
+                self.failures -= 1
+                raise TimeoutError("did not answer within 60s")
+            call = FunctionCall(id="c", name="candle_summary", arguments='{"hours": 1}')
+            return CreateResult(finish_reason="function_calls", content=[call], cached=False,
+                                usage=RequestUsage(prompt_tokens=3, completion_tokens=2))  # fmt: skip
+
+    case = load_eval_set("trader", "tune")[0]
+    meter = _Meter()
+    out = await run_case(Flaky(1), "trader", "system", case, [], meter)  # type: ignore[arg-type]
+    assert out["tool"] == "candle_summary" and meter.spent.errors == 0 and meter.spent.model_calls == 2
+    out = await run_case(Flaky(2), "trader", "system", case, [], meter)  # type: ignore[arg-type]
+    assert out["tool"] is None and "60s" in out["error"] and meter.spent.errors == 1
