@@ -4,6 +4,8 @@ report."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from alina.config import AlinaConfig, OptimizerConfig
@@ -50,3 +52,31 @@ async def test_a_review_on_the_local_models_stores_what_it_reports(fresh_pg_dsn:
     assert stored["status"] == "done" and stored["trigger"] == "manual"
     assert stored["report"]["spent"] == rv.to_json()["spent"]
     assert stored["report"]["score_after"] == rv.score_after
+
+
+def test_alina_run_uses_the_model_the_ladder_stored(fresh_pg_dsn: str, alina_config_file: Path) -> None:
+    import asyncio
+    import json
+
+    from tests.e2e.test_cli import alina
+
+    async def prepare() -> None:
+        async with RunStore(fresh_pg_dsn):
+            pass
+        await OptimizerStore(fresh_pg_dsn).set_model(
+            "trader", "alt", previous="embedded", reason="ladder test"
+        )
+
+    asyncio.run(prepare())
+    env = {
+        "ALINA__POSTGRES__DATABASE": fresh_pg_dsn.rsplit("/", 1)[1],
+        "ALINA__CACHE__ENABLED": "false",
+        "ALINA__MODELS__EMBEDDED__MODEL": "smollm2-135m-instruct-q4_1",
+        "ALINA__MODELS__ALT__MODEL": "smollm2-135m-alt",  # the packaged model under another name
+    }
+    p = alina("run", "What is the price of BTC/USDT?", "--json", config=alina_config_file, env=env)
+    assert p.returncode == 0, p.stderr
+    run_id = json.loads(p.stdout)["run_id"]
+    shown = json.loads(alina("runs", "show", run_id, "--json", config=alina_config_file, env=env).stdout)
+    models = {e["agent"]: e["model"] for e in shown["evaluations"]}
+    assert models["trader"] == "smollm2-135m-alt" and models["alina"] == "smollm2-135m-instruct-q4_1"
