@@ -50,6 +50,7 @@ def _mount_plugins_apps() -> None:
     # Imported here, not at the top: these apps pull in ccxt and the backtest engine.
     from alina.runtime.alerts_cli import app as alerts_app
     from alina.runtime.mode_cli import app as mode_app
+    from alina.runtime.optimize_cli import app as optimize_app
     from alina.runtime.prompts_cli import app as prompts_app
     from alina.runtime.status_cli import status
     from alina.service.cli import register as register_service
@@ -59,6 +60,7 @@ def _mount_plugins_apps() -> None:
     app.add_typer(mode_app, name="mode")
     app.add_typer(alerts_app, name="alerts")
     app.add_typer(prompts_app, name="prompts")
+    app.add_typer(optimize_app, name="optimize")
     app.add_typer(skills_app, name="skills")
     app.add_typer(backtest_app, name="backtest")
     app.command("status")(status)
@@ -446,9 +448,11 @@ async def _team_session(
         writer = RunMemoryWriter.from_config(cfg, memory=memory, graph=MemoryGraph(store), store=store)
         events = EventWriter.from_config(store, cfg)  # while Postgres is away: a local spool file
         stack.push_async_callback(_close_quietly, events)  # after the runner: its last events
+        from alina.memory_store.optimizer import with_model_choices  # the optimizer's ladder rungs
+
         runner = TeamRunner(
-            cfg, sink=store, hot=hot, on_event=on_event, memory=memory, memory_writer=writer,
-            events=events, modes=modes, order_symbols=lambda: desk.exchange.symbols,
+            await with_model_choices(cfg), sink=store, hot=hot, on_event=on_event, memory=memory,
+            memory_writer=writer, events=events, modes=modes, order_symbols=lambda: desk.exchange.symbols,
             prompt_source=PromptVersions.from_config(cfg).active_prompts, on_chunk=on_chunk,
         )  # fmt: skip
         stack.push_async_callback(runner.close)

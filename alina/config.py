@@ -145,6 +145,11 @@ class AgentConfig(_Strict):
     reflect_on_tool_use: bool = False
     """False: a specialist's turn is its tool result, verbatim (exact numbers, one model call
     fewer); true: the model rewrites the result in prose (small models garble numbers)."""
+    ladder: list[str] | None = None
+    """The optimizer's model ladder, cheapest first (keys under ``models:``): after
+    ``optimizer.max_rewrites`` rejected rewrites the agent moves one rung up, and back down when
+    the cheaper model passes the gate (``alina optimize review``). null = the agent's ``model``,
+    then the larger local rungs configured under ``models:`` (qwen15)."""
 
 
 class TeamConfig(_Strict):
@@ -408,6 +413,52 @@ class MonitoringConfig(_Strict):
     """Process CPU seconds since the previous model call are charged to the agent of that call."""
 
 
+class OptimizerBudgetConfig(_Strict):
+    """Caps on one review of one agent, projected before it starts (a review over a cap is
+    shrunk, then refused with the figures)."""
+
+    max_model_calls: int = Field(400, ge=1, le=1_000_000)
+    max_tokens: int = Field(400_000, ge=1, le=1_000_000_000)
+    max_wall_s: float = Field(1800.0, gt=0, le=86400)
+    agent_call_s: float = Field(3.0, gt=0, le=3600)
+    """Expected seconds per agent model call (used for the projection)."""
+    critic_call_s: float = Field(90.0, gt=0, le=3600)
+    """Expected seconds per critic call (the larger model writes a whole prompt)."""
+
+
+class OptimizerConfig(_Strict):
+    """The critic loop (``alina optimize review``; README "Optimizer")."""
+
+    threshold: float = Field(0.7, ge=0.0, le=1.0)
+    """An evaluation score below this queues a review of its agent; agents whose rolling score is
+    below it are reviewed by the periodic review."""
+    rolling_window: int = Field(20, ge=1, le=10000)
+    """The rolling score is the mean of an agent's last this-many evaluation scores."""
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    min_gain: float = Field(0.05, ge=0.0, le=1.0)
+    trials: int = Field(1, ge=1, le=20)
+    """Repetitions of each held-out case per prompt (per-case scores are their mean; different
+    seeds, so only useful at temperature > 0)."""
+    method: Literal["sign", "bootstrap"] = "sign"
+    max_rewrites: int = Field(3, ge=1, le=100)
+    """Rejected candidates (since the last promotion or model switch) before the next rung is tried."""
+    critic: str | None = None
+    """Key under models: of the critic; null = the largest local rung that is assembled."""
+    critic_max_tokens: int = Field(600, ge=64, le=8192)
+    fewshot_candidates: int = Field(2, ge=0, le=10)
+    """Candidates made by adding or swapping few-shot examples from the tuning part."""
+    fewshot_examples: int = Field(2, ge=1, le=8)
+    tune_cases: int | None = Field(None, ge=1)
+    """At most this many tuning cases are run to find failures (null = all)."""
+    heldout_cases: int | None = Field(None, ge=1)
+    """At most this many held-out cases decide (null = all; fewer = less power)."""
+    watch_runs: int = Field(10, ge=1, le=10000)
+    rollback_margin: float = Field(0.05, ge=0.0, le=1.0)
+    """A promoted version whose live mean over its first ``watch_runs`` runs is below its parent's
+    by more than this is rolled back automatically."""
+    budget: OptimizerBudgetConfig = Field(default_factory=OptimizerBudgetConfig)
+
+
 class PathsConfig(_Strict):
     data_dir: str = ".alina"
     """Local state: Postgres and Redis data, logs. Relative paths are relative to the project."""
@@ -439,6 +490,7 @@ class AlinaConfig(_Strict):
     trading: TradingConfig = Field(default_factory=TradingConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     jobs: dict[str, JobConfig] = Field(default_factory=default_jobs)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
 
     def data_dir(self) -> Path:
         """Absolute data directory (relative paths resolve against the project root)."""
@@ -618,8 +670,25 @@ def _cross_field_problems(cfg: AlinaConfig) -> list[str]:
             if kind not in MEMORY_KINDS:
                 problems.append(f"memory.retrieve_kinds.{name}.{i}: unknown kind; known: "
                                 f"{list(MEMORY_KINDS)} (got {kind!r})")  # fmt: skip
+    problems += _optimizer_problems(cfg)
     if cfg.postgres.port == cfg.redis.port and cfg.postgres.host == cfg.redis.host:
         problems.append(f"redis.port: same port as postgres.port (got {cfg.redis.port})")
+    return problems
+
+
+def _optimizer_problems(cfg: AlinaConfig) -> list[str]:
+    problems = [
+        f"agents.{name}.ladder.{i}: no model of that name under models: {sorted(cfg.models)} (got {key!r})"
+        for name, agent in cfg.agents.items()
+        for i, key in enumerate(agent.ladder or [])
+        if key not in cfg.models
+    ]  # fmt: skip
+    for name, agent in cfg.agents.items():
+        if agent.ladder is not None and len(set(agent.ladder)) != len(agent.ladder):
+            problems.append(f"agents.{name}.ladder: a model appears twice (got {agent.ladder})")
+    if cfg.optimizer.critic is not None and cfg.optimizer.critic not in cfg.models:
+        problems.append(f"optimizer.critic: no model of that name under models: {sorted(cfg.models)} "
+                        f"(got {cfg.optimizer.critic!r})")  # fmt: skip
     return problems
 
 

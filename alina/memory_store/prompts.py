@@ -240,8 +240,17 @@ class PromptVersions:
             )
             return await self._get(conn, agent, version)
 
-    async def reject(self, agent: str, version: int, *, reason: str) -> PromptVersion:
-        """Mark candidate ``version`` rejected (it is never put into use; it stays tried)."""
+    async def reject(
+        self,
+        agent: str,
+        version: int,
+        *,
+        reason: str,
+        scores: Mapping[str, Any] | None = None,
+        p_value: float | None = None,
+    ) -> PromptVersion:
+        """Mark candidate ``version`` rejected (it is never put into use; it stays tried), with
+        the gate's scores and p-value when it was evaluated (``scores`` None keeps the stored ones)."""
         async with self._locked(agent) as conn:
             row = await self._get(conn, agent, version)
             if row.status != "candidate":
@@ -249,9 +258,9 @@ class PromptVersions:
                     f"{agent} v{version} is {row.status}; only a candidate can be rejected"
                 )
             await conn.execute(
-                "UPDATE prompt_history SET status = 'rejected', reason = %s, decided_at = now() "
-                "WHERE agent = %s AND version = %s",
-                (reason, agent, version),
+                "UPDATE prompt_history SET status = 'rejected', reason = %s, decided_at = now(), "
+                "scores = COALESCE(%s, scores), p_value = %s WHERE agent = %s AND version = %s",
+                (reason, Jsonb(dict(scores)) if scores is not None else None, p_value, agent, version),
             )
             return await self._get(conn, agent, version)
 

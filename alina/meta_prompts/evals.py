@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from alina.team._answers import _facts, _matches, _numbers, check_answer, check_output
 
-__all__ = ["AGENTS", "EVALS_DIR", "Case", "Report", "load_eval_set", "score_case", "split"]
+__all__ = ["AGENTS", "EVALS_DIR", "Case", "Report", "load_eval_set", "score_case", "score_parts", "split"]
 
 EVALS_DIR = Path(__file__).resolve().parent / "evals"
 AGENTS = ("alina", "trader", "monitor", "optimizer")
@@ -129,23 +129,20 @@ def _arg_matches(want: Any, got: Any) -> bool:
     return str(got).strip().lower() == str(want).strip().lower()
 
 
-def score_case(agent: str, case: Case, output: Any) -> float:
-    """The output's score on ``case`` in [0, 1] (see the module docstring for the checks).
-
-    Deterministic and pure: the same case and output always give the same score.
-    """
+def score_parts(agent: str, case: Case, output: Any) -> dict[str, float]:
+    """The named checks :func:`score_case` averages (each in [0, 1]); the ones below 1 are the
+    checker's findings the optimizer's critic is shown."""
     expect = case.expect
     if agent == "alina":
         text = output if isinstance(output, str) else str(output or "")
         check = check_answer(text, case.task, list(case.reports))
-        parts = [
-            check.grounded,
-            check.complete,
-            check.consistent,
-            _named_facts(text, expect),
-            _none_of(text, expect),
-        ]
-        return float(sum(parts) / len(parts))
+        return {
+            "grounded": float(check.grounded),
+            "complete": float(check.complete),
+            "consistent": float(check.consistent),
+            "named_facts": _named_facts(text, expect),
+            "none_forbidden": _none_of(text, expect),
+        }
     if isinstance(output, Mapping):
         tool, args, text = output.get("tool"), output.get("args") or {}, str(output.get("text") or "")
     else:
@@ -158,6 +155,15 @@ def score_case(agent: str, case: Case, output: Any) -> float:
         arg_share = right_tool  # no arguments to get right: credit only the right call
     # a tool's output is the report the text must stay within (the task's figures count too)
     grounded = check_answer(text, case.task, list(case.reports)).grounded if text.strip() else False
-    parts = [right_tool, arg_share, check_output(text, agent)[0], float(grounded),
-             _named_facts(text, expect), _none_of(text, expect)]  # fmt: skip
+    return {"right_tool": right_tool, "args": arg_share, "output_check": check_output(text, agent)[0],
+            "grounded": float(grounded), "named_facts": _named_facts(text, expect),
+            "none_forbidden": _none_of(text, expect)}  # fmt: skip
+
+
+def score_case(agent: str, case: Case, output: Any) -> float:
+    """The output's score on ``case`` in [0, 1] (see the module docstring for the checks).
+
+    Deterministic and pure: the same case and output always give the same score.
+    """
+    parts = list(score_parts(agent, case, output).values())
     return float(sum(parts) / len(parts))

@@ -131,10 +131,11 @@ class Service:
 
     # -- runs --------------------------------------------------------------------------------
     async def _runner(self, mode: str, models: dict[str, str]) -> tuple[Any, Any]:
+        from alina.memory_store.optimizer import with_model_choices
         from alina.runtime.modes import SystemMode
         from alina.team import TeamRunner
 
-        cfg = self.config
+        cfg = await with_model_choices(self.config)  # the optimizer's ladder choices, then the job's
         if models:
             agents = {
                 a: c.model_copy(update={"model": models.get(a, c.model)}) for a, c in cfg.agents.items()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import inspect
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -99,19 +98,23 @@ async def _run_kind(
         status = await svc.run_team(run_id, job.task or "", mode=job.mode, models=job.models)
         return f"run {run_id} {status}", status == "completed"
     if kind == "review":
-        from alina.meta_prompts.review import review_all  # written beside this; imported when due
+        from alina.team.review import review_all  # the critic loop; imported when due
 
-        result: Any = review_all(cfg) if inspect.iscoroutinefunction(review_all) else None
-        result = await result if result is not None else await asyncio.to_thread(review_all, cfg)
-        return f"review: {str(result)[:300]}", True
+        report = await review_all(cfg)
+        summary = ", ".join(
+            f"{r.agent} {r.status} v{r.version_before}->v{r.version_after}" for r in report.reviews
+        ) or "nothing to review"
+        if report.rollbacks:
+            summary += f"; rolled back {', '.join(f'{r.agent} v{r.version}' for r in report.rollbacks)}"
+        return f"review: {summary}", all(r.status == "done" for r in report.reviews)
     if kind == "reconcile":
         counts = await svc.reconcile_orders()
         return f"order intents: {counts}", True
     if kind == "retention":
         from alina.memory_store.retention import prune
 
-        report = await prune(cfg)
-        return f"retention: {'ok' if report.ok else 'not every store pruned'}", report.ok
+        pruned = await prune(cfg)
+        return f"retention: {'ok' if pruned.ok else 'not every store pruned'}", pruned.ok
     raise ValueError(f"unknown job kind {kind!r}")
 
 
