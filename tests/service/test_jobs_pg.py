@@ -161,13 +161,14 @@ async def test_late_paused_and_halted_occurrences_are_skipped_and_recorded(fresh
 
 async def test_serve_enqueues_runs_left_interrupted_outside_the_queue_once(fresh_pg_dsn: str) -> None:
     from alina.memory_store import RunStore
+    from alina.memory_store.runs import RunTotals
     from alina.service.daemon import Service
 
     cfg = _config(fresh_pg_dsn)
     async with RunStore(fresh_pg_dsn) as store:
         await store.create_run("killed-cli-run", "Is the system healthy?", {})  # `alina run`, then SIGKILL
         await store.create_run("finished", "x", {})
-        await store.finish_run("finished", "completed", 1, 1, 0, 1, 1, 0.1, None)
+        await store.finish_run("finished", RunTotals("completed", 1, 1, 0, 1, 1, 0.1))
     app = build_app(cfg, schedule=False)
     async with app.open_async():
         await ensure_schema(app, fresh_pg_dsn)
