@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import sys
@@ -211,15 +210,12 @@ async def _with_pg(cfg: AlinaConfig, fn: Callable[[Any], Coroutine[Any, Any, T]]
         return await fn(conn)
 
 
-async def _with_memory(cfg: AlinaConfig, fn: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
-    """``fn(memory)`` on the configured vector memory, closed afterwards."""
-    from alina.memory_store.vector import VectorMemory
+async def _with_app(cfg: AlinaConfig, fn: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    """``fn(app)`` on an :class:`alina.Alina` application of ``cfg``, closed afterwards."""
+    from alina.api import Alina
 
-    memory = VectorMemory(cfg.memory, base_dir=cfg.data_dir())
-    try:
-        return await fn(memory)
-    finally:
-        await memory.close()
+    async with Alina(cfg) as app:
+        return await fn(app)
 
 
 async def _apply_migrations(conn: Any) -> list[str]:
@@ -474,12 +470,23 @@ async def _run_task(
 ) -> int:
     if not as_json:
         err.print("[dim]loading models ...[/]")
+    import uuid
+
+    from alina.api import Alina
     from alina.team import AlreadyCompleted
 
+    run_id = resume or uuid.uuid4().hex
     try:
-        async with _team_session(cfg, live=live, on_event=None if as_json else _print_event) as runner:
-            runner.set_mode(mode)
-            result = await _run_recorded(runner, task, resume=resume, quiet=as_json)
+        async with Alina(cfg, live=live, on_event=None if as_json else _print_event) as app:
+            await app.runner()
+            if not as_json:
+                what = "resuming run" if resume else "run"
+                err.print(f"[dim]{what} {run_id} (if it is cut: alina run --resume {run_id})[/]")
+            if resume:
+                report = await app.resume(run_id, mode=mode)
+            else:
+                report = await app.run(task or "", run_id=run_id, mode=mode)
+            result = report.raw
     except AlreadyCompleted as done:  # resuming is idempotent: the goal is already reached
         if as_json:
             _print_json({"run_id": resume, "status": "completed", "note": str(done)})
@@ -648,15 +655,7 @@ def runs_list(
     left `running` by a process that died; `--json` keeps the status and adds `interrupted`)."""
     cfg = _load(config)
 
-    async def go() -> list[dict[str, Any]]:
-        store, hot = await _open_stores(cfg)
-        try:
-            return await store.list_runs(limit=limit)
-        finally:
-            await store.close()
-            await hot.close()
-
-    rows = _run_async(go())
+    rows = _run_async(_with_app(cfg, lambda app: app.runs.list(limit=limit)))
     if as_json:
         _print_json(_jsonable(rows))
         return
@@ -679,20 +678,7 @@ def runs_show(
     (`live`: turn, last speaker and the newest messages, which may be ahead of Postgres)."""
     cfg = _load(config)
 
-    async def go() -> dict[str, Any] | None:
-        store, hot = await _open_stores(cfg)
-        try:
-            run = await store.get_run(run_id)
-            if run is not None and run["status"] == "running" and not run.get("interrupted"):
-                status = await hot.run_status(run_id)
-                if status is not None:
-                    run["live"] = {**status, "recent": await hot.recent(run_id)}
-            return run
-        finally:
-            await store.close()
-            await hot.close()
-
-    run = _run_async(go())
+    run = _run_async(_with_app(cfg, lambda app: app.runs.get(run_id)))
     if run is None:
         _fail(typer.BadParameter(f"no run with id {run_id!r} (see `alina runs list`)"))
     if as_json:
@@ -730,23 +716,13 @@ def memory_graph(
     config: Path | None = ConfigOption,
 ) -> None:
     """The neighbourhood of an entity in the memory graph, with provenance."""
-    from alina.memory_store.graph import MemoryGraph, parse_ref
+    from alina.api import EntityNotFound
 
     cfg = _load(config)
-
-    async def go() -> tuple[list[Any], list[Any]]:
-        store, hot = await _open_stores(cfg)
-        try:
-            graph = MemoryGraph(store)
-            found = await graph.find(parse_ref(entity))
-            return found, [e for ref in found for e in await graph.neighbours(ref, limit=limit)]
-        finally:
-            await store.close()
-            await hot.close()
-
-    found, edges = _run_async(go())
-    if not found:
-        _fail(CommandFailed(f"no entity {entity!r} in the memory graph"))
+    try:
+        edges = _run_async(_with_app(cfg, lambda app: app.memory.graph(entity, limit=limit)))
+    except EntityNotFound as exc:
+        _fail(CommandFailed(str(exc)))
     if as_json:
         _print_json(_jsonable([e.__dict__ for e in edges]))
         return
@@ -763,18 +739,13 @@ def memory_search(
     config: Path | None = ConfigOption,
 ) -> None:
     """Ranked memories for a query, with scores and provenance."""
-    from alina.memory_store.commands import search_memory
-
     cfg = _load(config)
     if not query.strip():
         _fail(typer.BadParameter("the search query is empty"))
     if agent is not None:
         _known_agent(cfg, agent, "--agent")
 
-    async def go(memory: Any) -> Any:
-        return await search_memory(memory, query, agent=agent, top_k=top_k)
-
-    report = _run_async(_with_memory(cfg, go))
+    report = _run_async(_with_app(cfg, lambda app: app.memory.search(query, agent=agent, top_k=top_k)))
     if as_json:
         _print_json(_jsonable(report.to_dict()))
         return
@@ -808,15 +779,8 @@ def memory_add(
     if scope != SHARED:
         _known_agent(cfg, scope, "--scope")
 
-    text = text.strip()
-    # The id is the content's: adding the same note twice stores it once.
-    memory_id = hashlib.sha256(f"{scope}\0{kind}\0{text}".encode()).hexdigest()[:32]
-
-    async def go(memory: Any) -> str:
-        return await memory.remember(text, kind=kind, scope=scope, id=memory_id)
-
     with err.status("embedding and storing ..."):
-        memory_id = _run_async(_with_memory(cfg, go))
+        memory_id = _run_async(_with_app(cfg, lambda app: app.memory.add(text, kind=kind, scope=scope)))
     if as_json:
         _print_json({"id": memory_id, "kind": kind, "scope": scope})
     else:
@@ -832,12 +796,7 @@ def memory_forget(
 
     cfg = _load(config)
 
-    async def go(memory: Any) -> int:
-        before = await memory.count()
-        await memory.delete(ids)
-        return int(before - await memory.count())
-
-    deleted = _run_async(_with_memory(cfg, go))
+    deleted = _run_async(_with_app(cfg, lambda app: app.memory.forget(ids)))
     out.print(f"forgot {deleted} of {len(ids)} memor{'y' if len(ids) == 1 else 'ies'}")
     if deleted == 0:
         raise typer.Exit(EXIT_FAILURE)
@@ -848,14 +807,8 @@ def memory_stats_cmd(
     as_json: bool = typer.Option(False, "--json"), config: Path | None = ConfigOption
 ) -> None:
     """Counts and sizes per store (Postgres tables, Redis keys, vectors)."""
-    from alina.memory_store.commands import memory_stats
-
     cfg = _load(config)
-
-    async def go(memory: Any) -> Any:
-        return await memory_stats(pg_dsn=cfg.postgres.dsn(), redis_url=cfg.redis.url(), memory=memory)
-
-    report = _run_async(_with_memory(cfg, go)).to_dict()
+    report = _run_async(_with_app(cfg, lambda app: app.memory.stats())).to_dict()
     if as_json:
         _print_json(_jsonable(report))
         return

@@ -26,6 +26,7 @@ from autogen_core.tools import FunctionTool
 
 from alina.meta_prompts.rubric import score as rubric_score
 from alina.monitoring.metrics import LATENCY, LatencyWindow, observe_tool_call
+from alina.skills.bindings import current_bindings
 from alina.skills.context import ChatMessage, RunContext, current_run_context, run_context
 from alina.skills.task_args import task_arguments
 from alina.trading.market_data import MarketData, UnknownSymbolError, available_symbols, format_price
@@ -42,7 +43,11 @@ _market_lock = threading.Lock()
 
 
 def market_data() -> MarketData:
-    """The shared :class:`MarketData` used by the trader tools (created on first use)."""
+    """The :class:`MarketData` of the application in use (:mod:`alina.skills.bindings`), else a
+    default one on the bundled data (created on first use)."""
+    bound = current_bindings()
+    if bound is not None and bound.market_data is not None:
+        return bound.market_data
     global _market
     with _market_lock:
         if _market is None:
@@ -211,7 +216,9 @@ def system_health() -> str:
     """
     from alina.runtime.status import monitor_status_line
 
-    return f"{format_health(health_report())}\n{monitor_status_line()}"
+    bound = current_bindings()
+    line = bound.status_line() if bound is not None and bound.status_line is not None else monitor_status_line()
+    return f"{format_health(health_report())}\n{line}"
 
 
 # --------------------------------------------------------------------------- optimizer
