@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -363,82 +363,18 @@ def _print_routing(r: Any) -> None:
         )
 
 
-async def _open_stores(cfg: AlinaConfig) -> tuple[Any, Any]:
-    from alina.memory_store import RunStore
-    from alina.memory_store.hot import HotState
-
-    store = RunStore(cfg.postgres.dsn(), connect_timeout=int(cfg.postgres.connect_timeout_s))
-    await store.open()
-    return store, HotState(cfg.redis.url())
-
-
-async def _close_quietly(events: Any) -> None:
-    """Write the events still queued; a store that went away loses the log, never the run."""
-    try:
-        await events.close()
-    except Exception as exc:  # noqa: BLE001 - the run's own record is already saved or reported
-        err.print(f"[yellow]warning:[/] {events.pending} operational events not written ({escape(str(exc))})")
-
-
 @asynccontextmanager
 async def _team_session(cfg: AlinaConfig, *, live: bool, on_event: Any) -> AsyncIterator[Any]:
-    """Everything a team run needs, opened in order and closed in reverse: the run store, Redis
-    hot state, the trading desk (order intents in Postgres, reconciled on open), the tool-call
-    recorder behind the skill loader, the vector memory (retrieval before model calls; what
-    each run leaves in memory and in the graph is written after it), and the team itself."""
-    from alina.memory_store.graph import MemoryGraph
-    from alina.memory_store.prompts import PromptVersions
-    from alina.memory_store.writer import EventWriter
-    from alina.runtime.modes import SystemMode
-    from alina.runtime.status import configure_monitor_status
-    from alina.skills import trading as trading_skills
-    from alina.skills.loader import SkillLoader, set_default_loader
-    from alina.skills.recorder import PostgresToolCallRecorder
-    from alina.team import RunMemoryWriter, TeamRunner, open_memory
-    from alina.trading.desk import open_desk
-    from alina.trading.intents import PgIntentStore
+    """The team of an :class:`alina.Alina` application, with everything it needs opened (run
+    store, Redis hot state, the desk, the tool-call recorder behind the skill loader, the vector
+    memory) and closed in reverse afterwards. Inside the block, skills use the application's
+    desk, market data and loader."""
+    from alina.api import Alina
 
-    async with AsyncExitStack() as stack:
-        # Chroma and the embedding model (~4 s) open while the rest does; never raises: without
-        # them (logged once) the team runs without retrieval.
-        opening = asyncio.create_task(open_memory(cfg))
-
-        async def close_memory() -> None:
-            memory = await opening
-            if memory is not None:
-                await memory.close()
-
-        stack.push_async_callback(close_memory)  # last out: after the runner's pending writes
-        store, hot = await _open_stores(cfg)
-        stack.push_async_callback(store.close)
-        stack.push_async_callback(hot.close)
-        intents = PgIntentStore(cfg.postgres.dsn())
-        await intents.open()
-        stack.push_async_callback(intents.close)
-        modes = SystemMode(
-            redis_url=cfg.redis.url(), dsn=cfg.postgres.dsn(), recover_after_s=cfg.resilience.recover_after_s
-        )
-        stack.push_async_callback(modes.close)
-        await modes.refresh()
-        desk = await open_desk(cfg.trading, live=live, intents=intents, mode_source=lambda: modes.current)
-        trading_skills.configure(desk, mode=lambda: modes.current)
-        stack.callback(trading_skills.configure)  # back to the lazy default
-        configure_monitor_status(mode=lambda: modes.current, dsn=cfg.postgres.dsn())
-        stack.callback(configure_monitor_status)
-        recorder = await stack.enter_async_context(PostgresToolCallRecorder(cfg.postgres.dsn()))
-        set_default_loader(SkillLoader.from_config(cfg, recorder=recorder))
-        stack.callback(set_default_loader, None)
-        memory = await opening
-        writer = RunMemoryWriter.from_config(cfg, memory=memory, graph=MemoryGraph(store), store=store)
-        events = EventWriter.from_config(store, cfg)  # while Postgres is away: a local spool file
-        stack.push_async_callback(_close_quietly, events)  # after the runner: its last events
-        runner = TeamRunner(
-            cfg, sink=store, hot=hot, on_event=on_event, memory=memory, memory_writer=writer,
-            events=events, modes=modes, order_symbols=lambda: desk.exchange.symbols,
-            prompt_source=PromptVersions.from_config(cfg).active_prompts,
-        )  # fmt: skip
-        stack.push_async_callback(runner.close)
-        yield runner
+    async with Alina(cfg, live=live, on_event=on_event) as app:
+        runner = await app.runner()
+        with app.bound():
+            yield runner
 
 
 async def _run_recorded(
@@ -486,7 +422,7 @@ async def _run_task(
                 report = await app.resume(run_id, mode=mode)
             else:
                 report = await app.run(task or "", run_id=run_id, mode=mode)
-            result = report.raw
+            result: Any = report.raw  # the team's own result: what `--json` prints
     except AlreadyCompleted as done:  # resuming is idempotent: the goal is already reached
         if as_json:
             _print_json({"run_id": resume, "status": "completed", "note": str(done)})

@@ -79,7 +79,10 @@ class Alina:
         self.prompts = Prompts(self)
         self.runs = Runs(self)
         self._bindings = SkillBindings(
-            desk=self.desk, market_data=self.market_data, loader=self.skills, status_line=self.monitor_status.line
+            desk=self.desk,
+            market_data=self.market_data,
+            loader=self.skills,
+            status_line=self.monitor_status.line,
         )
         self._stack = AsyncExitStack()
         self._parts: dict[str, Any] = {}
@@ -194,7 +197,9 @@ class Alina:
 
             cfg = self.config
             modes = SystemMode(
-                redis_url=cfg.redis.url(), dsn=cfg.postgres.dsn(), recover_after_s=cfg.resilience.recover_after_s
+                redis_url=cfg.redis.url(),
+                dsn=cfg.postgres.dsn(),
+                recover_after_s=cfg.resilience.recover_after_s,
             )
             self._stack.push_async_callback(modes.close)
             await modes.refresh()
@@ -241,7 +246,9 @@ class Alina:
         async def make() -> PostgresToolCallRecorder:
             from alina.skills.recorder import PostgresToolCallRecorder
 
-            recorder = await self._stack.enter_async_context(PostgresToolCallRecorder(self.config.postgres.dsn()))
+            recorder = await self._stack.enter_async_context(
+                PostgresToolCallRecorder(self.config.postgres.dsn())
+            )
             self.skills.recorder = recorder
             return recorder
 

@@ -20,9 +20,7 @@ def require_pandas() -> Any:
     try:
         import pandas as pd
     except ImportError as exc:  # pragma: no cover - pandas ships with the dev extra
-        raise ImportError(
-            "to_frame() needs pandas: pip install 'agentalina[notebooks]' (or pandas)"
-        ) from exc
+        raise ImportError("to_frame() needs pandas: pip install 'agentalina[notebooks]' (or pandas)") from exc
     return pd
 
 
@@ -110,7 +108,9 @@ class RunReport:
             for e in result.events
         ]
         scores = [
-            Score(e.seq, ev.agent, ev.name, ev.score, ev.passed) for e in result.events for ev in e.evaluations
+            Score(e.seq, ev.agent, ev.name, ev.score, ev.passed)
+            for e in result.events
+            for ev in e.evaluations
         ]
         return cls(
             run_id=result.run_id, task=result.task, status=result.status, stop_reason=result.stop_reason,
@@ -191,7 +191,9 @@ def tool_calls_of(messages: list[Message]) -> list[ToolCall]:
                         args = json.loads(args)
                     except json.JSONDecodeError:
                         args = {"raw": args}
-                pending.append((m.seq, m.source, str(c.get("name", "")), args if isinstance(args, dict) else {}))
+                pending.append(
+                    (m.seq, m.source, str(c.get("name", "")), args if isinstance(args, dict) else {})
+                )
         elif m.type == "ToolCallExecutionEvent":
             results = _results(m.content, [p[2] for p in pending if p[1] == m.source])
             for seq, agent, tool, args in [p for p in pending if p[1] == m.source]:
@@ -208,8 +210,9 @@ def _results(content: str, tools: list[str]) -> list[str]:
         return [content[len(prefix) :] if prefix and content.startswith(prefix) else content]
     out: list[str] = []
     for line in content.splitlines():
-        if any(line.startswith(f"{t}: ") for t in tools):
-            out.append(line.split(": ", 1)[1])
+        nxt = tools[len(out)] if len(out) < len(tools) else None
+        if nxt is not None and line.startswith(f"{nxt}: "):  # the results come in call order
+            out.append(line[len(nxt) + 2 :])
         elif out:
             out[-1] += "\n" + line
     return out

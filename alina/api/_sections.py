@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -124,7 +125,9 @@ class Memory:
         refs = [parse_ref(x) for x in (src, dst)]
         for given, ref in zip((src, dst), refs, strict=True):
             if isinstance(ref, str):
-                raise ValueError(f"entity must be KIND:NAME with KIND one of {', '.join(KINDS)} (got {given!r})")
+                raise ValueError(
+                    f"entity must be KIND:NAME with KIND one of {', '.join(KINDS)} (got {given!r})"
+                )
         graph = MemoryGraph(await self._app.store())
         return await graph.relate(refs[0], rel, refs[1], fact=fact)  # type: ignore[arg-type]
 
@@ -133,7 +136,9 @@ class Memory:
         from alina.memory_store.commands import memory_stats
 
         cfg = self._app.config
-        return await memory_stats(pg_dsn=cfg.postgres.dsn(), redis_url=cfg.redis.url(), memory=await self._vectors())
+        return await memory_stats(
+            pg_dsn=cfg.postgres.dsn(), redis_url=cfg.redis.url(), memory=await self._vectors()
+        )
 
     def _app_agent(self, name: str) -> None:
         agents = self._app.config.agents
@@ -289,7 +294,7 @@ class Runs:
     def __init__(self, app: Alina) -> None:
         self._app = app
 
-    async def list(self, limit: int = 20) -> list[dict[str, Any]]:
+    async def list(self, limit: int = 20) -> builtins.list[dict[str, Any]]:
         """Up to ``limit`` runs, newest first (``interrupted``: left running by a dead process)."""
         return await (await self._app.store()).list_runs(limit=limit)
 
@@ -305,7 +310,7 @@ class Runs:
                 run["live"] = {**status, "recent": await hot.recent(run_id)}
         return run
 
-    async def scores(self, *, agent: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+    async def scores(self, *, agent: str | None = None, limit: int = 500) -> builtins.list[dict[str, Any]]:
         """The newest ``limit`` evaluations (ALINA's answer checks, the specialists' output
         checks), oldest first: run_id, message_seq, agent, name, score, passed, prompt_version,
         model, created_at; of one ``agent`` or all."""
@@ -334,8 +339,10 @@ class Runs:
         if run is None:
             raise LookupError(f"no run with id {run_id!r}")
         messages = [
-            Message(m["seq"], m["source"], m["type"], m["content"], m["prompt_tokens"], m["completion_tokens"],
-                    m["latency_ms"])
+            Message(
+                m["seq"], m["source"], m["type"], m["content"],
+                m["prompt_tokens"], m["completion_tokens"], m["latency_ms"],
+            )
             for m in run["messages"]
         ]  # fmt: skip
         scores = [
@@ -347,8 +354,8 @@ class Runs:
         )
         answer = next((m.content for m in reversed(messages) if m.source == "alina"), "")
         return RunReport(
-            run_id=run["id"], task=run["task"], status=run["status"], stop_reason=run.get("stop_reason") or "",
-            answer=answer, answer_check=answer_check, error=run.get("error"), mode=run.get("mode") or "normal",
+            run_id=run["id"], task=run["task"], status=run["status"], stop_reason="",
+            answer=answer, answer_check=answer_check, error=run.get("error"), mode="normal",
             turns=int(run.get("turns") or 0), model_calls=int(run.get("model_calls") or 0),
             cached_calls=int(run.get("cached_calls") or 0), prompt_tokens=int(run.get("prompt_tokens") or 0),
             completion_tokens=int(run.get("completion_tokens") or 0), wall_s=float(run.get("wall_s") or 0.0),

@@ -18,7 +18,9 @@ from typing import Any
 
 import psycopg
 
-__all__ = ["MonitorStatus", "configure_monitor_status", "gather_status", "monitor_status_line", "paper_summary"]
+__all__ = [
+    "MonitorStatus", "configure_monitor_status", "gather_status", "monitor_status_line", "paper_summary",
+]  # fmt: skip
 
 GOVERNOR_PREFIX = "alina:governor:"
 _EPS = 1e-12

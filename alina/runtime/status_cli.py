@@ -177,7 +177,9 @@ def status(
 
     def gather() -> dict[str, Any]:
         return _run_async(
-            _with_app(cfg, lambda app: app.status(window_s=window, last_n=last_n, usd_per_1k_tokens=usd_per_1k))
+            _with_app(
+                cfg, lambda app: app.status(window_s=window, last_n=last_n, usd_per_1k_tokens=usd_per_1k)
+            )
         )
 
     if watch is not None:

@@ -217,7 +217,8 @@ def system_health() -> str:
     from alina.runtime.status import monitor_status_line
 
     bound = current_bindings()
-    line = bound.status_line() if bound is not None and bound.status_line is not None else monitor_status_line()
+    own = bound.status_line if bound is not None else None
+    line = own() if own is not None else monitor_status_line()
     return f"{format_health(health_report())}\n{line}"
 
 

@@ -43,8 +43,8 @@ from prometheus_client import Counter
 
 from alina.monitoring.metrics import REGISTRY, safe_label
 from alina.skills._contract import Skill, SkillDeclarationError, SkillRegistry, Source
-from alina.skills.builtin import BUILTIN_SKILLS, ERROR_PREFIX, instrument
 from alina.skills.bindings import current_bindings
+from alina.skills.builtin import BUILTIN_SKILLS, ERROR_PREFIX, instrument
 from alina.skills.context import current_run_context
 from alina.skills.recorder import (
     Outcome,
