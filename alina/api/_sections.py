@@ -270,10 +270,23 @@ class Prompts:
         """The unified diff of two versions' system texts ("" when they are equal)."""
         return await (await self._versions()).diff(agent, a, b)  # type: ignore[no-any-return]
 
-    async def propose(self, agent: str, system: str, *, reason: str | None = None) -> PromptVersion:
-        """Store ``system`` as a candidate version of ``agent``'s prompt (checked first: a text
-        that changes the protected rules or was tried before is stored as ``rejected``, with the
-        problems as its reason). A candidate is not used until :meth:`promote`."""
+    async def body(self, agent: str, version: int | None = None) -> str:
+        """The revisable part of a version's system text (default: the one in use): everything
+        before the protected section, which no revision may change."""
+        from alina.meta_prompts import split_protected
+
+        return split_protected((await self.get(agent, version)).system)[0]
+
+    async def propose(self, agent: str, body: str, *, reason: str | None = None) -> PromptVersion:
+        """Store ``body`` (the revisable part, see :meth:`body`) followed by the protected section
+        of the version in use as a candidate version of ``agent``'s prompt. It is checked first:
+        a text tried before, truncated or ending mid-sentence is stored as ``rejected`` with the
+        problems as its reason. A candidate is not used until :meth:`promote`."""
+        from alina.meta_prompts import split_protected
+        from alina.meta_prompts._prompts import compose
+
+        protected = split_protected((await self.get(agent)).system)[1]
+        system = compose(body, protected or "")
         return await (await self._versions()).add_candidate(agent, system, reason=reason)  # type: ignore[no-any-return]
 
     async def promote(self, agent: str, version: int, *, reason: str) -> PromptVersion:

@@ -91,11 +91,10 @@ async def test_the_blocking_facade_works_inside_a_running_event_loop(two_configs
 async def test_prompt_versions_propose_diff_promote_roll_back(two_configs: tuple[Path, Path]) -> None:
     async with Alina.from_config(two_configs[0]) as app:
         current = await app.prompts.get("monitor")
-        candidate = await app.prompts.propose(
-            "monitor", current.system + "\nKeep it short.", reason="shorter"
-        )
+        body = await app.prompts.body("monitor")
+        candidate = await app.prompts.propose("monitor", body + " Keep it short.", reason="shorter")
         assert candidate.status == "candidate"
-        assert "+Keep it short." in await app.prompts.diff("monitor", current.version, candidate.version)
+        assert "Keep it short." in await app.prompts.diff("monitor", current.version, candidate.version)
         await app.prompts.promote("monitor", candidate.version, reason="by hand")
         back = await app.prompts.rollback("monitor", current.version, reason="undo")
         history = await app.prompts.history("monitor")

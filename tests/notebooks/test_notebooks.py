@@ -131,7 +131,7 @@ def test_notebooks_run_top_to_bottom(notebook_config: Path, monkeypatch: pytest.
     assert "answer_check" in _text(_tagged(opt, "scores")) or "output_check" in _text(_tagged(opt, "scores"))
     _png(_tagged(opt, "score-plot"))
     diff = _text(_tagged(opt, "prompt-diff"))
-    assert "candidate v2: candidate" in diff and "+Keep the report to two short lines." in diff, diff
+    assert "candidate v2: candidate" in diff and "Keep the report to two short lines." in diff, diff
     history = _text(_tagged(opt, "prompt-history"))
     assert "promoted, then rolled back: v3 runs the text of v1" in history and "rollback" in history, history
 
