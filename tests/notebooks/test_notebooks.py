@@ -131,9 +131,11 @@ def test_notebooks_run_top_to_bottom(notebook_config: Path, monkeypatch: pytest.
     assert "answer_check" in _text(_tagged(opt, "scores")) or "output_check" in _text(_tagged(opt, "scores"))
     _png(_tagged(opt, "score-plot"))
     diff = _text(_tagged(opt, "prompt-diff"))
-    assert "candidate v2: candidate" in diff and "Keep the report to two short lines." in diff, diff
+    assert re.search(r"candidate v\d+: candidate", diff), diff
+    assert re.search(r"^\+.*Keep the report to two short lines\.$", diff, re.M), diff
     history = _text(_tagged(opt, "prompt-history"))
-    assert "promoted, then rolled back: v3 runs the text of v1" in history and "rollback" in history, history
+    assert re.search(r"v(\d+) promoted, then rolled back: v\d+ runs the text of v\d+", history), history
+    assert "rollback" in history and "promoted" in history, history
 
     mon = done["05_monitoring"]
     assert re.search(r"run [0-9a-f]{32}: (completed|stopped)", _text(_tagged(mon, "run")))
