@@ -29,7 +29,6 @@ from tests.api.test_app import write_config
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 IMAGES = {  # notebook, cell tag -> the README's picture
-    ("02_memory", "graph-plot"): "notebook-memory-graph.png",
     ("03_trading", "equity-plot"): "notebook-equity-curve.png",
     ("05_monitoring", "metrics-plot"): "notebook-run-metrics.png",
 }
@@ -116,6 +115,7 @@ def test_notebooks_run_top_to_bottom(notebook_config: Path, monkeypatch: pytest.
     memory = done["02_memory"]
     assert "best: A BTC/USDT trend check should cover" in _text(_tagged(memory, "search"))
     assert "agent:trader -observed-> asset:BTC/USDT" in _text(_tagged(memory, "graph"))
+    _png(_tagged(memory, "graph-plot"))
     assert "forgot 1 memory" in _text(_tagged(memory, "forget"))
 
     trading = done["03_trading"]
