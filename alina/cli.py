@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import json
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -49,13 +48,13 @@ app.add_typer(db_app, name="db")
 def _mount_plugins_apps() -> None:
     # Imported here, not at the top: these apps pull in ccxt and the backtest engine.
     from alina.runtime.alerts_cli import app as alerts_app
+    from alina.runtime.backtest_cli import app as backtest_app
     from alina.runtime.mode_cli import app as mode_app
     from alina.runtime.optimize_cli import app as optimize_app
     from alina.runtime.prompts_cli import app as prompts_app
     from alina.runtime.status_cli import status
     from alina.service.cli import register as register_service
     from alina.skills.cli import app as skills_app
-    from alina.trading.backtest_cli import app as backtest_app
 
     app.add_typer(mode_app, name="mode")
     app.add_typer(alerts_app, name="alerts")
@@ -217,15 +216,12 @@ async def _with_pg(cfg: AlinaConfig, fn: Callable[[Any], Coroutine[Any, Any, T]]
         return await fn(conn)
 
 
-async def _with_memory(cfg: AlinaConfig, fn: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
-    """``fn(memory)`` on the configured vector memory, closed afterwards."""
-    from alina.memory_store.vector import VectorMemory
+async def _with_app(cfg: AlinaConfig, fn: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    """``fn(app)`` on an :class:`alina.Alina` application of ``cfg``, closed afterwards."""
+    from alina.api import Alina
 
-    memory = VectorMemory(cfg.memory, base_dir=cfg.data_dir())
-    try:
-        return await fn(memory)
-    finally:
-        await memory.close()
+    async with Alina(cfg) as app:
+        return await fn(app)
 
 
 async def _apply_migrations(conn: Any) -> list[str]:
@@ -373,90 +369,20 @@ def _print_routing(r: Any) -> None:
         )
 
 
-async def _open_stores(cfg: AlinaConfig, db: Any = None) -> tuple[Any, Any]:
-    from alina.memory_store import RunStore
-    from alina.memory_store.hot import HotState
-
-    store = RunStore(db or cfg.postgres.dsn(), connect_timeout=int(cfg.postgres.connect_timeout_s))
-    await store.open()
-    return store, HotState(cfg.redis.url())
-
-
-async def _close_quietly(events: Any) -> None:
-    """Write the events still queued; a store that went away loses the log, never the run."""
-    try:
-        await events.close()
-    except Exception as exc:  # the run's own record is already saved or reported
-        err.print(f"[yellow]warning:[/] {events.pending} operational events not written ({escape(str(exc))})")
-
-
 @asynccontextmanager
 async def _team_session(
     cfg: AlinaConfig, *, live: bool, on_event: Any, on_chunk: Any = None
 ) -> AsyncIterator[Any]:
-    """Everything a team run needs, opened in order and closed in reverse: the run store, Redis
-    hot state, the trading desk (order intents in Postgres, reconciled on open), the tool-call
-    recorder behind the skill loader, the vector memory (retrieval before model calls; what
-    each run leaves in memory and in the graph is written after it), and the team itself."""
-    from alina.memory_store.database import Database
-    from alina.memory_store.graph import MemoryGraph
-    from alina.memory_store.prompts import PromptVersions
-    from alina.memory_store.writer import EventWriter
-    from alina.runtime.modes import SystemMode
-    from alina.runtime.status import configure_monitor_status
-    from alina.skills import trading as trading_skills
-    from alina.skills.loader import SkillLoader, set_default_loader
-    from alina.skills.recorder import PostgresToolCallRecorder
-    from alina.team import RunMemoryWriter, TeamRunner, open_memory
-    from alina.trading.desk import open_desk
-    from alina.trading.intents import PgIntentStore
+    """The team of an :class:`alina.Alina` application, with everything it needs opened (one
+    Postgres pool, Redis hot state, the desk, the tool-call recorder behind the skill loader,
+    the vector memory) and closed in reverse afterwards. Inside the block, skills use the
+    application's desk, market data and loader. ``on_chunk``: streamed text (the chat)."""
+    from alina.api import Alina
 
-    async with AsyncExitStack() as stack:
-        # Chroma and the embedding model (~4 s) open while the rest does; never raises: without
-        # them (logged once) the team runs without retrieval.
-        opening = asyncio.create_task(open_memory(cfg))
-
-        async def close_memory() -> None:
-            memory = await opening
-            if memory is not None:
-                await memory.close()
-
-        stack.push_async_callback(close_memory)  # last out: after the runner's pending writes
-        db = await stack.enter_async_context(
-            Database(cfg.postgres.dsn(), connect_timeout=cfg.postgres.connect_timeout_s)
-        )
-        store, hot = await _open_stores(cfg, db)  # the stores share db's one pool (migrated once)
-        stack.push_async_callback(store.close)
-        stack.push_async_callback(hot.close)
-        intents = PgIntentStore(db)
-        await intents.open()
-        stack.push_async_callback(intents.close)
-        modes = SystemMode(
-            redis_url=cfg.redis.url(), dsn=cfg.postgres.dsn(), recover_after_s=cfg.resilience.recover_after_s
-        )
-        stack.push_async_callback(modes.close)
-        await modes.refresh()
-        desk = await open_desk(cfg.trading, live=live, intents=intents, mode_source=lambda: modes.current)
-        trading_skills.configure(desk, mode=lambda: modes.current)
-        stack.callback(trading_skills.configure)  # back to the lazy default
-        configure_monitor_status(mode=lambda: modes.current, dsn=cfg.postgres.dsn())
-        stack.callback(configure_monitor_status)
-        recorder = await stack.enter_async_context(PostgresToolCallRecorder(db))
-        set_default_loader(SkillLoader.from_config(cfg, recorder=recorder))
-        stack.callback(set_default_loader, None)
-        memory = await opening
-        writer = RunMemoryWriter.from_config(cfg, memory=memory, graph=MemoryGraph(store), store=store)
-        events = EventWriter.from_config(store, cfg)  # while Postgres is away: a local spool file
-        stack.push_async_callback(_close_quietly, events)  # after the runner: its last events
-        from alina.memory_store.optimizer import with_model_choices  # the optimizer's ladder rungs
-
-        runner = TeamRunner(
-            await with_model_choices(cfg), sink=store, hot=hot, on_event=on_event, memory=memory,
-            memory_writer=writer, events=events, modes=modes, order_symbols=lambda: desk.exchange.symbols,
-            prompt_source=PromptVersions.from_config(cfg).active_prompts, on_chunk=on_chunk,
-        )  # fmt: skip
-        stack.push_async_callback(runner.close)
-        yield runner
+    async with Alina(cfg, live=live, on_event=on_event, on_chunk=on_chunk) as app:
+        runner = await app.runner()
+        with app.bound():
+            yield runner
 
 
 async def _run_recorded(
@@ -486,15 +412,24 @@ async def _run_task(
     resume: str | None = None,
     mode: str = "normal",
 ) -> int:
+    import uuid
+
+    from alina.api import Alina
     from alina.team import AlreadyCompleted
 
+    run_id = resume or uuid.uuid4().hex
     try:
-        async with AsyncExitStack() as stack:
+        async with Alina(cfg, live=live, on_event=None if as_json else _print_event) as app:
             with step("loading the models and the memory ...", quiet=as_json):
-                session = _team_session(cfg, live=live, on_event=None if as_json else _print_event)
-                runner = await stack.enter_async_context(session)
-            runner.set_mode(mode)
-            result = await _run_recorded(runner, task, resume=resume, quiet=as_json)
+                await app.runner()
+            if not as_json:
+                what = "resuming run" if resume else "run"
+                err.print(f"[dim]{what} {run_id} (if it is cut: alina run --resume {run_id})[/]")
+            if resume:
+                report = await app.resume(run_id, mode=mode)
+            else:
+                report = await app.run(task or "", run_id=run_id, mode=mode)
+            result: Any = report.raw  # the team's own result: what `--json` prints
     except AlreadyCompleted as done:  # resuming is idempotent: the goal is already reached
         if as_json:
             _print_json({"run_id": resume, "status": "completed", "note": str(done)})
@@ -622,15 +557,7 @@ def runs_list(
     left `running` by a process that died; `--json` keeps the status and adds `interrupted`)."""
     cfg = _load(config)
 
-    async def go() -> list[dict[str, Any]]:
-        store, hot = await _open_stores(cfg)
-        try:
-            return await store.list_runs(limit=limit)
-        finally:
-            await store.close()
-            await hot.close()
-
-    rows = _run_async(go())
+    rows = _run_async(_with_app(cfg, lambda app: app.runs.list(limit=limit)))
     if as_json:
         _print_json(_jsonable(rows))
         return
@@ -654,20 +581,7 @@ def runs_show(
     (`live`: turn, last speaker and the newest messages, which may be ahead of Postgres)."""
     cfg = _load(config)
 
-    async def go() -> dict[str, Any] | None:
-        store, hot = await _open_stores(cfg)
-        try:
-            run = await store.get_run(run_id)
-            if run is not None and run["status"] == "running" and not run.get("interrupted"):
-                status = await hot.run_status(run_id)
-                if status is not None:
-                    run["live"] = {**status, "recent": await hot.recent(run_id)}
-            return run
-        finally:
-            await store.close()
-            await hot.close()
-
-    run = _run_async(go())
+    run = _run_async(_with_app(cfg, lambda app: app.runs.get(run_id)))
     if run is None:
         from alina.service.cli import queued_run
 
@@ -712,23 +626,13 @@ def memory_graph(
     config: Path | None = ConfigOption,
 ) -> None:
     """The neighbourhood of an entity in the memory graph, with provenance."""
-    from alina.memory_store.graph import MemoryGraph, parse_ref
+    from alina.api import EntityNotFound
 
     cfg = _load(config)
-
-    async def go() -> tuple[list[Any], list[Any]]:
-        store, hot = await _open_stores(cfg)
-        try:
-            graph = MemoryGraph(store)
-            found = await graph.find(parse_ref(entity))
-            return found, [e for ref in found for e in await graph.neighbours(ref, limit=limit)]
-        finally:
-            await store.close()
-            await hot.close()
-
-    found, edges = _run_async(go())
-    if not found:
-        _fail(CommandFailed(f"no entity {entity!r} in the memory graph"))
+    try:
+        edges = _run_async(_with_app(cfg, lambda app: app.memory.graph(entity, limit=limit)))
+    except EntityNotFound as exc:
+        _fail(CommandFailed(str(exc)))
     if as_json:
         _print_json(_jsonable([e.__dict__ for e in edges]))
         return
@@ -745,19 +649,14 @@ def memory_search(
     config: Path | None = ConfigOption,
 ) -> None:
     """Ranked memories for a query, with scores and provenance."""
-    from alina.memory_store.commands import search_memory
-
     cfg = _load(config)
     if not query.strip():
         _fail(typer.BadParameter("the search query is empty"))
     if agent is not None:
         _known_agent(cfg, agent, "--agent")
 
-    async def go(memory: Any) -> Any:
-        return await search_memory(memory, query, agent=agent, top_k=top_k)
-
     with step("loading the embedding model and searching ...", quiet=as_json):
-        report = _run_async(_with_memory(cfg, go))
+        report = _run_async(_with_app(cfg, lambda app: app.memory.search(query, agent=agent, top_k=top_k)))
     if as_json:
         _print_json(_jsonable(report.to_dict()))
         return
@@ -791,15 +690,8 @@ def memory_add(
     if scope != SHARED:
         _known_agent(cfg, scope, "--scope")
 
-    text = text.strip()
-    # The id is the content's: adding the same note twice stores it once.
-    memory_id = hashlib.sha256(f"{scope}\0{kind}\0{text}".encode()).hexdigest()[:32]
-
-    async def go(memory: Any) -> str:
-        return await memory.remember(text, kind=kind, scope=scope, id=memory_id)
-
     with step("embedding and storing ...", quiet=as_json):
-        memory_id = _run_async(_with_memory(cfg, go))
+        memory_id = _run_async(_with_app(cfg, lambda app: app.memory.add(text, kind=kind, scope=scope)))
     if as_json:
         _print_json({"id": memory_id, "kind": kind, "scope": scope})
     else:
@@ -815,12 +707,7 @@ def memory_forget(
 
     cfg = _load(config)
 
-    async def go(memory: Any) -> int:
-        before = await memory.count()
-        await memory.delete(ids)
-        return int(before - await memory.count())
-
-    deleted = _run_async(_with_memory(cfg, go))
+    deleted = _run_async(_with_app(cfg, lambda app: app.memory.forget(ids)))
     out.print(f"forgot {deleted} of {len(ids)} memor{'y' if len(ids) == 1 else 'ies'}")
     if deleted == 0:
         raise typer.Exit(EXIT_FAILURE)
@@ -831,14 +718,8 @@ def memory_stats_cmd(
     as_json: bool = typer.Option(False, "--json"), config: Path | None = ConfigOption
 ) -> None:
     """Counts and sizes per store (Postgres tables, Redis keys, vectors)."""
-    from alina.memory_store.commands import memory_stats
-
     cfg = _load(config)
-
-    async def go(memory: Any) -> Any:
-        return await memory_stats(pg_dsn=cfg.postgres.dsn(), redis_url=cfg.redis.url(), memory=memory)
-
-    report = _run_async(_with_memory(cfg, go)).to_dict()
+    report = _run_async(_with_app(cfg, lambda app: app.memory.stats())).to_dict()
     if as_json:
         _print_json(_jsonable(report))
         return

@@ -18,8 +18,10 @@ from typing import Any
 
 import psycopg
 
-__all__ = ["configure_monitor_status", "gather_status", "monitor_alerts_detail", "monitor_status_line",
-           "paper_summary"]  # fmt: skip
+__all__ = [
+    "MonitorStatus", "configure_monitor_status", "gather_status", "monitor_alerts_detail",
+    "monitor_status_line", "paper_summary",
+]  # fmt: skip
 
 GOVERNOR_PREFIX = "alina:governor:"
 _EPS = 1e-12
@@ -346,14 +348,70 @@ async def _model_calls(cfg: Any, redis: Any, rd: dict[str, Any]) -> dict[str, An
 
 # --------------------------------------------------------------------------- the monitor's line
 
-_monitor: dict[str, Any] = {"mode": None, "dsn": None, "cache": None}
 MONITOR_CACHE_S = 15.0
+
+
+class MonitorStatus:
+    """The monitor's one-line view (mode and open alerts) of one application: its mode (read
+    without I/O) and the Postgres holding the alerts; the alert count is cached."""
+
+    def __init__(self, mode: Callable[[], str] | None = None, dsn: str | None = None) -> None:
+        self.mode, self.dsn = mode, dsn
+        self._cache: tuple[float, str] | None = None
+        self._detail: tuple[float, str] | None = None
+
+    def line(self, timeout_s: float = 1.0) -> str:
+        """``status: mode M, N open alert(s)``; a part that cannot be read says ``unavailable``
+        (with the reason). The alert count is cached for ``MONITOR_CACHE_S`` seconds and read
+        with a ``timeout_s`` timeout, so the tool stays fast."""
+        mode_fn, dsn = self.mode, self.dsn
+        if mode_fn is None and dsn is None:
+            return "status: mode and alerts unavailable (no stores configured in this process)"
+        try:
+            mode = f"mode {mode_fn()}" if mode_fn is not None else "mode unavailable"
+        except Exception as exc:  # fails open
+            mode = f"mode unavailable ({_reason(exc)})"
+        cached = self._cache
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < MONITOR_CACHE_S:
+            alerts = cached[1]
+        else:
+            if dsn is None:
+                alerts = "open alerts unavailable (no Postgres)"
+            else:
+                try:
+                    n = _open_alerts(dsn, timeout_s)
+                    alerts = f"{n} open alert{'s' if n != 1 else ''}"
+                except Exception as exc:  # fails open
+                    alerts = f"open alerts unavailable ({_reason(exc)})"
+            self._cache = (now, alerts)
+        return f"status: {mode}, {alerts}"
+
+    def detail(self, timeout_s: float = 1.0, limit: int = 3) -> str:
+        """``open: <alert> (<severity>, since HH:MM UTC): <message>; ...; action N ... waits for
+        an operator`` - the newest ``limit`` open alerts and pending actions, or "" when there are
+        none or they cannot be read (:meth:`line` says why). Cached like it."""
+        if self.dsn is None:
+            return ""
+        cached, now = self._detail, time.monotonic()
+        if cached is not None and now - cached[0] < MONITOR_CACHE_S:
+            return cached[1]
+        try:
+            text = _open_detail(self.dsn, timeout_s, limit)
+        except Exception:  # fails open
+            text = ""
+        self._detail = (now, text)
+        return text
+
+
+_monitor = MonitorStatus()  # direct calls outside an application (see alina.skills.bindings)
 
 
 def configure_monitor_status(mode: Callable[[], str] | None = None, dsn: str | None = None) -> None:
     """Give :func:`monitor_status_line` the running process's mode (read without I/O) and the
     Postgres holding the alerts; no arguments: back to unconfigured."""
-    _monitor.update(mode=mode, dsn=dsn, cache=None, detail=None)
+    global _monitor
+    _monitor = MonitorStatus(mode, dsn)
 
 
 def _open_alerts(dsn: str, timeout_s: float) -> int:
@@ -384,46 +442,11 @@ def _open_detail(dsn: str, timeout_s: float, limit: int) -> str:
 
 
 def monitor_alerts_detail(timeout_s: float = 1.0, limit: int = 3) -> str:
-    """``open: <alert> (<severity>, since HH:MM UTC): <message>; ...; action N ... waits for an
-    operator`` - the newest ``limit`` open alerts and pending actions, or "" when there are none
-    or they cannot be read (:func:`monitor_status_line` says why). Cached like it."""
-    dsn = _monitor["dsn"]
-    if dsn is None:
-        return ""
-    cached, now = _monitor.get("detail"), time.monotonic()
-    if cached is not None and now - cached[0] < MONITOR_CACHE_S:
-        return str(cached[1])
-    try:
-        text = _open_detail(dsn, timeout_s, limit)
-    except Exception:
-        text = ""
-    _monitor["detail"] = (now, text)
-    return text
+    """The open alerts and waiting actions of what :func:`configure_monitor_status` set (see
+    :meth:`MonitorStatus.detail`)."""
+    return _monitor.detail(timeout_s, limit)
 
 
 def monitor_status_line(timeout_s: float = 1.0) -> str:
-    """``status: mode M, N open alert(s)``; a part that cannot be read says ``unavailable``
-    (with the reason). The alert count is cached for ``MONITOR_CACHE_S`` seconds and read with
-    a ``timeout_s`` timeout, so the tool stays fast."""
-    mode_fn, dsn = _monitor["mode"], _monitor["dsn"]
-    if mode_fn is None and dsn is None:
-        return "status: mode and alerts unavailable (no stores configured in this process)"
-    try:
-        mode = f"mode {mode_fn()}" if mode_fn is not None else "mode unavailable"
-    except Exception as exc:  # fails open
-        mode = f"mode unavailable ({_reason(exc)})"
-    cached = _monitor["cache"]
-    now = time.monotonic()
-    if cached is not None and now - cached[0] < MONITOR_CACHE_S:
-        alerts = cached[1]
-    else:
-        if dsn is None:
-            alerts = "open alerts unavailable (no Postgres)"
-        else:
-            try:
-                n = _open_alerts(dsn, timeout_s)
-                alerts = f"{n} open alert{'s' if n != 1 else ''}"
-            except Exception as exc:  # fails open
-                alerts = f"open alerts unavailable ({_reason(exc)})"
-        _monitor["cache"] = (now, alerts)
-    return f"status: {mode}, {alerts}"
+    """The status line of what :func:`configure_monitor_status` set (see :meth:`MonitorStatus.line`)."""
+    return _monitor.line(timeout_s)

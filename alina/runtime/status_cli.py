@@ -1,6 +1,6 @@
 """``alina status``: the system at a glance (mode, alerts, model calls, usage, scores, paper PnL,
 runs), once, as JSON, or refreshed with ``--watch`` until Ctrl-C. The data comes from
-:func:`alina.runtime.status.gather_status`; this module only renders it."""
+:meth:`alina.Alina.status` (:func:`alina.runtime.status.gather_status`); this module only renders it."""
 
 from __future__ import annotations
 
@@ -186,14 +186,15 @@ def status(
 ) -> None:
     """The system at a glance: mode, model calls in flight, alerts, transitions, tokens and cost,
     scores per agent, paper PnL, runs. Exit 1 if Postgres is down (the other sections still show)."""
-    from alina.cli import CommandFailed, _fail, _load, _print_json, _run_async, out
-    from alina.runtime.status import gather_status
+    from alina.cli import CommandFailed, _fail, _load, _print_json, _run_async, _with_app, out
 
     cfg = _load(config)
 
     def gather() -> dict[str, Any]:
         return _run_async(
-            gather_status(cfg, window_s=window, score_window=last_n, usd_per_1k_tokens=usd_per_1k)
+            _with_app(
+                cfg, lambda app: app.status(window_s=window, last_n=last_n, usd_per_1k_tokens=usd_per_1k)
+            )
         )
 
     if watch is not None:
@@ -218,17 +219,18 @@ async def _watch(cfg: Any, every_s: float, window: float, last_n: int, usd_per_1
 
     from rich.live import Live
 
+    from alina.api import Alina
     from alina.cli import err, out
-    from alina.runtime.status import gather_status
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     err.print(f"refreshing every {every_s:g}s; Ctrl-C to stop")
-    with Live(console=out, auto_refresh=False) as live:
-        while not stop.is_set():
-            s = await gather_status(cfg, window_s=window, score_window=last_n, usd_per_1k_tokens=usd_per_1k)
-            live.update(render(s), refresh=True)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every_s)
+    async with Alina(cfg) as app:
+        with Live(console=out, auto_refresh=False) as live:
+            while not stop.is_set():
+                s = await app.status(window_s=window, last_n=last_n, usd_per_1k_tokens=usd_per_1k)
+                live.update(render(s), refresh=True)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), every_s)

@@ -29,6 +29,7 @@ from alina.skills._schema import (  # noqa: F401 - the helpers are re-exported f
     instrument,
     parse_args_doc,
 )
+from alina.skills.bindings import current_bindings
 from alina.skills.context import ChatMessage, RunContext, current_run_context, run_context
 from alina.skills.task_args import task_arguments
 from alina.trading.market_data import MarketData, UnknownSymbolError, available_symbols, format_price
@@ -43,7 +44,11 @@ _market_lock = threading.Lock()
 
 
 def market_data() -> MarketData:
-    """The shared :class:`MarketData` used by the trader tools (created on first use)."""
+    """The :class:`MarketData` of the application in use (:mod:`alina.skills.bindings`), else a
+    default one on the bundled data (created on first use)."""
+    bound = current_bindings()
+    if bound is not None and bound.market_data is not None:
+        return bound.market_data
     global _market
     with _market_lock:
         if _market is None:
@@ -215,8 +220,12 @@ def system_health() -> str:
     from alina.monitoring.report import live_figures_line
     from alina.runtime.status import monitor_alerts_detail, monitor_status_line
 
-    lines = [format_health(health_report()), live_figures_line(), monitor_status_line()]
-    return "\n".join(line for line in [*lines, monitor_alerts_detail()] if line)
+    bound = current_bindings()
+    status_line = bound.status_line if bound is not None and bound.status_line else monitor_status_line
+    detail = bound.alerts_detail if bound is not None and bound.alerts_detail else monitor_alerts_detail
+    status, detail_text = status_line(), detail()
+    lines = [format_health(health_report()), live_figures_line(), status, detail_text]
+    return "\n".join(line for line in lines if line)
 
 
 # --------------------------------------------------------------------------- optimizer

@@ -43,6 +43,7 @@ from prometheus_client import Counter
 from alina.monitoring.metrics import REGISTRY, safe_label
 from alina.skills._contract import Skill, SkillDeclarationError, SkillRegistry, Source
 from alina.skills._schema import ERROR_PREFIX
+from alina.skills.bindings import current_bindings
 from alina.skills.builtin import BUILTIN_SKILLS
 from alina.skills.context import current_run_context
 from alina.skills.recorder import (
@@ -431,7 +432,11 @@ _default_lock = threading.Lock()
 
 
 def default_loader() -> SkillLoader:
-    """The process-wide loader (built-ins + entry points + ``$ALINA_SKILLS`` unless replaced)."""
+    """The loader of the application in use (:mod:`alina.skills.bindings`), else the
+    process-wide one (built-ins + entry points + ``$ALINA_SKILLS`` unless replaced)."""
+    bound = current_bindings()
+    if bound is not None and bound.loader is not None:
+        return bound.loader
     global _default
     with _default_lock:
         if _default is None:

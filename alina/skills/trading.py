@@ -5,9 +5,11 @@ failures (risk rejections, invalid orders, safe mode, unknown symbols) return a 
 with ``error:`` instead of raising. Orders go through :class:`~alina.trading.desk.TradingDesk`,
 so every placement passes the risk guard and is recorded as an intent before it is sent.
 
-Wiring: :func:`configure` sets the desk and the system-mode source (``"safe"`` refuses placement
-and cancels). Without it, the first call opens a paper desk on the packaged data with an
-in-memory intent store (fine for notebooks and tests, not durable).
+Wiring: the application that owns the desk (:class:`alina.Alina`) hands it down with
+:func:`~alina.skills.bindings.bind_skills`; every call inside its block uses that desk. Outside
+one, :func:`configure` sets a default desk and system-mode source for direct calls (``"safe"``
+refuses placement and cancels); without either, the first call opens a paper desk on the
+packaged data with an in-memory intent store (fine for a quick script, not durable).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Literal
 from prometheus_client import Counter
 
 from alina.monitoring.metrics import REGISTRY
+from alina.skills.bindings import current_bindings
 from alina.skills.context import current_run_context
 from alina.skills.task_args import task_arguments
 from alina.trading.config import TradingConfig
@@ -74,6 +77,9 @@ def configure(desk: TradingDesk | None = None, mode: str | Callable[[], str] | N
 
 
 async def _get_desk() -> TradingDesk:
+    bound = current_bindings()
+    if bound is not None and bound.desk is not None:
+        return await bound.desk()
     global _desk
     async with _desk_lock:
         if _desk is None:

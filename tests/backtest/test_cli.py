@@ -10,7 +10,7 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from alina.trading.backtest_cli import app
+from alina.runtime.backtest_cli import app
 from alina.trading.data import DATA_DIR
 
 from .conftest import walk_rows

@@ -177,7 +177,7 @@ def test_the_commands_that_take_seconds_show_their_progress_through_step() -> No
     import inspect
 
     from alina import cli
-    from alina.trading import backtest_cli
+    from alina.runtime import backtest_cli
 
     for command in (cli.up, cli.db_migrate, cli._run_task, cli.memory_add, cli.memory_search,
                     cli.memory_prune, backtest_cli.backtest):  # fmt: skip

@@ -134,10 +134,12 @@ def test_alina_run_and_chat_build_their_runner_with_the_active_prompts_as_source
     import inspect
 
     from alina import cli
+    from alina.api import Alina
 
-    source = inspect.getsource(cli._team_session)  # `alina run` and `alina chat` both open it
+    source = inspect.getsource(Alina.runner)  # the application's team: `alina run` and `alina chat` use it
     assert "prompt_source=PromptVersions.from_config(cfg).active_prompts" in source
-    assert "_team_session(cfg" in inspect.getsource(cli._run_task)
+    assert "Alina(cfg" in inspect.getsource(cli._run_task) and "app.run(" in inspect.getsource(cli._run_task)
+    assert "Alina(cfg" in inspect.getsource(cli._team_session)
     from alina import chat
 
     assert "session_factory=cli._team_session" in inspect.getsource(chat.chat_command)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import typer
@@ -17,15 +16,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from alina.progress import step
-from alina.trading.backtest import (
-    BacktestInputError,
-    BacktestResult,
-    load_candles,
-    run_backtest,
-    timeframe_label,
-)
-from alina.trading.market_data import UnknownSymbolError, available_symbols, iso_utc, normalize_symbol
-from alina.trading.strategies import STRATEGIES, get_strategy, load_signals, targets_from_signals
+from alina.trading.backtest import BacktestInputError, BacktestResult, timeframe_label
+from alina.trading.market_data import iso_utc
+from alina.trading.strategies import STRATEGIES
 
 __all__ = ["app", "backtest", "write_equity_png"]
 
@@ -75,27 +68,14 @@ def _run(
     fee: float,
     cash: float,
 ) -> BacktestResult:
+    from alina.api import backtest as api_backtest  # the Python API's backtest: one code path
+
     if (strategy is None) == (signals is None):
         raise BacktestInputError("give exactly one of --strategy NAME or --signals FILE")
-    if data is None:
-        try:
-            symbol = normalize_symbol(symbol, available_symbols())
-        except UnknownSymbolError as exc:
-            raise BacktestInputError(f"{exc}; pass --data FILE for other pairs") from None
-        data = available_symbols()[symbol]
-    candles = load_candles(data)
-    params: dict[str, Any]
-    if signals is not None:
-        if param:
-            raise BacktestInputError("--param applies to --strategy, not to --signals")
-        targets, ignored = targets_from_signals(load_signals(signals), candles)
-        name, params = "signals", {"file": str(signals), "after_data_ignored": ignored}
-    else:
-        chosen = get_strategy(strategy or "")
-        typed = chosen.params(_parse_params(param))
-        name, targets, params = chosen.name, chosen.targets(candles, typed), dict(typed)
-    return run_backtest(
-        candles, targets, fee_rate=fee, cash=cash, symbol=symbol, strategy=name, params=params
+    if signals is not None and param:
+        raise BacktestInputError("--param applies to --strategy, not to --signals")
+    return api_backtest(
+        symbol, strategy=strategy, signals=signals, params=_parse_params(param), data=data, fee=fee, cash=cash
     )
 
 

@@ -1,0 +1,63 @@
+"""What the skills work with, handed down by the application that owns it.
+
+The trader's desk, the market data, the skill loader and the monitor's status line belong to an
+:class:`alina.Alina` application, not to the process: the application opens
+:func:`bind_skills` around everything it does (building its team, running a task, calling a
+skill for a notebook), and the skills read :func:`current_bindings`. A context variable carries
+them, so they reach the tool calls AutoGen makes in tasks started inside the block, and two
+applications in one process (two notebooks cells, two tests) each see their own desk.
+
+Outside any binding, each skill falls back to its module's own default (a lazy in-memory paper
+desk, the packaged market data, a loader of the installed plugins): what a script that calls a
+skill function directly gets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from alina.skills.loader import SkillLoader
+    from alina.trading.desk import TradingDesk
+    from alina.trading.market_data import MarketData
+
+__all__ = ["SkillBindings", "bind_skills", "current_bindings"]
+
+
+@dataclass(frozen=True)
+class SkillBindings:
+    """One application's objects, as the skills see them (None: the skill's own default)."""
+
+    desk: Callable[[], Awaitable[TradingDesk]] | None = None
+    """Returns the application's trading desk (opened on first use)."""
+    market_data: MarketData | None = None
+    """The candles behind ``get_price`` and ``candle_summary``."""
+    loader: SkillLoader | None = None
+    """The skill loader the application's agents take their tools from."""
+    status_line: Callable[[], str] | None = None
+    """The monitor's one-line view of the system mode and open alerts."""
+    alerts_detail: Callable[[], str] | None = None
+    """The open alerts and the actions waiting for an operator ("" when none)."""
+
+
+_BINDINGS: ContextVar[SkillBindings | None] = ContextVar("alina_skill_bindings", default=None)
+
+
+@contextmanager
+def bind_skills(bindings: SkillBindings) -> Iterator[SkillBindings]:
+    """Make ``bindings`` what every skill called inside this block (and in the tasks it starts)
+    works with."""
+    token = _BINDINGS.set(bindings)
+    try:
+        yield bindings
+    finally:
+        _BINDINGS.reset(token)
+
+
+def current_bindings() -> SkillBindings | None:
+    """The innermost :func:`bind_skills`, or None (the skills' module defaults apply)."""
+    return _BINDINGS.get()
