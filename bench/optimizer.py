@@ -88,7 +88,8 @@ async def _measure(
     from alina.meta_prompts import compose
     from alina.meta_prompts.evals import load_eval_set
     from alina.meta_prompts.gate import decide, gepa_style
-    from alina.team.review import Clients, _Meter, _scores, review_agent
+    from alina.team.review import review_agent
+    from alina.team.review._cases import Clients, _Meter, _scores
 
     async with RunStore(dsn):
         pass

@@ -1,4 +1,5 @@
-"""Section models of ``config.yaml`` that packages below the team share (trading, memory).
+"""The section models of ``config.yaml`` (agents, models, team, stack, alerts, monitoring,
+optimizer, memory, trading, serve).
 
 This is the bottom layer: it imports pydantic and :mod:`alina._secrets` only, so loading the
 configuration (``alina config check``) never loads AutoGen, numpy, ccxt or a model.

@@ -12,8 +12,9 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from alina.settings._base import StrictModel
+from alina.settings.agents import ORCHESTRATOR
 
-__all__ = ["KINDS", "SHARED", "EmbeddingConfig", "Kind", "VectorConfig"]
+__all__ = ["KINDS", "SHARED", "EmbeddingConfig", "Kind", "MemoryConfig", "VectorConfig"]
 
 Kind = Literal["outcome", "decision", "lesson", "alert", "note"]
 KINDS: tuple[str, ...] = ("outcome", "decision", "lesson", "alert", "note")
@@ -70,3 +71,29 @@ class VectorConfig(StrictModel):
                 f"with a letter or digit (got {value!r})"
             )
         return value
+
+
+class MemoryConfig(VectorConfig):
+    """``memory:`` — the vector store and retrieval settings (every field of
+    :class:`~alina.settings.memory.VectorConfig`: backend, path, collection, top_k,
+    min_score, embedding...) plus how the team uses the memory.
+
+    Before each model call a retrieving agent gets the memories closest to the latest message
+    (its own scope and ``shared``) as one system message after the stable prompt prefix; after
+    each run its outcome and the specialists' reports are embedded and its graph facts recorded.
+    Everything here fails open: without Chroma or the embedding model the run goes on without.
+    """
+
+    enabled: bool = True
+    """false: no retrieval, no memories written, no graph facts recorded."""
+    agents: list[str] | None = None
+    """Agents that retrieve before each model call (null = all)."""
+    retrieve_kinds: dict[str, list[str]] = Field(default_factory=lambda: {ORCHESTRATOR: ["lesson"]})
+    """Per agent, the memory kinds its retrieval returns (an agent not named: every kind). ALINA
+    writes the answer from this run's reports, so by default it sees lessons only: an earlier
+    run's outcome or report carries old numbers, which a small model copies into its answer."""
+    write: bool = True
+    """After each run, embed its outcome (scope shared) and each specialist's report (its scope)."""
+    graph: bool = True
+    """After each run, record its entities and relations with provenance in Postgres (the memory
+    graph: agent used tool, agent observed asset, trader decided on an order, alerts)."""

@@ -1,6 +1,7 @@
 """ALINA: team assembly, routing and the run loop (AutoGen lives here and in agents/, models/)."""
 
 from alina.team._memory import RunMemoryWriter, open_memory, run_facts, run_memories
+from alina.team._result import RunResult
 from alina.team._routing import (
     AgentProfile,
     LexicalScorer,
@@ -11,16 +12,8 @@ from alina.team._routing import (
     match_name,
     parse_snapshot,
 )
-from alina.team._run import (
-    STOP_REQUESTED,
-    AlreadyCompleted,
-    MemorySink,
-    ResumeError,
-    RunEvent,
-    RunResult,
-    RunSink,
-    TeamRunner,
-)
+from alina.team._run import TeamRunner
+from alina.team._sink import STOP_REQUESTED, AlreadyCompleted, MemorySink, ResumeError, RunEvent, RunSink
 from alina.team._team import AlinaTeam, build_router, build_team, termination
 
 __all__ = [

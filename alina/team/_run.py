@@ -18,297 +18,40 @@ and ``on_store_state`` tells the caller to pause orders until a commit succeeds 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict
+from typing import Any
 
-from autogen_agentchat.base import TaskResult
-from autogen_agentchat.messages import (
-    BaseAgentEvent,
-    BaseChatMessage,
-    MemoryQueryEvent,
-    ModelClientStreamingChunkEvent,
-    ToolCallExecutionEvent,
-    ToolCallRequestEvent,
-)
 from autogen_core import CancellationToken
 from autogen_core.models import ChatCompletionClient
 
-from alina._secrets import mask_arguments, redact_text
 from alina.config import ORCHESTRATOR, AlinaConfig
-from alina.memory_store.checkpoints import (
-    Evaluation,
-    MessageRow,
-    PromptRef,
-    ResumePoint,
-    RoutingRow,
-    TurnCommit,
-)
+from alina.memory_store.checkpoints import MessageRow, PromptRef, TurnCommit
 from alina.memory_store.hot import HotState
-from alina.memory_store.runs import RunTotals
 from alina.memory_store.vector import VectorMemory
 from alina.memory_store.writer import EventWriter
 from alina.meta_prompts import Prompt
 from alina.models import CallRecord, ResilientClient
 from alina.monitoring import metrics
 from alina.runtime.modes import SystemMode
-from alina.skills.context import RunContext, current_run_context, run_context
+from alina.skills.context import RunContext, run_context
 from alina.skills.loader import default_loader
-from alina.team._answers import REPORT_TYPES, check_output
 from alina.team._committer import StoreStateCallback, TurnCommitter
-from alina.team._routing import Mode, RouteDecision
+from alina.team._result import _POSITION_FIELDS, RunResult, _error_text, _Progress, _thread_messages
+from alina.team._routing import Mode
+from alina.team._sink import AlreadyCompleted, ModeGate, ResumeError, RunEvent, RunSink
 from alina.team._team import AlinaTeam, build_team
+from alina.team._turns import _cancelling, _stop, _TurnTaker
 from alina.trading.mandate import Mandate, packaged_symbols
 
-Status = Literal["completed", "failed", "stopped"]
-STOP_REQUESTED = "stop requested: "
-"""Prefix of the stop reason of a run ended by :meth:`TeamRunner.request_stop` (resumable)."""
 logger = logging.getLogger(__name__)
 
 
-class ResumeError(Exception):
-    """A run cannot be resumed (unknown id, no store): the user must act."""
-
-
-class AlreadyCompleted(ResumeError):
-    """The run to resume has completed (e.g. the process was killed after its last write)."""
-
-
-class ModeGate(Protocol):
-    """The system mode as the run loop needs it (``alina.runtime.modes.SystemMode``)."""
-
-    @property
-    def current(self) -> str: ...
-
-    @property
-    def blocks_side_effects(self) -> bool: ...
-
-    def router_mode(self) -> Literal["normal", "safe"]: ...
-
-    async def refresh(self) -> Any: ...
-
-    async def escalate(self, mode: str, reason: str, *, actor: str, run_id: str | None = None) -> bool: ...
-
-    def raise_floor(self, key: str, mode: str, reason: str) -> None: ...
-
-    def clear_floor(self, key: str) -> None: ...
-
-
-class RunSink(Protocol):
-    """Where runs are recorded (``alina.memory_store.RunStore`` in production, :class:`MemorySink`
-    in notebooks and tests). Only whole turns are written (``commit_turn``)."""
-
-    async def create_run(self, run_id: str, task: str, config_json: dict[str, Any]) -> None: ...
-
-    async def commit_turn(self, commit: TurnCommit) -> None: ...
-
-    async def finish_run(self, run_id: str, totals: RunTotals) -> None: ...
-
-    async def resume_point(self, run_id: str) -> ResumePoint | None: ...
-
-    async def reopen_run(self, run_id: str) -> None: ...
-
-    def run_lock(self, run_id: str) -> contextlib.AbstractAsyncContextManager[None]: ...
-
-
-class MemorySink:
-    """An in-process :class:`RunSink` (no database): keeps runs, commits and checkpoints in dicts."""
-
-    def __init__(self) -> None:
-        self.runs: dict[str, dict[str, Any]] = {}
-        self.commits: list[TurnCommit] = []
-        self._locked: set[str] = set()
-
-    async def create_run(self, run_id: str, task: str, config_json: dict[str, Any]) -> None:
-        if run_id in self.runs:
-            raise ValueError(f"run {run_id} exists")
-        self.runs[run_id] = {"id": run_id, "task": task, "status": "running", "resumes": 0}
-
-    async def commit_turn(self, commit: TurnCommit) -> None:
-        self.commits.append(commit)
-
-    async def finish_run(self, run_id: str, totals: RunTotals) -> None:
-        t = totals
-        self.runs[run_id].update(
-            status=t.status, turns=t.turns, model_calls=t.model_calls, tool_calls=t.tool_calls, error=t.error
-        )
-
-    def routing(self, run_id: str) -> list[RoutingRow]:
-        return [r for c in self.commits if c.run_id == run_id for r in c.routing]
-
-    def messages(self, run_id: str) -> list[MessageRow]:
-        return [m for c in self.commits if c.run_id == run_id for m in c.messages]
-
-    async def resume_point(self, run_id: str) -> ResumePoint | None:
-        run = self.runs.get(run_id)
-        if run is None:
-            return None
-        done = [c for c in self.commits if c.run_id == run_id and c.is_checkpoint]
-        last = done[-1] if done else None
-        return ResumePoint(
-            run_id, run["task"], run["status"], run["resumes"], last.turn if last else 0,
-            last.team_state if last else None, {p.agent: p for p in last.prompts} if last else {},
-            dict(last.position) if last else {},
-        )  # fmt: skip
-
-    async def reopen_run(self, run_id: str) -> None:
-        point = await self.resume_point(run_id)
-        keep_m = int(point.position.get("message_count", 0)) if point else 0
-        keep_r = int(point.position.get("routing_count", 0)) if point else 0
-        for c in self.commits:  # drop the rows of a partial last turn, as RunStore does
-            if c.run_id == run_id:
-                c.messages = [m for m in c.messages if m.seq <= keep_m]
-                c.routing = [r for r in c.routing if r.seq <= keep_r]
-        self.runs[run_id].update(status="running", resumes=self.runs[run_id]["resumes"] + 1)
-
-    @contextlib.asynccontextmanager
-    async def run_lock(self, run_id: str) -> AsyncIterator[None]:
-        if run_id in self._locked:
-            raise RuntimeError(f"run {run_id} is being executed right now")
-        self._locked.add(run_id)
-        try:
-            yield
-        finally:
-            self._locked.discard(run_id)
-
-
-RunEvent = MessageRow
-"""One message or event of a run, as printed and stored (the row a turn commit writes)."""
-
-
-@dataclass
-class RunResult:
-    run_id: str
-    task: str
-    status: Status
-    stop_reason: str
-    turns: int = 0
-    model_calls: int = 0
-    cached_calls: int = 0
-    """Model calls answered from the response cache (no tokens spent; not in model_calls)."""
-    tool_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    wall_s: float = 0.0
-    answer: str = ""
-    answer_check: dict[str, Any] | None = None
-    """The check of the final answer: grounded, complete, consistent, findings, outcome
-    (passed | regenerated | digest)."""
-    error: str | None = None
-    mode: str = "normal"
-    """The system mode the run ended in (``safe``/``halt``: it could place no order)."""
-    resumed_from_turn: int | None = None
-    """Set by ``resume()``: the checkpoint this attempt started from (events hold only this attempt)."""
-    checkpoints: int = 0
-    """Turn commits written by this attempt."""
-    events: list[RunEvent] = field(default_factory=list)
-    routing: list[RouteDecision] = field(default_factory=list)
-
-    def totals(self) -> RunTotals:
-        """How the run ended and what it cost, as the run store records it."""
-        return RunTotals(
-            self.status, self.turns, self.model_calls, self.tool_calls, self.prompt_tokens,
-            self.completion_tokens, self.wall_s, self.error,
-        )  # fmt: skip
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``alina run --json`` object."""
-        return {
-            "run_id": self.run_id,
-            "task": self.task,
-            "status": self.status,
-            "stop_reason": self.stop_reason,
-            "turns": self.turns,
-            "model_calls": self.model_calls,
-            "cached_calls": self.cached_calls,
-            "tool_calls": self.tool_calls,
-            "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},
-            "wall_s": round(self.wall_s, 3),
-            "answer": self.answer,
-            "error": self.error,
-            "mode": self.mode,
-            "answer_check": self.answer_check,
-            "resumed_from_turn": self.resumed_from_turn,
-            "checkpoints": self.checkpoints,
-            "messages": [{"source": e.source, "type": e.type, "content": e.content} for e in self.events],
-            "routing": [asdict(d) for d in self.routing],
-        }
-
-
-# Counters carried in every checkpoint's ``position`` and restored by ``resume()``.
-_POSITION_FIELDS = (
-    "turns", "model_calls", "cached_calls", "tool_calls", "prompt_tokens", "completion_tokens", "answer",
-)  # fmt: skip
-
-
-def _content(item: BaseAgentEvent | BaseChatMessage) -> str:
-    """The stored and printed text of one message, secrets masked: every copy of a run's
-    messages (Postgres, Redis, printout, memory) is made from this text, so this is where tool
-    arguments (by name and by shape) and key-shaped text in results and answers are masked."""
-    if isinstance(item, ToolCallRequestEvent):
-        return json.dumps([{"name": c.name, "arguments": mask_arguments(c.arguments)} for c in item.content])
-    if isinstance(item, ToolCallExecutionEvent):
-        return redact_text("\n".join(f"{r.name}: {r.content}" for r in item.content))
-    if isinstance(item, MemoryQueryEvent):  # what was retrieved before a model call, one line each
-        return redact_text(
-            "\n".join(f"[{(c.metadata or {}).get('kind', 'memory')}] {c.content!s}" for c in item.content)
-        )
-    return redact_text(item.to_text())
-
-
-def _error_text(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:500] if text else repr(exc)
-
-
-@dataclass
-class _Progress:
-    """Where the run loop stands: shared by the turn task and the code that ends the run."""
-
-    turn: int
-    seq: int
-    routing_seq: int
-    calls_seen: int
-    wall_before: float
-    start: float
-    pending: list[RunEvent] = field(default_factory=list)
-    """This turn's events, not committed yet."""
-    pending_routing: list[RoutingRow] = field(default_factory=list)
-
-
-def _cancelling() -> bool:
-    """Whether the current task itself is being cancelled (not just the team's token)."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
-
-
-async def _stop(turns: asyncio.Future[None], token: CancellationToken, grace_s: float = 10.0) -> None:
-    """Cancel the team's token and give the turn task ``grace_s`` to wind down."""
-    token.cancel()
-    await asyncio.wait({turns}, timeout=grace_s)
-    if turns.done() and not turns.cancelled():
-        turns.exception()  # retrieved: the cancellation's own error is expected here
-
-
-def _thread_messages(state: Mapping[str, Any]) -> list[MessageRow]:
-    """The chat messages (text content) in a team state: its group chat manager's thread."""
-    for agent_state in state.get("agent_states", {}).values():
-        if isinstance(agent_state, Mapping) and "message_thread" in agent_state:
-            return [
-                MessageRow(0, str(m.get("source", "")), str(m.get("type", "")), m["content"])
-                for m in agent_state["message_thread"]
-                if isinstance(m, Mapping) and isinstance(m.get("content"), str)
-            ]
-    return []
-
-
-class TeamRunner:
+class TeamRunner(_TurnTaker):
     """Runs tasks on one ALINA team, checkpoints every turn, and resumes interrupted runs."""
 
     def __init__(
@@ -446,38 +189,6 @@ class TeamRunner:
         else:
             self.modes.raise_floor("run", mode, f"--mode {mode} for this process")
         self.team.router.set_mode(self.modes.router_mode())
-
-    async def _model_exhausted(self, agent: str, reason: str) -> None:
-        """A model call spent its retries and its fallback: the system enters safe mode (shared,
-        recorded with the reason) until health returns for ``resilience.recover_after_s``."""
-        ctx = current_run_context()
-        await self.modes.escalate("safe", reason, actor="resilience", run_id=ctx.run_id if ctx else None)
-        self.team.router.set_mode(self.modes.router_mode())
-
-    def _store_state(self, ok: bool, reason: str) -> None:
-        """The run store went away (orders pause: state cannot be saved) or came back."""
-        if ok:
-            self.modes.clear_floor("store")
-        else:
-            why = f"the run store is unreachable, state cannot be saved ({reason})"
-            self.modes.raise_floor("store", "safe", why)
-        if self.on_store_state is not None:
-            self.on_store_state(ok, reason)
-
-    def _side_effect_refusal(self) -> str | None:
-        if self.modes.blocks_side_effects:
-            return f"the system is in {self.modes.current} mode (read and report only)"
-        return None
-
-    def _context(self, result: RunResult, p: _Progress, earlier: list[MessageRow]) -> RunContext:
-        """What this run's tools may know: its request, its conversation, the turn, and the
-        order mandate read from the user's request alone (never from what agents or tools say)."""
-        mandate = Mandate.from_request(result.task, self.order_symbols(), previous=self._mandate)
-        self._mandate = mandate
-        return RunContext(
-            task=result.task, messages=lambda: [*earlier, *result.events], run_id=result.run_id,
-            turn=lambda: p.turn + 1, mandate=mandate, side_effect_refusal=self._side_effect_refusal,
-        )  # fmt: skip
 
     async def run(self, task: str, *, run_id: str | None = None) -> RunResult:
         """Run one task to completion, a limit, or a failure; never raises for model errors
@@ -713,151 +424,3 @@ class TeamRunner:
         self._earlier = [*earlier, *result.events]
         self._after_run(result)
         return result
-
-    async def _take_turns(
-        self,
-        result: RunResult,
-        task: str | None,
-        p: _Progress,
-        committer: TurnCommitter | None,
-        token: CancellationToken,
-    ) -> None:
-        """One ``run_stream`` call per turn; after each, queue the turn's commit."""
-        last = time.monotonic()
-        while True:
-            if token.is_cancelled():  # cancel() between two turns: take no further turn
-                raise asyncio.CancelledError
-            if self._stop_reason is not None:
-                result.status = "stopped"
-                result.stop_reason = STOP_REQUESTED + self._stop_reason
-                return
-            if result.turns >= self.config.team.max_turns:
-                result.status = "stopped"
-                result.stop_reason = f"maximum of {self.config.team.max_turns} turns reached"
-                return
-            before = result.turns
-            await self.modes.refresh()  # an operator's `alina mode set` reaches a running run here
-            self.team.router.set_mode(self.modes.router_mode())
-            async for item in self.team.team.run_stream(task=task, cancellation_token=token):
-                if isinstance(item, TaskResult):
-                    result.stop_reason = item.stop_reason or ""
-                    continue
-                if isinstance(item, ModelClientStreamingChunkEvent):  # shown, never stored
-                    if self.on_chunk is not None:
-                        self.on_chunk(item.source, item.content)
-                    continue
-                now = time.monotonic()
-                p.seq += 1
-                p.pending.append(self._record(result, item, p.seq, latency_ms=(now - last) * 1000))
-                last = now
-                p.routing_seq = self._take_routing(result, p.pending_routing, p.routing_seq)
-            task = None
-            p.routing_seq = self._take_routing(result, p.pending_routing, p.routing_seq)
-            p.turn += 1
-            self._count_calls(result, p.calls_seen)
-            p.calls_seen = len(self._calls)
-            result.wall_s = p.wall_before + time.monotonic() - p.start
-            if committer is not None:
-                await committer.put(await self._commit(result, p))
-            if self.hot is not None:
-                await self.hot.record_turn(result.run_id, p.turn, p.pending)
-            await self._log_calls(result.run_id)
-            p.pending, p.pending_routing = [], []
-            if result.events and result.events[-1].source == ORCHESTRATOR:
-                result.status = "completed"
-                return
-            if result.turns == before:  # nobody spoke: the team cannot go on
-                result.status = "stopped"
-                result.stop_reason = result.stop_reason or "no agent replied"
-                return
-
-    @staticmethod
-    async def _put_quietly(committer: TurnCommitter, commit: TurnCommit) -> None:
-        with contextlib.suppress(Exception):  # an earlier write error is reported by close()
-            await committer.put(commit)
-
-    async def _commit(self, result: RunResult, p: _Progress) -> TurnCommit:
-        """Snapshot this turn: the team is idle between ``run_stream`` calls, so its state is
-        consistent. The state is copied (JSON round trip) so later turns cannot mutate it."""
-        state = json.loads(json.dumps(await self.team.team.save_state(), default=str))
-        position = {name: getattr(result, name) for name in _POSITION_FIELDS}
-        position.update(message_count=p.seq, routing_count=p.routing_seq, wall_s=round(result.wall_s, 3))
-        prompts = [PromptRef(a, pr.version, pr.digest, pr.system) for a, pr in self.team.prompts.items()]
-        return TurnCommit(
-            result.run_id, p.turn, list(p.pending), list(p.pending_routing), state, prompts, position
-        )
-
-    def _count_calls(self, result: RunResult, seen: int) -> None:
-        for c in self._calls[seen:]:
-            if c.outcome == "exhausted":  # a verdict on the attempts before it, not a model call
-                continue
-            if c.outcome == "cached":
-                result.cached_calls += 1
-                continue
-            result.model_calls += 1
-            result.prompt_tokens += c.prompt_tokens
-            result.completion_tokens += c.completion_tokens
-
-    def _take_routing(self, result: RunResult, into: list[RoutingRow], seq: int) -> int:
-        """Move the router's new decisions into the result and ``into`` (seq continues the run's)."""
-        for d in self.team.router.decisions[self._routing_seen :]:
-            seq += 1
-            result.routing.append(d)
-            into.append(RoutingRow(seq, d.speaker, d.method, d.confidence, tuple(d.candidates), d.reason))
-        self._routing_seen = len(self.team.router.decisions)
-        return seq
-
-    def _evaluate(self, result: RunResult, item: BaseAgentEvent | BaseChatMessage) -> tuple[Evaluation, ...]:
-        """Scores of a chat message: ALINA's answer carries its answer check (made by the
-        checking client during the turn), a specialist's report its output check."""
-        if not isinstance(item, BaseChatMessage) or item.source == "user":
-            return ()
-        agent = item.source
-        prompt = self.team.prompts.get(agent)
-        model = self.config.model_for(agent).model if agent in self.config.agents else None
-        where: dict[str, Any] = {"prompt_version": prompt.version if prompt else None, "model": model}
-        if agent == ORCHESTRATOR:
-            checks = self._ctx.answer_checks if self._ctx is not None else []
-            if not checks:
-                return ()
-            check = checks.pop()
-            result.answer_check = check.to_json()
-            metrics.observe_evaluation("answer_check", agent, check.score, check.outcome)
-            return (Evaluation("answer_check", agent, check.score, check.passed, check.to_json(), **where),)
-        if type(item).__name__ not in REPORT_TYPES:
-            return ()
-        score, checks_met = check_output(item.to_text(), agent)
-        metrics.observe_evaluation("output_check", agent, score, "passed" if score == 1.0 else "failed")
-        return (Evaluation("output_check", agent, score, score == 1.0, checks_met, **where),)
-
-    def _record(
-        self, result: RunResult, item: BaseAgentEvent | BaseChatMessage, seq: int, latency_ms: float
-    ) -> RunEvent:
-        usage = getattr(item, "models_usage", None)
-        decision = None
-        if isinstance(item, ToolCallExecutionEvent):
-            acted = [r for r in item.content if r.name in self._side_effect_tools]
-            decision = redact_text("; ".join(f"{r.name}: {r.content}" for r in acted))[:1000] or None
-        elif isinstance(item, BaseChatMessage) and item.source == ORCHESTRATOR:
-            decision = "answer: " + redact_text(item.to_text())[:1000]
-        event = RunEvent(
-            decision=decision,
-            evaluations=self._evaluate(result, item),
-            seq=seq,
-            source=item.source,
-            type=type(item).__name__,
-            content=_content(item),
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
-            latency_ms=None if item.source == "user" else round(latency_ms, 1),
-        )
-        result.events.append(event)
-        if isinstance(item, BaseChatMessage) and item.source != "user":
-            result.turns += 1
-            if item.source == ORCHESTRATOR:
-                result.answer = event.content
-        if isinstance(item, ToolCallExecutionEvent):
-            result.tool_calls += len(item.content)
-        if self.on_event is not None:
-            self.on_event(event)
-        return event

@@ -78,7 +78,7 @@ async def test_a_failed_model_call_is_tried_once_more_then_counted_as_an_error()
     from autogen_core import FunctionCall
     from autogen_core.models import CreateResult, RequestUsage
 
-    from alina.team.review import _Meter, run_case
+    from alina.team.review._cases import _Meter, run_case
 
     class Flaky:
         def __init__(self, failures: int) -> None:

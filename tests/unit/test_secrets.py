@@ -206,7 +206,7 @@ def test_stored_message_text_masks_tool_arguments_and_key_shaped_results() -> No
     from autogen_core.memory import MemoryContent
     from autogen_core.models import FunctionExecutionResult
 
-    from alina.team._run import _content
+    from alina.team._turns import _content
 
     args = json.dumps({"symbol": "BTC/USDT", "api_key": "hunter2", "note": "use sk-abc123"})
     request = ToolCallRequestEvent(
