@@ -45,19 +45,58 @@ MASK = "***"
 
 _SECRET_WORDS = frozenset(
     {
-        "key", "apikey", "secret", "token", "password", "passwd", "passphrase", "pwd", "pass",
-        "credential", "credentials", "auth", "authorization", "cookie", "signature", "privatekey",
-        "accesskey", "secretkey", "sessionid", "jwt", "bearer",
+        "key",
+        "apikey",
+        "secret",
+        "token",
+        "password",
+        "passwd",
+        "passphrase",
+        "pwd",
+        "pass",
+        "credential",
+        "credentials",
+        "auth",
+        "authorization",
+        "cookie",
+        "signature",
+        "privatekey",
+        "accesskey",
+        "secretkey",
+        "sessionid",
+        "jwt",
+        "bearer",
     }
-)  # fmt: skip
+)
 # Every secret name and auth scheme contains one of these (a cheap test before the pair scans).
 _HINTS = re.compile("key|secret|token|pass|pwd|cred|auth|cookie|signature|jwt|bearer|basic|session")
 # A name ending in one of these describes a secret without holding it (``api_key_env`` names a
 # variable, ``key_file`` a path, ``token_count`` a number), so its value is shown.
 _DESCRIPTORS = frozenset(
-    {"env", "name", "names", "file", "path", "id", "ids", "type", "kind", "count", "len", "length", "size",
-     "version", "ttl", "expiry", "expires", "at", "s", "ms", "url"}
-)  # fmt: skip
+    {
+        "env",
+        "name",
+        "names",
+        "file",
+        "path",
+        "id",
+        "ids",
+        "type",
+        "kind",
+        "count",
+        "len",
+        "length",
+        "size",
+        "version",
+        "ttl",
+        "expiry",
+        "expires",
+        "at",
+        "s",
+        "ms",
+        "url",
+    }
+)
 
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 """A conventional environment variable name (what every ``*_env`` setting must hold)."""
@@ -192,8 +231,10 @@ def mask_secrets(arguments: Mapping[str, Any]) -> dict[str, Any]:
 
     def walk(value: Any) -> Any:
         if isinstance(value, Mapping):
-            return {k: (MASK if is_secret_name(str(k)) and value[k] is not None else walk(v))
-                    for k, v in value.items()}  # fmt: skip
+            return {
+                k: (MASK if is_secret_name(str(k)) and value[k] is not None else walk(v))
+                for k, v in value.items()
+            }
         if isinstance(value, list | tuple):
             return [walk(v) for v in value]
         if isinstance(value, str):

@@ -137,9 +137,19 @@ def _guarded(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except (
-        ConfigError, PromptError, SnapshotError, StoreUnavailableError, ServiceError, ModelError,
-        TradingError, CommandFailed, ResumeError, RunBusyError, VectorStoreError, EmbedderUnavailableError,
-    ) as exc:  # fmt: skip
+        ConfigError,
+        PromptError,
+        SnapshotError,
+        StoreUnavailableError,
+        ServiceError,
+        ModelError,
+        TradingError,
+        CommandFailed,
+        ResumeError,
+        RunBusyError,
+        VectorStoreError,
+        EmbedderUnavailableError,
+    ) as exc:
         _fail(exc)
 
 
@@ -161,9 +171,13 @@ def _services(cfg: AlinaConfig) -> tuple[Any, Any]:
 
     data = cfg.data_dir()
     pg = PostgresService(
-        data_dir=data / "postgres", port=cfg.postgres.port, host=cfg.postgres.host,
-        database=cfg.postgres.database, user=cfg.postgres.user, fix_permissions=True,
-    )  # fmt: skip
+        data_dir=data / "postgres",
+        port=cfg.postgres.port,
+        host=cfg.postgres.host,
+        database=cfg.postgres.database,
+        user=cfg.postgres.user,
+        fix_permissions=True,
+    )
     redis = RedisService(data_dir=data / "redis", port=cfg.redis.port, host=cfg.redis.host)
     return pg, redis
 
@@ -566,8 +580,15 @@ def runs_list(
         table.add_column(col)
     for r in rows:
         status = "interrupted" if r.get("interrupted") else r["status"]
-        table.add_row(r["id"], status, str(r["started_at"])[:19], str(r["finished_at"] or "")[:19],
-                      str(r["turns"]), r.get("job") or "", escape(r["task"][:60]))  # fmt: skip
+        table.add_row(
+            r["id"],
+            status,
+            str(r["started_at"])[:19],
+            str(r["finished_at"] or "")[:19],
+            str(r["turns"]),
+            r.get("job") or "",
+            escape(r["task"][:60]),
+        )
     out.print(table)
     if any(r.get("interrupted") for r in rows):
         out.print("[dim]interrupted: no process is running it; continue with `alina run --resume ID`[/]")
@@ -588,7 +609,8 @@ def runs_show(
         queued = queued_run(cfg, run_id)  # submitted, not started yet
         if queued is not None:
             _print_json(_jsonable({"id": run_id, **queued})) if as_json else out.print(
-                f"run {run_id} [{queued['status']}] {escape(queued['task'] or '')}")  # fmt: skip
+                f"run {run_id} [{queued['status']}] {escape(queued['task'] or '')}"
+            )
             return
         _fail(typer.BadParameter(f"no run with id {run_id!r} (see `alina runs list`)"))
     if as_json:

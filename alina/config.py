@@ -294,12 +294,16 @@ def _cross_field_problems(cfg: AlinaConfig) -> list[str]:
             )
     for name, kinds in cfg.memory.retrieve_kinds.items():
         if name not in (ORCHESTRATOR, *SPECIALISTS):
-            problems.append(f"memory.retrieve_kinds.{name}: unknown agent; known: "
-                            f"{[ORCHESTRATOR, *SPECIALISTS]} (got {name!r})")  # fmt: skip
+            problems.append(
+                f"memory.retrieve_kinds.{name}: unknown agent; known: "
+                f"{[ORCHESTRATOR, *SPECIALISTS]} (got {name!r})"
+            )
         for i, kind in enumerate(kinds):
             if kind not in MEMORY_KINDS:
-                problems.append(f"memory.retrieve_kinds.{name}.{i}: unknown kind; known: "
-                                f"{list(MEMORY_KINDS)} (got {kind!r})")  # fmt: skip
+                problems.append(
+                    f"memory.retrieve_kinds.{name}.{i}: unknown kind; known: "
+                    f"{list(MEMORY_KINDS)} (got {kind!r})"
+                )
     problems += _optimizer_problems(cfg)
     if cfg.postgres.port == cfg.redis.port and cfg.postgres.host == cfg.redis.host:
         problems.append(f"redis.port: same port as postgres.port (got {cfg.redis.port})")
@@ -312,13 +316,15 @@ def _optimizer_problems(cfg: AlinaConfig) -> list[str]:
         for name, agent in cfg.agents.items()
         for i, key in enumerate(agent.ladder or [])
         if key not in cfg.models
-    ]  # fmt: skip
+    ]
     for name, agent in cfg.agents.items():
         if agent.ladder is not None and len(set(agent.ladder)) != len(agent.ladder):
             problems.append(f"agents.{name}.ladder: a model appears twice (got {agent.ladder})")
     if cfg.optimizer.critic is not None and cfg.optimizer.critic not in cfg.models:
-        problems.append(f"optimizer.critic: no model of that name under models: {sorted(cfg.models)} "
-                        f"(got {cfg.optimizer.critic!r})")  # fmt: skip
+        problems.append(
+            f"optimizer.critic: no model of that name under models: {sorted(cfg.models)} "
+            f"(got {cfg.optimizer.critic!r})"
+        )
     return problems
 
 

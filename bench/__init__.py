@@ -16,6 +16,13 @@ from bench._harness import (
 )
 
 __all__ = [
-    "Goal", "Result", "UnknownBenchmark", "available", "load", "median", "progress", "ratio",
+    "Goal",
+    "Result",
+    "UnknownBenchmark",
+    "available",
+    "load",
+    "median",
+    "progress",
+    "ratio",
     "stopwatch",
 ]

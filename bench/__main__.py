@@ -23,8 +23,12 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description="Run one benchmark.")
     p.add_argument("name", nargs="?", help="benchmark to run (see --list)")
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
-    p.add_argument("--reps", type=int, default=None,
-                   help=f"repetitions (default {DEFAULT_REPS}, {QUICK_REPS} with --quick)")
+    p.add_argument(
+        "--reps",
+        type=int,
+        default=None,
+        help=f"repetitions (default {DEFAULT_REPS}, {QUICK_REPS} with --quick)",
+    )
     p.add_argument("--quick", action="store_true", help="fewer repetitions, for a smoke run")
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
     return p

@@ -49,9 +49,7 @@ class UnknownBenchmark(LookupError):
 def available(package_dir: Path = BENCH_DIR) -> list[str]:
     """Names of the benchmark modules in ``package_dir``, sorted."""
     return sorted(
-        m.name
-        for m in pkgutil.iter_modules([str(package_dir)])
-        if not m.name.startswith("_") and not m.ispkg
+        m.name for m in pkgutil.iter_modules([str(package_dir)]) if not m.name.startswith("_") and not m.ispkg
     )
 
 
@@ -129,8 +127,12 @@ class Goal:
         return self.value >= self.target if self.higher_is_better else self.value <= self.target
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "value": _finite_or_none(self.value), "target": self.target,
-                "met": self.met}
+        return {
+            "name": self.name,
+            "value": _finite_or_none(self.value),
+            "target": self.target,
+            "met": self.met,
+        }
 
 
 def machine_info() -> dict[str, Any]:
@@ -170,16 +172,18 @@ class Result:
         return all(g.met for g in self.goals)
 
     def to_json(self) -> dict[str, Any]:
-        return _jsonable({
-            "name": self.name,
-            "title": self.title,
-            "machine": self.machine,
-            "params": self.params,
-            "goals": [g.to_dict() for g in self.goals],
-            "summary": {"headers": self.headers, "rows": self.rows},
-            "notes": self.notes,
-            "raw": self.raw,
-        })
+        return _jsonable(
+            {
+                "name": self.name,
+                "title": self.title,
+                "machine": self.machine,
+                "params": self.params,
+                "goals": [g.to_dict() for g in self.goals],
+                "summary": {"headers": self.headers, "rows": self.rows},
+                "notes": self.notes,
+                "raw": self.raw,
+            }
+        )
 
     def to_markdown(self) -> str:
         m = self.machine
@@ -194,11 +198,23 @@ class Result:
         if self.params:
             lines += ["Parameters: " + ", ".join(f"{k}={v}" for k, v in self.params.items()), ""]
         if self.goals:
-            lines += ["## Goals", "", markdown_table(
-                ["goal", "value", "target", "met"],
-                [[g.name, g.value, ("≥ " if g.higher_is_better else "≤ ") + fmt(g.target),
-                  "yes" if g.met else "**NO**"] for g in self.goals],
-            ), ""]
+            lines += [
+                "## Goals",
+                "",
+                markdown_table(
+                    ["goal", "value", "target", "met"],
+                    [
+                        [
+                            g.name,
+                            g.value,
+                            ("≥ " if g.higher_is_better else "≤ ") + fmt(g.target),
+                            "yes" if g.met else "**NO**",
+                        ]
+                        for g in self.goals
+                    ],
+                ),
+                "",
+            ]
         lines += ["## Results (medians)", "", markdown_table(self.headers, self.rows), ""]
         if self.notes:
             lines += ["## Notes", ""] + [f"- {n}" for n in self.notes] + [""]
@@ -208,8 +224,7 @@ class Result:
     def write(self, out_dir: Path = RESULTS_DIR) -> tuple[Path, Path]:
         out_dir.mkdir(parents=True, exist_ok=True)
         json_path, md_path = out_dir / f"{self.name}.json", out_dir / f"{self.name}.md"
-        json_path.write_text(json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n",
-                             encoding="utf-8")
+        json_path.write_text(json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
         md_path.write_text(self.to_markdown(), encoding="utf-8")
         return json_path, md_path
 
@@ -217,11 +232,20 @@ class Result:
         """The headline table and goals as plain text for the terminal."""
         out = [text_table(self.headers, self.rows)]
         if self.goals:
-            out.append(text_table(
-                ["goal", "value", "target", "met"],
-                [[g.name, g.value, ("≥ " if g.higher_is_better else "≤ ") + fmt(g.target),
-                  "yes" if g.met else "NO"] for g in self.goals],
-            ))
+            out.append(
+                text_table(
+                    ["goal", "value", "target", "met"],
+                    [
+                        [
+                            g.name,
+                            g.value,
+                            ("≥ " if g.higher_is_better else "≤ ") + fmt(g.target),
+                            "yes" if g.met else "NO",
+                        ]
+                        for g in self.goals
+                    ],
+                )
+            )
         return "\n\n".join(out)
 
 

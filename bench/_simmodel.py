@@ -94,14 +94,26 @@ class SimServer:
         text = _request_text(messages)
         content = json.dumps(instance(schema, text)) if schema else ANSWER
         prompt_tokens = sum(len(str(m.get("content", ""))) for m in messages) // 4
-        return web.json_response({
-            "id": f"sim-{self.requests}", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model", "sim"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": max(1, len(content) // 4),
-                      "total_tokens": prompt_tokens + max(1, len(content) // 4)},
-        })  # fmt: skip
+        return web.json_response(
+            {
+                "id": f"sim-{self.requests}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", "sim"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": max(1, len(content) // 4),
+                    "total_tokens": prompt_tokens + max(1, len(content) // 4),
+                },
+            }
+        )
 
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response({"requests": self.requests, "in_flight": self.in_flight, "peak": self.peak})

@@ -94,8 +94,11 @@ class _Specialist(ChatCompletionClient):
     async def create(self, messages: Any, **kwargs: Any) -> CreateResult:  # type: ignore[override]
         task = next((str(m.content) for m in reversed(messages) if getattr(m, "source", "") == "user"), "")
         if self.role == "trader":
-            call = ("get_price", {"symbol": "BTC/USDT"}) if re.search(r"\bprice\b", task, re.I) else (
-                "candle_summary", {"symbol": "BTC/USDT", "hours": _hours(task)})  # fmt: skip
+            call = (
+                ("get_price", {"symbol": "BTC/USDT"})
+                if re.search(r"\bprice\b", task, re.I)
+                else ("candle_summary", {"symbol": "BTC/USDT", "hours": _hours(task)})
+            )
         elif self.role == "monitor":
             call = ("system_health", {})
         else:
@@ -160,13 +163,19 @@ async def _rung(model: str, tasks: list[tuple[str, str]]) -> list[dict[str, Any]
                     r.answer, task, reports, [e for e in r.events if e.type.endswith("Message")]
                 )
                 check = r.answer_check or {}
-                rows.append({
-                    "kind": kind, "task": task, "status": r.status, "answer": r.answer,
-                    "first_passed": check.get("outcome") == "passed",
-                    "outcome": check.get("outcome", "unchecked"),
-                    "final_passed": final.passed and r.status == "completed",
-                    "findings": check.get("findings", []), "model_calls": r.model_calls,
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "kind": kind,
+                        "task": task,
+                        "status": r.status,
+                        "answer": r.answer,
+                        "first_passed": check.get("outcome") == "passed",
+                        "outcome": check.get("outcome", "unchecked"),
+                        "final_passed": final.passed and r.status == "completed",
+                        "findings": check.get("findings", []),
+                        "model_calls": r.model_calls,
+                    }
+                )
         finally:
             for c in {id(c): c for c in clients.values()}.values():
                 await c.close()
@@ -214,7 +223,7 @@ def run(reps: int, quick: bool) -> Result:
             "first try",
             "regenerated",
             "digest",
-        ],  # fmt: skip
+        ],
         rows=rows,
         goals=goals,
         raw=raw,

@@ -48,8 +48,14 @@ def _clients() -> dict[str, Any]:
 
     from alina.models import ResilientClient
 
-    info = {"vision": False, "function_calling": True, "json_output": True, "family": ModelFamily.UNKNOWN,
-            "structured_output": True, "multiple_system_messages": True}  # fmt: skip
+    info = {
+        "vision": False,
+        "function_calling": True,
+        "json_output": True,
+        "family": ModelFamily.UNKNOWN,
+        "structured_output": True,
+        "multiple_system_messages": True,
+    }
 
     def call(name: str, args: str) -> CreateResult:
         content = [FunctionCall(id="c", name=name, arguments=args)]
@@ -80,9 +86,12 @@ async def _stock_once() -> float:
     router = build_router(cfg, client=clients["selector"])
     agents = [build_agent(n, cfg, clients[n]) for n in (*SPECIALISTS, ORCHESTRATOR)]
     team = SelectorGroupChat(
-        agents, model_client=clients["selector"], termination_condition=termination(cfg),  # type: ignore[arg-type]
-        selector_func=router.selector_func, candidate_func=router.candidate_func,
-    )  # fmt: skip
+        agents,
+        model_client=clients["selector"],
+        termination_condition=termination(cfg),  # type: ignore[arg-type]
+        selector_func=router.selector_func,
+        candidate_func=router.candidate_func,
+    )
     t0 = time.perf_counter()
     messages = [m async for m in team.run_stream(task=TASK)]
     elapsed = time.perf_counter() - t0
@@ -133,8 +142,11 @@ async def _measure(reps: int, dsn: str) -> dict[str, Any]:
             store.commit_s.clear()
             for rep in range(reps):
                 progress(f"rep {rep + 1}/{reps}: {RUNS_PER_REP} runs of each side")
-                sides = [("stock", _stock_once), ("alina", lambda: _alina_once(None)),
-                         ("alina_pg", lambda: _alina_once(store))]  # fmt: skip
+                sides = [
+                    ("stock", _stock_once),
+                    ("alina", lambda: _alina_once(None)),
+                    ("alina_pg", lambda: _alina_once(store)),
+                ]
                 for name, once in sides if rep % 2 == 0 else reversed(sides):
                     runs = [await once() for _ in range(RUNS_PER_REP)]
                     samples[name].append(median(runs))
@@ -177,7 +189,7 @@ def run(reps: int, quick: bool) -> Result:
                 OVERHEAD_MS_PER_TURN_MAX,
                 higher_is_better=False,
             )
-        ],  # fmt: skip
+        ],
         notes=[
             "Scripted model clients (zero model time), real tools on the packaged candles, real "
             "Postgres with fsync on; the router decides every speaker by rules (no selector calls).",

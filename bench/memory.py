@@ -51,8 +51,20 @@ OVERHEAD_MAX = 1.25
 WRITE_RATIO_MIN = 0.5
 CACHE_P50_MAX_MS = 2.0
 
-_ASSETS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "ADA/USDT", "DOGE/USDT", "LINK/USDT",
-           "AVAX/USDT", "DOT/USDT", "LTC/USDT", "BNB/USDT", "ATOM/USDT"]  # fmt: skip
+_ASSETS = [
+    "BTC/USDT",
+    "ETH/USDT",
+    "SOL/USDT",
+    "XRP/USDT",
+    "ADA/USDT",
+    "DOGE/USDT",
+    "LINK/USDT",
+    "AVAX/USDT",
+    "DOT/USDT",
+    "LTC/USDT",
+    "BNB/USDT",
+    "ATOM/USDT",
+]
 _TEMPLATES = [
     "Opened a paper {side} on {asset} at {price} after {signal}; stop at {stop}.",
     "The {asset} {side} was closed for {pnl}% after {hours} hours; {reason}.",
@@ -71,16 +83,31 @@ _TEMPLATES = [
     "Open interest on {asset} rose {oi}% while price fell {pf}%, ahead of {event}.",
 ]
 _FILL = {
-    "side": ["long", "short"], "signal": ["an EMA bounce", "a range breakout", "an RSI divergence",
-    "a funding flip", "a volume spike"], "reason": ["take-profit hit", "stop hit", "time stop",
-    "signal reversed", "the leverage cap", "a units mix-up", "the daily loss limit"],
-    "event": ["a long squeeze", "the CPI print", "the FOMC decision", "a liquidation cascade",
-    "the weekend", "an exchange outage"], "strategy": ["Donchian breakout", "mean reversion",
-    "grid trading", "funding arbitrage", "momentum"], "agent": ["trader", "monitor", "optimizer",
-    "ALINA"], "component": ["candle cache", "serve daemon", "llama.cpp server", "Chroma client"],
+    "side": ["long", "short"],
+    "signal": ["an EMA bounce", "a range breakout", "an RSI divergence", "a funding flip", "a volume spike"],
+    "reason": [
+        "take-profit hit",
+        "stop hit",
+        "time stop",
+        "signal reversed",
+        "the leverage cap",
+        "a units mix-up",
+        "the daily loss limit",
+    ],
+    "event": [
+        "a long squeeze",
+        "the CPI print",
+        "the FOMC decision",
+        "a liquidation cascade",
+        "the weekend",
+        "an exchange outage",
+    ],
+    "strategy": ["Donchian breakout", "mean reversion", "grid trading", "funding arbitrage", "momentum"],
+    "agent": ["trader", "monitor", "optimizer", "ALINA"],
+    "component": ["candle cache", "serve daemon", "llama.cpp server", "Chroma client"],
     "change": ["demand exact numbers", "use a bullet template", "cite tool results", "drop adjectives"],
     "endpoint": ["fetch_ohlcv", "fetch_order_book", "create_order", "fetch_balance"],
-}  # fmt: skip
+}
 
 
 def _sentences(n: int, seed: int) -> list[str]:
@@ -91,19 +118,35 @@ def _sentences(n: int, seed: int) -> list[str]:
         template = rng.choice(_TEMPLATES)
         values = {k: rng.choice(v) for k, v in _FILL.items()}
         values.update(
-            asset=rng.choice(_ASSETS), price=f"{rng.uniform(0.1, 60000):,.2f}",
-            stop=f"{rng.uniform(0.1, 60000):,.2f}", pnl=f"{rng.uniform(-6, 9):+.1f}",
+            asset=rng.choice(_ASSETS),
+            price=f"{rng.uniform(0.1, 60000):,.2f}",
+            stop=f"{rng.uniform(0.1, 60000):,.2f}",
+            pnl=f"{rng.uniform(-6, 9):+.1f}",
             hours=rng.randint(1, 72),
-            rate=f"{rng.uniform(0.01, 0.2):.3f}", depth=f"{rng.uniform(0.5, 9):.1f}",
-            sharpe=f"{rng.uniform(-0.5, 2.5):.2f}", dd=rng.randint(3, 40), n=rng.randint(20, 400),
-            cpu=rng.randint(80, 100), mins=rng.randint(2, 60), k=rng.randint(2, 6),
-            x=f"{rng.uniform(1.5, 5):.1f}", secs=rng.randint(5, 300), a=rng.randint(1, 6),
+            rate=f"{rng.uniform(0.01, 0.2):.3f}",
+            depth=f"{rng.uniform(0.5, 9):.1f}",
+            sharpe=f"{rng.uniform(-0.5, 2.5):.2f}",
+            dd=rng.randint(3, 40),
+            n=rng.randint(20, 400),
+            cpu=rng.randint(80, 100),
+            mins=rng.randint(2, 60),
+            k=rng.randint(2, 6),
+            x=f"{rng.uniform(1.5, 5):.1f}",
+            secs=rng.randint(5, 300),
+            a=rng.randint(1, 6),
             b=rng.randint(7, 30),
-            days=rng.randint(1, 9), v=rng.randint(2, 12), w=rng.randint(1, 11),
-            s1=f"{rng.uniform(0.4, 0.9):.2f}", s2=f"{rng.uniform(0.4, 0.9):.2f}",
-            slip=f"{rng.uniform(0.1, 1.5):.2f}", assumed=f"{rng.uniform(0.02, 0.2):.2f}",
-            size=rng.randint(2, 40), pct=rng.randint(1, 30), oi=rng.randint(2, 25), pf=rng.randint(1, 12),
-        )  # fmt: skip
+            days=rng.randint(1, 9),
+            v=rng.randint(2, 12),
+            w=rng.randint(1, 11),
+            s1=f"{rng.uniform(0.4, 0.9):.2f}",
+            s2=f"{rng.uniform(0.4, 0.9):.2f}",
+            slip=f"{rng.uniform(0.1, 1.5):.2f}",
+            assumed=f"{rng.uniform(0.02, 0.2):.2f}",
+            size=rng.randint(2, 40),
+            pct=rng.randint(1, 30),
+            oi=rng.randint(2, 25),
+            pf=rng.randint(1, 12),
+        )
         out.add(template.format(**values))
     return sorted(out)
 
@@ -127,7 +170,7 @@ async def _paired(
     theirs: list[float] = []
     for rep in range(reps):
         for i in range(n):
-            for side in ((0, 1) if (rep + i) % 2 == 0 else (1, 0)):
+            for side in (0, 1) if (rep + i) % 2 == 0 else (1, 0):
                 t0 = time.perf_counter()
                 if side == 0:
                     await ours(i)
@@ -162,15 +205,23 @@ async def _retrieval(reps: int, sizes: list[int], raw_fig: dict[str, Any]) -> li
         noise *= NOISE / np.linalg.norm(noise, axis=1, keepdims=True)
         vectors = normalise(base[idx] + noise)
         items = [
-            MemoryItem(f"{base_texts[j]} [{i}]", KINDS[i % len(KINDS)], SCOPES[i % len(SCOPES)],
-                       f"run-{i % 997}", i % 50, id=f"m{i}", created_at=1.7e9 + i)  # fmt: skip
+            MemoryItem(
+                f"{base_texts[j]} [{i}]",
+                KINDS[i % len(KINDS)],
+                SCOPES[i % len(SCOPES)],
+                f"run-{i % 997}",
+                i % 50,
+                id=f"m{i}",
+                created_at=1.7e9 + i,
+            )
             for i, j in enumerate(idx)
         ]
         path = WORK / f"bench-chroma-{size}-{os.getpid()}"
         shutil.rmtree(path, ignore_errors=True)
         client = chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
-        memory = VectorMemory(VectorConfig(path=str(path), collection="bench_memory"), embedder=embedder,
-                              client=client).for_agent("trader")  # fmt: skip
+        memory = VectorMemory(
+            VectorConfig(path=str(path), collection="bench_memory"), embedder=embedder, client=client
+        ).for_agent("trader")
         progress(f"inserting {size} precomputed vectors through VectorMemory.add_many")
         t0 = time.perf_counter()
         await memory.add_many(items, vectors=vectors)
@@ -190,18 +241,34 @@ async def _retrieval(reps: int, sizes: list[int], raw_fig: dict[str, Any]) -> li
         txt_ours, txt_raw = await _paired(max(1, reps // 2), QUERIES, sides.ours_text, sides.raw_text)
         progress(f"  retrieval per model call: update_context x {RAG_CALLS} calls x {max(1, reps // 2)} reps")
         ctx_ours, ctx_raw = await _paired(max(1, reps // 2), RAG_CALLS, sides.ours_context, sides.raw_text)
-        for path_name, ours_s, raw_s in (("vector", vec_ours, vec_raw), ("text", txt_ours, txt_raw),
-                                         ("model call", ctx_ours, ctx_raw)):  # fmt: skip
+        for path_name, ours_s, raw_s in (
+            ("vector", vec_ours, vec_raw),
+            ("text", txt_ours, txt_raw),
+            ("model call", ctx_ours, ctx_raw),
+        ):
             o50, o99 = _percentiles(ours_s)
             r50, r99 = _percentiles(raw_s)
-            results.append({"size": size, "path": path_name, "ours_p50": o50, "ours_p99": o99,
-                            "raw_p50": r50, "raw_p99": r99, "samples": len(ours_s)})  # fmt: skip
+            results.append(
+                {
+                    "size": size,
+                    "path": path_name,
+                    "ours_p50": o50,
+                    "ours_p99": o99,
+                    "raw_p50": r50,
+                    "raw_p99": r99,
+                    "samples": len(ours_s),
+                }
+            )
         progress(f"  for comparison: one collection of {size} with a scope filter (raw Chroma)")
         single = _percentiles(await asyncio.to_thread(_single_collection, client, items, vectors, query_vecs))
         o50 = next(r["ours_p50"] for r in results if r["size"] == size and r["path"] == "vector")
-        raw_fig[f"chroma_{size}"] = {"insert_s": insert_s, "insert_per_s": size / insert_s,
-                                     "same_top5_as_raw": same / QUERIES, "ours_vector_p50_ms": o50,
-                                     "single_filtered_p50_p99_ms": list(single)}  # fmt: skip
+        raw_fig[f"chroma_{size}"] = {
+            "insert_s": insert_s,
+            "insert_per_s": size / insert_s,
+            "same_top5_as_raw": same / QUERIES,
+            "ours_vector_p50_ms": o50,
+            "single_filtered_p50_p99_ms": list(single),
+        }
         await memory.close()
         shutil.rmtree(path, ignore_errors=True)
     return results
@@ -218,8 +285,9 @@ class _Sides:
     def _raw(self, vec: Any) -> list[str]:
         found: list[tuple[float, str]] = []
         for col in self.cols:
-            r = col.query(query_embeddings=[vec], n_results=TOP_K,
-                          include=["documents", "metadatas", "distances"])  # fmt: skip
+            r = col.query(
+                query_embeddings=[vec], n_results=TOP_K, include=["documents", "metadatas", "distances"]
+            )
             found += zip(r["distances"][0], r["ids"][0], strict=True)
         return [i for _, i in sorted(found)[:TOP_K]]
 
@@ -249,19 +317,28 @@ class _Sides:
 
 def _single_collection(client: Any, items: list[Any], vectors: Any, query_vecs: Any) -> list[float]:
     """Latencies of the layout VectorMemory avoids: one collection, scope as a metadata filter."""
-    col = client.get_or_create_collection("bench_single", configuration={"hnsw": {"space": "cosine"}},
-                                          embedding_function=None)  # fmt: skip
+    col = client.get_or_create_collection(
+        "bench_single", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
+    )
     step = client.get_max_batch_size()
     for s in range(0, len(items), step):
         part = items[s : s + step]
-        col.upsert(ids=[i.id for i in part], embeddings=vectors[s : s + step],
-                   documents=[i.text for i in part], metadatas=[i.metadata() for i in part])  # fmt: skip
+        col.upsert(
+            ids=[i.id for i in part],
+            embeddings=vectors[s : s + step],
+            documents=[i.text for i in part],
+            metadatas=[i.metadata() for i in part],
+        )
     where = {"scope": {"$in": ["trader", "shared"]}}
     out = []
     for vec in query_vecs:
         t0 = time.perf_counter()
-        col.query(query_embeddings=[vec], n_results=TOP_K, where=where,
-                  include=["documents", "metadatas", "distances"])  # fmt: skip
+        col.query(
+            query_embeddings=[vec],
+            n_results=TOP_K,
+            where=where,
+            include=["documents", "metadatas", "distances"],
+        )
         out.append(time.perf_counter() - t0)
     return out
 
@@ -273,14 +350,21 @@ async def _writes(reps: int, n: int, dsn: str) -> tuple[list[float], list[float]
     from alina.memory_store.runs import RunStore
     from alina.memory_store.writer import EventWriter
 
-    payloads = [{"agent": SCOPES[i % 4], "tokens": i % 900, "latency_ms": round(i * 0.37 % 800, 2),
-                 "note": f"model call {i} finished"} for i in range(n)]  # fmt: skip
+    payloads = [
+        {
+            "agent": SCOPES[i % 4],
+            "tokens": i % 900,
+            "latency_ms": round(i * 0.37 % 800, 2),
+            "note": f"model call {i} finished",
+        }
+        for i in range(n)
+    ]
     ours_eps: list[float] = []
     raw_eps: list[float] = []
     async with RunStore(dsn, max_size=2) as store:
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
             for rep in range(reps):
-                for side in (("ours", "raw") if rep % 2 == 0 else ("raw", "ours")):
+                for side in ("ours", "raw") if rep % 2 == 0 else ("raw", "ours"):
                     await admin.execute("TRUNCATE events")
                     t0 = time.perf_counter()
                     if side == "ours":
@@ -295,8 +379,9 @@ async def _writes(reps: int, n: int, dsn: str) -> tuple[list[float], list[float]
                     row = await cur.fetchone()
                     assert row is not None and row[0] == n, f"{side} wrote {row} of {n} events"
                     (ours_eps if side == "ours" else raw_eps).append(n / elapsed)
-                progress(f"  rep {rep + 1}: writer {ours_eps[-1]:,.0f} ev/s, "
-                         f"raw COPY {raw_eps[-1]:,.0f} ev/s")
+                progress(
+                    f"  rep {rep + 1}: writer {ours_eps[-1]:,.0f} ev/s, raw COPY {raw_eps[-1]:,.0f} ev/s"
+                )
     return ours_eps, raw_eps
 
 
@@ -321,10 +406,16 @@ async def _cache(reps: int, url: str) -> tuple[list[float], list[float]]:
 
     cache = ResponseCache(url, ttl_s=600, namespace="alina:bench")
     raw = aioredis.Redis.from_url(url)
-    text = ("BTC/USDT closed at 43,512.40, +1.8% on the day; RSI 61; support 42,900, resistance 44,100. "
-            "The trend over the last 24 h is up with rising volume. ") * 4  # fmt: skip
-    result = CreateResult(finish_reason="stop", content=text, usage=RequestUsage(prompt_tokens=812,
-                          completion_tokens=96), cached=False)  # fmt: skip
+    text = (
+        "BTC/USDT closed at 43,512.40, +1.8% on the day; RSI 61; support 42,900, resistance 44,100. "
+        "The trend over the last 24 h is up with rising volume. "
+    ) * 4
+    result = CreateResult(
+        finish_reason="stop",
+        content=text,
+        usage=RequestUsage(prompt_tokens=812, completion_tokens=96),
+        cached=False,
+    )
     key = "alina:bench:trader:v1:" + "ab" * 32
     await cache.set(key, result)
     for _ in range(50):
@@ -342,7 +433,7 @@ async def _cache(reps: int, url: str) -> tuple[list[float], list[float]]:
     anchor: list[float] = []
     for rep in range(reps):
         for i in range(400):
-            for side in ((0, 1) if (rep + i) % 2 == 0 else (1, 0)):
+            for side in (0, 1) if (rep + i) % 2 == 0 else (1, 0):
                 t0 = time.perf_counter()
                 await (ours(i) if side == 0 else theirs(i))
                 (mine if side == 0 else anchor).append(time.perf_counter() - t0)
@@ -377,8 +468,7 @@ def run(reps: int, quick: bool) -> Result:
             redis.stop()
     finally:
         pg.stop()
-    return _result(reps, quick, sizes, n_events, retrieval, ours_eps, raw_eps, cache_ours, cache_raw,
-                   raw_fig)
+    return _result(reps, quick, sizes, n_events, retrieval, ours_eps, raw_eps, cache_ours, cache_raw, raw_fig)
 
 
 async def _migrate(dsn: str) -> None:
@@ -389,24 +479,44 @@ async def _migrate(dsn: str) -> None:
 
 
 def _result(
-    reps: int, quick: bool, sizes: list[int], n_events: int, retrieval: list[dict[str, Any]],
-    ours_eps: list[float], raw_eps: list[float], cache_ours: list[float], cache_raw: list[float],
+    reps: int,
+    quick: bool,
+    sizes: list[int],
+    n_events: int,
+    retrieval: list[dict[str, Any]],
+    ours_eps: list[float],
+    raw_eps: list[float],
+    cache_ours: list[float],
+    cache_raw: list[float],
     raw_fig: dict[str, Any],
-) -> Result:  # fmt: skip
+) -> Result:
     rows: list[list[Any]] = []
     goals: list[Goal] = []
     for r in retrieval:
         label = f"search p50 ms, {r['size'] // 1000}k, {r['path']}"
         rows.append([label, r["ours_p50"], r["raw_p50"], ratio(r["ours_p50"], r["raw_p50"])])
-        rows.append([label.replace("p50", "p99"), r["ours_p99"], r["raw_p99"],
-                     ratio(r["ours_p99"], r["raw_p99"])])
-        goals.append(Goal(f"search overhead p50 {r['size'] // 1000}k {r['path']} (alina/raw)",
-                          ratio(r["ours_p50"], r["raw_p50"]), OVERHEAD_MAX, higher_is_better=False))
+        rows.append(
+            [label.replace("p50", "p99"), r["ours_p99"], r["raw_p99"], ratio(r["ours_p99"], r["raw_p99"])]
+        )
+        goals.append(
+            Goal(
+                f"search overhead p50 {r['size'] // 1000}k {r['path']} (alina/raw)",
+                ratio(r["ours_p50"], r["raw_p50"]),
+                OVERHEAD_MAX,
+                higher_is_better=False,
+            )
+        )
     for size in sizes:
         v = raw_fig[f"chroma_{size}"]
         f50 = v["single_filtered_p50_p99_ms"][0]
-        rows.append([f"search p50 ms, {size // 1000}k, vs ONE collection + where filter",
-                     v["ours_vector_p50_ms"], f50, ratio(v["ours_vector_p50_ms"], f50)])
+        rows.append(
+            [
+                f"search p50 ms, {size // 1000}k, vs ONE collection + where filter",
+                v["ours_vector_p50_ms"],
+                f50,
+                ratio(v["ours_vector_p50_ms"], f50),
+            ]
+        )
     w_ours, w_raw = float(np.median(ours_eps)), float(np.median(raw_eps))
     rows.append([f"event writes/s ({n_events} events)", w_ours, w_raw, ratio(w_ours, w_raw)])
     goals.append(Goal("event writes vs raw COPY (alina/raw)", ratio(w_ours, w_raw), WRITE_RATIO_MIN))
@@ -433,18 +543,32 @@ def _result(
     for key, v in raw_fig.items():
         if key.startswith("chroma_"):
             f50, f99 = v["single_filtered_p50_p99_ms"]
-            notes.append(f"chroma {key[7:]}: insert {v['insert_s']:.1f} s ({v['insert_per_s']:.0f}/s); "
-                         f"top-5 ids identical to raw for {v['same_top5_as_raw']:.0%} of queries; the "
-                         f"layout not taken (one collection, scope as a where filter) answers in "
-                         f"p50 {f50:.1f} ms / p99 {f99:.1f} ms against {v['ours_vector_p50_ms']:.2f} ms "
-                         "p50 for VectorMemory's collection per scope")
+            notes.append(
+                f"chroma {key[7:]}: insert {v['insert_s']:.1f} s ({v['insert_per_s']:.0f}/s); "
+                f"top-5 ids identical to raw for {v['same_top5_as_raw']:.0%} of queries; the "
+                f"layout not taken (one collection, scope as a where filter) answers in "
+                f"p50 {f50:.1f} ms / p99 {f99:.1f} ms against {v['ours_vector_p50_ms']:.2f} ms "
+                "p50 for VectorMemory's collection per scope"
+            )
     return Result(
         name="memory",
         title="Memory: retrieval, event writes and cache hits against their raw anchors",
         headers=["measure", "alina", "raw anchor", "ratio"],
-        rows=rows, goals=goals, notes=notes,
-        params={"reps": reps, "quick": quick, "sizes": sizes, "queries": QUERIES, "top_k": TOP_K,
-                "events": n_events},  # fmt: skip
-        raw={"retrieval": retrieval, "writes_eps": {"alina": ours_eps, "raw": raw_eps},
-             "cache_ms": {"alina_p50_p99": [c50, c99], "raw_p50_p99": [a50, a99]}, **raw_fig},  # fmt: skip
+        rows=rows,
+        goals=goals,
+        notes=notes,
+        params={
+            "reps": reps,
+            "quick": quick,
+            "sizes": sizes,
+            "queries": QUERIES,
+            "top_k": TOP_K,
+            "events": n_events,
+        },
+        raw={
+            "retrieval": retrieval,
+            "writes_eps": {"alina": ours_eps, "raw": raw_eps},
+            "cache_ms": {"alina_p50_p99": [c50, c99], "raw_p50_p99": [a50, a99]},
+            **raw_fig,
+        },
     )

@@ -89,8 +89,14 @@ def _model_side(reps: int, quick: bool) -> dict[str, Any]:
     async def instrumented() -> float:
         t0 = time.perf_counter()
         r = await client.create(messages)
-        metrics.observe_model_call("bench", "llamacpp", "smollm2", time.perf_counter() - t0,
-                                   r.usage.prompt_tokens, r.usage.completion_tokens)  # fmt: skip
+        metrics.observe_model_call(
+            "bench",
+            "llamacpp",
+            "smollm2",
+            time.perf_counter() - t0,
+            r.usage.prompt_tokens,
+            r.usage.completion_tokens,
+        )
         return time.perf_counter() - t0
 
     async def go() -> dict[str, list[float]]:
@@ -100,8 +106,10 @@ def _model_side(reps: int, quick: bool) -> dict[str, Any]:
             order = [("bare_s", bare), ("instrumented_s", instrumented)]
             for key, fn in order if rep % 2 == 0 else order[::-1]:
                 out[key].append(median([await fn() for _ in range(calls)]))
-            progress(f"model calls rep {rep + 1}/{reps}: bare {out['bare_s'][-1]:.3f}s, "
-                     f"instrumented {out['instrumented_s'][-1]:.3f}s")  # fmt: skip
+            progress(
+                f"model calls rep {rep + 1}/{reps}: bare {out['bare_s'][-1]:.3f}s, "
+                f"instrumented {out['instrumented_s'][-1]:.3f}s"
+            )
         await client.close()
         return out
 
@@ -156,8 +164,10 @@ def _observer_side(reps: int, quick: bool) -> dict[str, list[float]]:
 
     out: dict[str, list[float]] = {"evaluate_us": [], "render_us": []}
     for rep in range(reps):
-        sides = [("evaluate_us", lambda: asyncio.run(evaluate_us())),
-                 ("render_us", lambda: _per_call_us(render_latest, cycles))]  # fmt: skip
+        sides = [
+            ("evaluate_us", lambda: asyncio.run(evaluate_us())),
+            ("render_us", lambda: _per_call_us(render_latest, cycles)),
+        ]
         for key, fn in sides if rep % 2 == 0 else sides[::-1]:
             out[key].append(fn())
     out["series"] = [float(len(render_latest().splitlines()))]
@@ -224,7 +234,7 @@ def run(reps: int, quick: bool) -> Result:
                 higher_is_better=False,
             ),
             Goal("tool-call added µs", tool_added, TOOL_ADDED_US_MAX, higher_is_better=False),
-        ],  # fmt: skip
+        ],
         raw={"model": model, "tool": tool, "observer": observer},
         params={
             "reps": reps,
@@ -234,7 +244,7 @@ def run(reps: int, quick: bool) -> Result:
             "tool_loop": TOOL_LOOP,
             "cycles": CYCLES,
             "registry_lines": observer["series"][0],
-        },  # fmt: skip
+        },
         notes=[
             "The bare-vs-instrumented model-call medians differ by noise far larger than the "
             "instrumentation; the goal uses the instrumentation timed alone (tight loop) over the "

@@ -91,13 +91,19 @@ def run(reps: int, quick: bool) -> Result:
                 "bootstrap": "ours (bootstrap)",
                 "gepa": "GEPA-style (anchor)",
             }
-            rows.append([
-                n, label[rule], med["false_rate"][rule], med["trials_over_1_of_20"][rule],
-                *(med["power"][f"{rule}@+{g}"] for g in GAINS),
-            ])  # fmt: skip
+            rows.append(
+                [
+                    n,
+                    label[rule],
+                    med["false_rate"][rule],
+                    med["trials_over_1_of_20"][rule],
+                    *(med["power"][f"{rule}@+{g}"] for g in GAINS),
+                ]
+            )
         goals.append(Goal(f"n={n}: false promotions, ours (sign)", med["false_rate"]["sign"], 0.05, False))
-        goals.append(Goal(f"n={n}: false promotions, ours (bootstrap)", med["false_rate"]["bootstrap"], 0.05,
-                          False))  # fmt: skip
+        goals.append(
+            Goal(f"n={n}: false promotions, ours (bootstrap)", med["false_rate"]["bootstrap"], 0.05, False)
+        )
     return Result(
         name="optimizer_gate",
         title="Optimizer gate: false promotions of no-op candidates and power, ours vs GEPA-style",
@@ -108,7 +114,7 @@ def run(reps: int, quick: bool) -> Result:
             "trials with >1 of 20 promoted",
             "power +0.1",
             "power +0.2",
-        ],  # fmt: skip
+        ],
         rows=rows,
         goals=goals,
         raw=raw,
@@ -121,7 +127,7 @@ def run(reps: int, quick: bool) -> Result:
             "gepa_minibatch": 3,
             "case_means": "Beta(2,2)",
             "run_noise": "Binomial(5,p)/5",
-        },  # fmt: skip
+        },
         notes=[
             "Simulated scores, no model: the figures are about the decision rules, not a prompt.",
             "A no-op candidate's expected per-case scores equal the current prompt's; every promotion "

@@ -36,10 +36,18 @@ DECODE_USER = "Write the numbers from 1 to 300 in words, separated by commas."
 PREFILL_USER = "Summarise the report in one sentence."
 
 _ASSETS = [
-    ("BTC/USDT", "Bitcoin"), ("ETH/USDT", "Ether"), ("SOL/USDT", "Solana"),
-    ("BNB/USDT", "BNB"), ("XRP/USDT", "XRP"), ("ADA/USDT", "Cardano"),
-    ("AVAX/USDT", "Avalanche"), ("DOT/USDT", "Polkadot"), ("LINK/USDT", "Chainlink"),
-    ("MATIC/USDT", "Polygon"), ("LTC/USDT", "Litecoin"), ("ATOM/USDT", "Cosmos"),
+    ("BTC/USDT", "Bitcoin"),
+    ("ETH/USDT", "Ether"),
+    ("SOL/USDT", "Solana"),
+    ("BNB/USDT", "BNB"),
+    ("XRP/USDT", "XRP"),
+    ("ADA/USDT", "Cardano"),
+    ("AVAX/USDT", "Avalanche"),
+    ("DOT/USDT", "Polkadot"),
+    ("LINK/USDT", "Chainlink"),
+    ("MATIC/USDT", "Polygon"),
+    ("LTC/USDT", "Litecoin"),
+    ("ATOM/USDT", "Cosmos"),
 ]
 REPORT_ASSETS = 7  # about 850 tokens of report
 
@@ -107,12 +115,18 @@ class _Raw:
         with stopwatch() as sw:
             r: Any = self.llama.create_chat_completion(
                 messages=chat,  # type: ignore[arg-type]
-                max_tokens=max_tokens, temperature=0.0, seed=SEED, repeat_penalty=1.0
+                max_tokens=max_tokens,
+                temperature=0.0,
+                seed=SEED,
+                repeat_penalty=1.0,
             )
         usage = r["usage"]
-        return {"s": sw.elapsed, "prompt_tokens": usage["prompt_tokens"],
-                "completion_tokens": usage["completion_tokens"],
-                "text": (r["choices"][0]["message"].get("content") or "").strip()}
+        return {
+            "s": sw.elapsed,
+            "prompt_tokens": usage["prompt_tokens"],
+            "completion_tokens": usage["completion_tokens"],
+            "text": (r["choices"][0]["message"].get("content") or "").strip(),
+        }
 
 
 class _Provider:
@@ -124,21 +138,33 @@ class _Provider:
         from alina.models.llamacpp import LlamaCppClient
 
         self.client = LlamaCppClient(
-            model="smollm2", model_path=path, n_ctx=N_CTX, n_threads=n_threads,
-            max_tokens=DECODE_TOKENS, temperature=0.0, timeout_s=120, repeat_penalty=1.0, seed=SEED,
+            model="smollm2",
+            model_path=path,
+            n_ctx=N_CTX,
+            n_threads=n_threads,
+            max_tokens=DECODE_TOKENS,
+            temperature=0.0,
+            timeout_s=120,
+            repeat_penalty=1.0,
+            seed=SEED,
         )
 
     async def call(self, chat: list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
         from autogen_core.models import LLMMessage, SystemMessage, UserMessage
 
-        messages: list[LLMMessage] = [SystemMessage(content=chat[0]["content"]),
-                    UserMessage(content=chat[1]["content"], source="user")]
+        messages: list[LLMMessage] = [
+            SystemMessage(content=chat[0]["content"]),
+            UserMessage(content=chat[1]["content"], source="user"),
+        ]
         self.client.llama.reset()  # safe: no call of this client is in flight
         with stopwatch() as sw:
             r = await self.client.create(messages, extra_create_args={"max_tokens": max_tokens})
-        return {"s": sw.elapsed, "prompt_tokens": r.usage.prompt_tokens,
-                "completion_tokens": r.usage.completion_tokens,
-                "text": r.content if isinstance(r.content, str) else ""}
+        return {
+            "s": sw.elapsed,
+            "prompt_tokens": r.usage.prompt_tokens,
+            "completion_tokens": r.usage.completion_tokens,
+            "text": r.content if isinstance(r.content, str) else "",
+        }
 
 
 async def _measure(sides: list[Any], reps: int, report: str) -> list[dict[str, Any]]:
@@ -154,18 +180,21 @@ async def _measure(sides: list[Any], reps: int, report: str) -> list[dict[str, A
         row: dict[str, Any] = {"rep": rep, "session_id": sid, "order": [s.label for s in order]}
         for side in order:
             p = await side.call(_prefill_messages(sid, report), 1)
-            row[side.label] = {"prefill": _drop_text(p),
-                               "prefill_tps": p["prompt_tokens"] / p["s"]}
+            row[side.label] = {"prefill": _drop_text(p), "prefill_tps": p["prompt_tokens"] / p["s"]}
         for side in order:
             one = await side.call(_decode_messages(sid), 1)
             full = await side.call(_decode_messages(sid), DECODE_TOKENS)
             tokens = full["completion_tokens"] - one["completion_tokens"]
             ok = full["completion_tokens"] == DECODE_TOKENS and full["s"] > one["s"]
-            row[side.label].update({
-                "decode_1": _drop_text(one), "decode_n": _drop_text(full), "decode_ok": ok,
-                "decode_tps": tokens / (full["s"] - one["s"]) if ok else None,
-                "decode_text": full["text"],
-            })
+            row[side.label].update(
+                {
+                    "decode_1": _drop_text(one),
+                    "decode_n": _drop_text(full),
+                    "decode_ok": ok,
+                    "decode_tps": tokens / (full["s"] - one["s"]) if ok else None,
+                    "decode_text": full["text"],
+                }
+            )
         row["same_decode_text"] = row["provider"]["decode_text"] == row["raw"]["decode_text"]
         row["same_prompt_tokens"] = (
             row["provider"]["prefill"]["prompt_tokens"] == row["raw"]["prefill"]["prompt_tokens"]
@@ -207,12 +236,24 @@ def run(reps: int, quick: bool) -> Result:
     figures: list[tuple[str, str, Any, list[dict[str, Any]]]] = [  # label, key, value of a side
         ("prefill tok/s", "prefill_tps", lambda s: s["prefill_tps"], rows),
         ("decode tok/s", "decode_tps", lambda s: s["decode_tps"], decode_rows),
-        (f"prefill call latency s ({prompt_tokens} prompt tok, 1 out)", "prefill_call_s",
-         lambda s: s["prefill"]["s"], rows),
-        (f"decode call latency s (short prompt, {DECODE_TOKENS} out)", "decode_call_s",
-         lambda s: s["decode_n"]["s"], rows),
-        ("short call latency s (short prompt, 1 out)", "one_token_call_s",
-         lambda s: s["decode_1"]["s"], rows),
+        (
+            f"prefill call latency s ({prompt_tokens} prompt tok, 1 out)",
+            "prefill_call_s",
+            lambda s: s["prefill"]["s"],
+            rows,
+        ),
+        (
+            f"decode call latency s (short prompt, {DECODE_TOKENS} out)",
+            "decode_call_s",
+            lambda s: s["decode_n"]["s"],
+            rows,
+        ),
+        (
+            "short call latency s (short prompt, 1 out)",
+            "one_token_call_s",
+            lambda s: s["decode_1"]["s"],
+            rows,
+        ),
     ]
     fig: dict[str, dict[str, float]] = {"provider": {}, "raw": {}, "ratio": {}, "paired_ratio": {}}
     table = []
@@ -243,10 +284,18 @@ def run(reps: int, quick: bool) -> Result:
             Goal("provider_prefill_ratio", prefill_ratio, TARGET_RATIO),
             Goal("provider_decode_ratio", decode_ratio, TARGET_RATIO),
         ],
-        params={"reps": reps, "quick": quick, "model": os.path.basename(path), "n_ctx": N_CTX,
-                "n_threads": n_threads, "decode_tokens": DECODE_TOKENS,
-                "prefill_prompt_tokens": prompt_tokens, "temperature": 0.0,
-                "repeat_penalty": 1.0, "seed": SEED},
+        params={
+            "reps": reps,
+            "quick": quick,
+            "model": os.path.basename(path),
+            "n_ctx": N_CTX,
+            "n_threads": n_threads,
+            "decode_tokens": DECODE_TOKENS,
+            "prefill_prompt_tokens": prompt_tokens,
+            "temperature": 0.0,
+            "repeat_penalty": 1.0,
+            "seed": SEED,
+        },
         notes=notes,
         raw={"medians": fig, "reps": rows},
     )

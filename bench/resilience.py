@@ -138,10 +138,25 @@ def _start_llama_server() -> tuple[subprocess.Popen[bytes], str]:
 
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(default_gguf_path()), "--model_alias",
-         "smollm2", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(default_gguf_path()),
+            "--model_alias",
+            "smollm2",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -165,10 +180,16 @@ async def _killed(reps: int) -> list[dict[str, float]]:
     progress("starting two llama_cpp.server processes (primary, fallback)")
     servers = [_start_llama_server(), _start_llama_server()]
     clients = [
-        OpenAICompatClient(base_url=url, model="smollm2", json_schema_style="llamacpp", n_ctx=2048,
-                           max_tokens=8, timeout_s=KILLED_TIMEOUT_S)
+        OpenAICompatClient(
+            base_url=url,
+            model="smollm2",
+            json_schema_style="llamacpp",
+            n_ctx=2048,
+            max_tokens=8,
+            timeout_s=KILLED_TIMEOUT_S,
+        )
         for _, url in servers
-    ]  # fmt: skip
+    ]
     try:
         for c in clients:  # both answer before they die
             await c.create([UserMessage(content="Say hi.", source="user")])
@@ -223,8 +244,12 @@ def mode_check_per_tool_call(reps: int, quick: bool) -> dict[str, Any] | None:
     skill = SkillRegistry().add(place_order, agents=["trader"], side_effects=True)
     modes = SystemMode()  # no stores: the check reads the cached value, as in a run
     mandate = Mandate.from_request("Buy 0.001 BTC/USDT at market", packaged_symbols())
-    ctx = RunContext("t", run_id="r", mandate=mandate,
-                     side_effect_refusal=lambda: "safe" if modes.blocks_side_effects else None)  # fmt: skip
+    ctx = RunContext(
+        "t",
+        run_id="r",
+        mandate=mandate,
+        side_effect_refusal=lambda: "safe" if modes.blocks_side_effects else None,
+    )
     n = 2_000 if quick else 20_000
 
     def noop(_: Any) -> None:
@@ -247,10 +272,17 @@ def mode_check_per_tool_call(reps: int, quick: bool) -> dict[str, Any] | None:
             checks.append(per_call_ms(check))
     value, anchor = median(checks), median(anchors)
     return {
-        "rows": [["mode + mandate check per tool call, ms (anchor: a no-op call)", value, anchor,
-                  ratio(value, anchor)]],  # fmt: skip
-        "goals": [Goal("mode + mandate check per tool call, ms", value, MODE_CHECK_MS_MAX,
-                       higher_is_better=False)],  # fmt: skip
+        "rows": [
+            [
+                "mode + mandate check per tool call, ms (anchor: a no-op call)",
+                value,
+                anchor,
+                ratio(value, anchor),
+            ]
+        ],
+        "goals": [
+            Goal("mode + mandate check per tool call, ms", value, MODE_CHECK_MS_MAX, higher_is_better=False)
+        ],
         "raw": {"check_ms": checks, "noop_ms": anchors, "calls_per_rep": n},
     }
 
@@ -279,23 +311,51 @@ def run(reps: int, quick: bool) -> Result:
     killed = {k: median([r[k] for r in give_up["killed"]]) for k in ("on_exhausted_s", "raised_s")}
     rows: list[list[Any]] = [
         ["per-call p50 ms, asyncio.Semaphore (anchor)", p50["semaphore"], p50["semaphore"], 1.0],
-        ["per-call p50 ms, governor (process-local)", p50["governor"], p50["semaphore"],
-         ratio(p50["governor"], p50["semaphore"])],
-        ["per-call p50 ms, governor + Redis leases", p50["governor+redis"], p50["semaphore"],
-         ratio(p50["governor+redis"], p50["semaphore"])],
-        ["per-call p99 ms, semaphore / governor / governor + Redis",
-         f"{p99['semaphore']:.3f} / {p99['governor']:.3f} / {p99['governor+redis']:.3f}", None, None],
+        [
+            "per-call p50 ms, governor (process-local)",
+            p50["governor"],
+            p50["semaphore"],
+            ratio(p50["governor"], p50["semaphore"]),
+        ],
+        [
+            "per-call p50 ms, governor + Redis leases",
+            p50["governor+redis"],
+            p50["semaphore"],
+            ratio(p50["governor+redis"], p50["semaphore"]),
+        ],
+        [
+            "per-call p99 ms, semaphore / governor / governor + Redis",
+            f"{p99['semaphore']:.3f} / {p99['governor']:.3f} / {p99['governor+redis']:.3f}",
+            None,
+            None,
+        ],
         ["added p50 ms per call, governor (local)", added_local, None, None],
         ["added p50 ms per call, governor + Redis", added_redis, None, None],
-        [f"hanging servers: s to on_exhausted (bound {hang_bound:g} s)", hang["on_exhausted_s"], hang_bound,
-         ratio(hang["on_exhausted_s"], hang_bound)],
-        ["hanging servers: s to ModelUnavailableError", hang["raised_s"], hang_bound,
-         ratio(hang["raised_s"], hang_bound)],
-        [f"killed llama_cpp.server: s to on_exhausted (bound {killed_bound:g} s)", killed["on_exhausted_s"],
-         killed_bound, ratio(killed["on_exhausted_s"], killed_bound)],
-        ["killed llama_cpp.server: s to ModelUnavailableError", killed["raised_s"], killed_bound,
-         ratio(killed["raised_s"], killed_bound)],
-    ]  # fmt: skip
+        [
+            f"hanging servers: s to on_exhausted (bound {hang_bound:g} s)",
+            hang["on_exhausted_s"],
+            hang_bound,
+            ratio(hang["on_exhausted_s"], hang_bound),
+        ],
+        [
+            "hanging servers: s to ModelUnavailableError",
+            hang["raised_s"],
+            hang_bound,
+            ratio(hang["raised_s"], hang_bound),
+        ],
+        [
+            f"killed llama_cpp.server: s to on_exhausted (bound {killed_bound:g} s)",
+            killed["on_exhausted_s"],
+            killed_bound,
+            ratio(killed["on_exhausted_s"], killed_bound),
+        ],
+        [
+            "killed llama_cpp.server: s to ModelUnavailableError",
+            killed["raised_s"],
+            killed_bound,
+            ratio(killed["raised_s"], killed_bound),
+        ],
+    ]
     goals = [
         Goal("added p50 ms per call, governor (local)", added_local, OVERHEAD_MS_MAX, higher_is_better=False),
         Goal("added p50 ms per call, governor + Redis", added_redis, OVERHEAD_MS_MAX, higher_is_better=False),

@@ -31,14 +31,20 @@ from bench._harness import Goal, Result, median, progress, ratio
 SET_PATH = Path(__file__).resolve().parents[1] / "alina" / "team" / "routing_set.jsonl"
 QUICK_EVERY = 8  # --quick: every 8th snapshot
 E2E_TASKS: list[tuple[str, list[str]]] = [
-    ("What is the BTC/USDT trend over the last day of data, and is the system healthy?",
-     ["trader", "monitor", "alina"]),
-    ("Check the system health, then if healthy summarise the BTC trend and score the summary.",
-     ["monitor", "trader", "optimizer", "alina"]),
+    (
+        "What is the BTC/USDT trend over the last day of data, and is the system healthy?",
+        ["trader", "monitor", "alina"],
+    ),
+    (
+        "Check the system health, then if healthy summarise the BTC trend and score the summary.",
+        ["monitor", "trader", "optimizer", "alina"],
+    ),
     ("Get the latest BTC price and score that price report.", ["trader", "optimizer", "alina"]),
-    ("How much memory and CPU are we using, and how did bitcoin move over the last 6 hours?",
-     ["monitor", "trader", "alina"]),
-]  # fmt: skip
+    (
+        "How much memory and CPU are we using, and how did bitcoin move over the last 6 hours?",
+        ["monitor", "trader", "alina"],
+    ),
+]
 QUICK_E2E = 1
 QUICK_MAX_TURNS = 6  # --quick: caps the stock team's runs (ALINA's tasks need at most 4 turns)
 MAX_E2E_REPS = 2
@@ -132,13 +138,23 @@ async def labeled(rows: list[dict[str, Any]], cfg: Any) -> dict[str, Any]:
         stock = await stock_select(row["snapshot"], descriptions, client)
         stock_s = time.perf_counter() - t0
         stock_calls = len(calls) - before
-        per.append({
-            "id": row["id"], "split": row["split"], "needs_model": bool(row.get("needs_model")),
-            "expected": row["expected"], "rules_only": rules_only.decide(turns).speaker,
-            "no_model": no_model.decide(turns).speaker,
-            "alina": d.speaker, "alina_method": d.method, "alina_calls": alina_calls, "alina_s": alina_s,
-            "stock": stock, "stock_calls": stock_calls, "stock_s": stock_s,
-        })  # fmt: skip
+        per.append(
+            {
+                "id": row["id"],
+                "split": row["split"],
+                "needs_model": bool(row.get("needs_model")),
+                "expected": row["expected"],
+                "rules_only": rules_only.decide(turns).speaker,
+                "no_model": no_model.decide(turns).speaker,
+                "alina": d.speaker,
+                "alina_method": d.method,
+                "alina_calls": alina_calls,
+                "alina_s": alina_s,
+                "stock": stock,
+                "stock_calls": stock_calls,
+                "stock_s": stock_s,
+            }
+        )
         if i % 10 == 0 or i == len(rows):
             ok_a = sum(r["alina"] == r["expected"] for r in per)
             ok_s = sum(r["stock"] == r["expected"] for r in per)
@@ -176,8 +192,11 @@ async def e2e_alina(cfg: Any, task: str) -> dict[str, Any]:
         wall = time.perf_counter() - t0
     finally:
         await runner.close()
-    speakers = [e.source for e in r.events if e.source != "user" and e.type != "ToolCallRequestEvent"
-                and e.type != "ToolCallExecutionEvent"]  # fmt: skip
+    speakers = [
+        e.source
+        for e in r.events
+        if e.source != "user" and e.type != "ToolCallRequestEvent" and e.type != "ToolCallExecutionEvent"
+    ]
     return _e2e_row(wall, speakers, calls, r.status == "completed")
 
 
@@ -209,10 +228,14 @@ async def e2e_stock(cfg: Any, task: str) -> dict[str, Any]:
 def _e2e_row(wall: float, speakers: list[str], calls: list[Any], completed: bool) -> dict[str, Any]:
     selector = [c for c in calls if c.agent == "selector"]
     return {
-        "wall_s": wall, "turns": len(speakers), "speakers": speakers, "completed": completed,
-        "model_calls": len(calls), "selector_calls": len(selector),
+        "wall_s": wall,
+        "turns": len(speakers),
+        "speakers": speakers,
+        "completed": completed,
+        "model_calls": len(calls),
+        "selector_calls": len(selector),
         "selector_s": sum(c.seconds for c in selector),
-    }  # fmt: skip
+    }
 
 
 async def end_to_end(cfg: Any, tasks: list[tuple[str, list[str]]], reps: int) -> list[dict[str, Any]]:
@@ -271,23 +294,32 @@ def run(reps: int, quick: bool) -> Result:
         ["routing accuracy, tune split", _acc(tune, "alina"), _acc(tune, "stock")],
         ["accuracy, rules + lexical only (no embeddings, no model)", _acc(lab, "rules_only"), "-"],
         ["accuracy, rules + lexical + semantic (no model)", _acc(lab, "no_model"), "-"],
-        ["accuracy on clear snapshots, rules + lexical + semantic (no model)",
-         _acc(clear, "no_model"), "-"],
-        ["accuracy on needs_model snapshots", _acc([r for r in lab if r["needs_model"]], "alina"),
-         _acc([r for r in lab if r["needs_model"]], "stock")],
+        ["accuracy on clear snapshots, rules + lexical + semantic (no model)", _acc(clear, "no_model"), "-"],
+        [
+            "accuracy on needs_model snapshots",
+            _acc([r for r in lab if r["needs_model"]], "alina"),
+            _acc([r for r in lab if r["needs_model"]], "stock"),
+        ],
         ["selector model calls per turn (labeled)", alina_cpt, stock_cpt],
-        ["selector s per turn (labeled, mean)", sum(r["alina_s"] for r in lab) / n,
-         sum(r["stock_s"] for r in lab) / n],
+        [
+            "selector s per turn (labeled, mean)",
+            sum(r["alina_s"] for r in lab) / n,
+            sum(r["stock_s"] for r in lab) / n,
+        ],
         [f"end-to-end wall s ({len(tasks)} tasks, median of {e2e_reps})", a_wall, s_wall],
         ["end-to-end turns (agent messages)", a_turns, s_turns],
-        ["end-to-end selector calls per turn",
-         sum(r["alina"]["selector_calls"] for r in e2e) / max(1, a_turns),
-         sum(r["stock"]["selector_calls"] for r in e2e) / max(1, s_turns)],
-        ["end-to-end runs completed (ALINA answered)",
-         f"{sum(r['alina']['completed'] for r in e2e)}/{len(e2e)}",
-         f"{sum(r['stock']['completed'] for r in e2e)}/{len(e2e)}"],
+        [
+            "end-to-end selector calls per turn",
+            sum(r["alina"]["selector_calls"] for r in e2e) / max(1, a_turns),
+            sum(r["stock"]["selector_calls"] for r in e2e) / max(1, s_turns),
+        ],
+        [
+            "end-to-end runs completed (ALINA answered)",
+            f"{sum(r['alina']['completed'] for r in e2e)}/{len(e2e)}",
+            f"{sum(r['stock']['completed'] for r in e2e)}/{len(e2e)}",
+        ],
         ["end-to-end speaker sequence as expected", e2e_ok("alina"), e2e_ok("stock")],
-    ]  # fmt: skip
+    ]
     methods: dict[str, int] = {}
     for r in lab:
         methods[r["alina_method"]] = methods.get(r["alina_method"], 0) + 1
@@ -316,9 +348,15 @@ def run(reps: int, quick: bool) -> Result:
             Goal("selector_calls_per_turn", alina_cpt, GOAL_CALLS_PER_TURN, higher_is_better=False),
             Goal("end_to_end_speedup", speedup, GOAL_SPEEDUP),
         ],
-        params={"snapshots": n, "quick": quick, "e2e_tasks": len(tasks), "e2e_reps": e2e_reps,
-                "max_turns": cfg.team.max_turns,
-                "model": cfg.models["embedded"].model, "temperature": cfg.models["embedded"].temperature},
+        params={
+            "snapshots": n,
+            "quick": quick,
+            "e2e_tasks": len(tasks),
+            "e2e_reps": e2e_reps,
+            "max_turns": cfg.team.max_turns,
+            "model": cfg.models["embedded"].model,
+            "temperature": cfg.models["embedded"].temperature,
+        },
         notes=notes,
         raw={"labeled": lab, "end_to_end": e2e},
-    )  # fmt: skip
+    )

@@ -84,9 +84,15 @@ class _Env:
         import yaml
 
         db = self.database()
-        path = self.P.write_config(WORK / f"{name}.yaml", pg=self.pg, redis_host=self.redis.host,
-                                   redis_port=self.redis.port, sim_url=self.sim_url, data=WORK / "data",
-                                   jobs=jobs)  # fmt: skip
+        path = self.P.write_config(
+            WORK / f"{name}.yaml",
+            pg=self.pg,
+            redis_host=self.redis.host,
+            redis_port=self.redis.port,
+            sim_url=self.sim_url,
+            data=WORK / "data",
+            jobs=jobs,
+        )
         cfg = yaml.safe_load(path.read_text())
         cfg["postgres"]["database"] = db
         cfg["serve"].update(heartbeat_s=2.0, stalled_after_s=10.0, poll_s=1.0)
@@ -110,8 +116,9 @@ def _occurrences(dsn: str, run_ids: list[str]) -> list[tuple[float, float, float
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
             "SELECT extract(epoch FROM enqueued_at), extract(epoch FROM started_at), "
-            "extract(epoch FROM finished_at) FROM job_occurrences WHERE run_id = ANY(%s)", (run_ids,)
-        ).fetchall()  # fmt: skip
+            "extract(epoch FROM finished_at) FROM job_occurrences WHERE run_id = ANY(%s)",
+            (run_ids,),
+        ).fetchall()
     return [(float(a), float(b), float(c)) for a, b, c in rows]
 
 
@@ -128,8 +135,18 @@ def _throughput(env: _Env, workers: int, runs: int, *, embedded: bool) -> dict[s
     # The runs wait in the queue first, so the rate is the workers' (from the first start to the
     # last finish), not how fast this process enqueues.
     run_ids = asyncio.run(enqueue())
-    procs = [env.P.alina("worker", config, WORK / f"w-{embedded}-{workers}-{i}.log", "--concurrency", "1",
-                         "--name", f"w{i}") for i in range(workers)]  # fmt: skip
+    procs = [
+        env.P.alina(
+            "worker",
+            config,
+            WORK / f"w-{embedded}-{workers}-{i}.log",
+            "--concurrency",
+            "1",
+            "--name",
+            f"w{i}",
+        )
+        for i in range(workers)
+    ]
     try:
         env.P.wait_runs_done(dsn, run_ids, timeout=3600)
         occ = _occurrences(dsn, run_ids)
@@ -139,8 +156,14 @@ def _throughput(env: _Env, workers: int, runs: int, *, embedded: bool) -> dict[s
         waits = [o[1] - first for o in occ]  # from the moment the workers started taking runs
         walls = [o[2] - o[1] for o in occ]
         progress(f"{'embedded' if embedded else 'simulated'}: {workers} worker(s): {per_min:.1f} runs/min")
-        return {"workers": workers, "runs": runs, "makespan_s": last - first, "runs_per_min": per_min,
-                "queue_wait_s": waits, "run_wall_s": walls}  # fmt: skip
+        return {
+            "workers": workers,
+            "runs": runs,
+            "makespan_s": last - first,
+            "runs_per_min": per_min,
+            "queue_wait_s": waits,
+            "run_wall_s": walls,
+        }
     finally:
         for p in procs:
             p.term(60)
@@ -199,8 +222,11 @@ def _overhead(env: _Env, reps: int) -> dict[str, Any]:
         return walls
 
     direct = asyncio.run(bare())
-    return {"job_latency_s": queued, "direct_run_s": direct,
-            "overhead_s": statistics.median(queued) - statistics.median(direct)}  # fmt: skip
+    return {
+        "job_latency_s": queued,
+        "direct_run_s": direct,
+        "overhead_s": statistics.median(queued) - statistics.median(direct),
+    }
 
 
 def run(reps: int = 3, quick: bool = False) -> Result:
@@ -225,10 +251,18 @@ def run(reps: int = 3, quick: bool = False) -> Result:
     rows: list[list[Any]] = []
     for label, series in (("simulated", sim), ("embedded", emb)):
         for s in series:
-            rows.append([label, s["workers"], s["runs"], s["runs_per_min"],
-                         s["runs_per_min"] / (s["workers"] * series[0]["runs_per_min"]),
-                         _pct(s["queue_wait_s"], 0.5), _pct(s["queue_wait_s"], 0.95),
-                         statistics.median(s["run_wall_s"])])  # fmt: skip
+            rows.append(
+                [
+                    label,
+                    s["workers"],
+                    s["runs"],
+                    s["runs_per_min"],
+                    s["runs_per_min"] / (s["workers"] * series[0]["runs_per_min"]),
+                    _pct(s["queue_wait_s"], 0.5),
+                    _pct(s["queue_wait_s"], 0.95),
+                    statistics.median(s["run_wall_s"]),
+                ]
+            )
     jitter_p95 = _pct(jitter, 0.95)
     return Result(
         name="serve",
@@ -254,14 +288,14 @@ def run(reps: int = 3, quick: bool = False) -> Result:
             "jitter_s": jitter,
             "overhead": overhead,
             "queue_wait_all_s": waits,
-        },  # fmt: skip
+        },
         params={
             "load_average_at_start": load_start,
             "model_latency_s": LATENCY_S,
             "runs_per_worker": sim_runs,
             "worker_concurrency": 1,
             "task": TASK,
-        },  # fmt: skip
+        },
         notes=[
             f"queue wait over all simulated runs: p50 {_pct(waits, 0.5):.3f}s, p95 {_pct(waits, 0.95):.3f}s "
             "(every run is queued before the workers start, so it is mostly waiting for a free worker; "

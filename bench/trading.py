@@ -79,8 +79,13 @@ def alina_backtest(data: Any) -> dict[str, float]:
 
     targets = STRATEGIES["sma_cross"].targets(data, {"fast": FAST, "slow": SLOW})
     r = run_backtest(data, targets, fee_rate=FEE, cash=CASH).report
-    return {"final_equity": r.final_equity, "fees": r.fees, "trades": r.trades,
-            "max_dd": r.max_drawdown_pct / 100, "sharpe": r.sharpe or math.nan}  # fmt: skip
+    return {
+        "final_equity": r.final_equity,
+        "fees": r.fees,
+        "trades": r.trades,
+        "max_dd": r.max_drawdown_pct / 100,
+        "sharpe": r.sharpe or math.nan,
+    }
 
 
 def _rate(fn: Callable[[], Any], units: int, inner: int) -> tuple[float, Any]:
@@ -150,8 +155,12 @@ def _measure_paper(reps: int, quick: bool) -> dict[str, Any]:
     n_orders = 200 if quick else 1000
 
     async def paper_orders() -> float:
-        ex = PaperExchange(rules, ReplayFeed({"BTC/USDT": candles}, start_ts_ms=candles[100].ts_ms), "USDT",
-                           {"USDT": 1e9, "BTC": 1e3})  # fmt: skip
+        ex = PaperExchange(
+            rules,
+            ReplayFeed({"BTC/USDT": candles}, start_ts_ms=candles[100].ts_ms),
+            "USDT",
+            {"USDT": 1e9, "BTC": 1e3},
+        )
         with stopwatch() as sw:
             for i in range(n_orders):
                 side = "buy" if i % 2 == 0 else "sell"
@@ -175,8 +184,10 @@ def _measure_paper(reps: int, quick: bool) -> dict[str, Any]:
         for side in ("paper", "raw") if rep % 2 == 0 else ("raw", "paper"):
             row[side] = asyncio.run(paper_orders()) if side == "paper" else raw_rounding()
         rows.append(row)
-        progress(f"paper rep {rep + 1}/{reps}: paper {row['paper']:,.0f} orders/s, raw ccxt rounding "
-                 f"{row['raw']:,.0f}/s")  # fmt: skip
+        progress(
+            f"paper rep {rep + 1}/{reps}: paper {row['paper']:,.0f} orders/s, raw ccxt rounding "
+            f"{row['raw']:,.0f}/s"
+        )
     return {"orders_per_rep": n_orders, "rows": rows}
 
 
@@ -196,11 +207,21 @@ def run(reps: int, quick: bool) -> Result:
         median([r["anchor_load"] for r in rows_bt]),
     )
     table = [
-        ["backtest candles/s (sma_cross, engine + report)", alina, anchor, ratio(alina, anchor),
-         median([ratio(r["alina"], r["anchor"]) for r in rows_bt])],
-        ["candle file load candles/s (json.gz)", load, load_anchor, ratio(load, load_anchor),
-         median([ratio(r["alina_load"], r["anchor_load"]) for r in rows_bt])],
-    ]  # fmt: skip
+        [
+            "backtest candles/s (sma_cross, engine + report)",
+            alina,
+            anchor,
+            ratio(alina, anchor),
+            median([ratio(r["alina"], r["anchor"]) for r in rows_bt]),
+        ],
+        [
+            "candle file load candles/s (json.gz)",
+            load,
+            load_anchor,
+            ratio(load, load_anchor),
+            median([ratio(r["alina_load"], r["anchor_load"]) for r in rows_bt]),
+        ],
+    ]
     goals = [Goal("backtest_vs_anchor_ratio", ratio(alina, anchor), TARGET_BACKTEST_RATIO)]
     notes = [
         f"backtest and anchor end on the same equity, fees, trade count and drawdown: {bt['same_results']} "
@@ -214,8 +235,15 @@ def run(reps: int, quick: bool) -> Result:
     else:
         pr = paper["rows"]
         p, raw = median([r["paper"] for r in pr]), median([r["raw"] for r in pr])
-        table.append(["paper market orders/s (vs raw ccxt amount+price rounding)", p, raw, ratio(p, raw),
-                      median([ratio(r["paper"], r["raw"]) for r in pr])])  # fmt: skip
+        table.append(
+            [
+                "paper market orders/s (vs raw ccxt amount+price rounding)",
+                p,
+                raw,
+                ratio(p, raw),
+                median([ratio(r["paper"], r["raw"]) for r in pr]),
+            ]
+        )
         goals.append(Goal("paper_vs_raw_rounding_ratio", ratio(p, raw), TARGET_PAPER_RATIO))
         notes.append(
             f"paper: {paper['orders_per_rep']} market orders per repetition (alternating buy/sell 0.0123456 "

@@ -109,9 +109,11 @@ def build_agent(
     agent_tools: list[BaseTool] = (
         list(tools) if tools is not None else (list(tools_for_agent(name)) if name in SPECIALISTS else [])
     )
-    side_effect_tools = frozenset(
-        s.name for s in default_loader().skills_for(name) if s.side_effects
-    ) if name in SPECIALISTS else frozenset()  # fmt: skip
+    side_effect_tools = (
+        frozenset(s.name for s in default_loader().skills_for(name) if s.side_effects)
+        if name in SPECIALISTS
+        else frozenset()
+    )
     if side_effect_tools & {t.name for t in agent_tools}:
         client = ToolGateClient(client, side_effect_tools)
     window = config.team.history_window

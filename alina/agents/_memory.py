@@ -127,14 +127,22 @@ class AgentMemory(Memory):
             text = json.dumps(content.content, sort_keys=True, ensure_ascii=False)
         if text is None:
             raise TypeError(f"AgentMemory stores text and JSON only (got {type(content.content).__name__})")
-        extra = {k: v for k, v in meta.items()
-                 if k not in (*RESERVED, "id") and isinstance(v, str | int | float | bool)}  # fmt: skip
+        extra = {
+            k: v
+            for k, v in meta.items()
+            if k not in (*RESERVED, "id") and isinstance(v, str | int | float | bool)
+        }
         seq = meta.get("message_seq")
         scope = str(meta.get("scope") or self.memory.scope)
         item = MemoryItem(
-            text, str(meta.get("kind", "note")), scope, meta.get("run_id"),
-            int(seq) if seq is not None else None, id=str(meta.get("id") or ""), extra=extra,
-        )  # fmt: skip
+            text,
+            str(meta.get("kind", "note")),
+            scope,
+            meta.get("run_id"),
+            int(seq) if seq is not None else None,
+            id=str(meta.get("id") or ""),
+            extra=extra,
+        )
         await self.memory.add_many([item])
 
     async def query(

@@ -265,9 +265,7 @@ class Alina:
         async def make() -> PostgresToolCallRecorder:
             from alina.skills.recorder import PostgresToolCallRecorder
 
-            recorder = await self._stack.enter_async_context(
-                PostgresToolCallRecorder(await self.database())
-            )
+            recorder = await self._stack.enter_async_context(PostgresToolCallRecorder(await self.database()))
             self.skills.recorder = recorder
             return recorder
 
@@ -312,10 +310,17 @@ class Alina:
             with self.bound():
                 runner = TeamRunner(
                     await with_model_choices(cfg),  # the optimizer's model ladder choices
-                    sink=store, hot=hot, on_event=self._on_event, memory=memory, memory_writer=writer,
-                    events=events, modes=modes, order_symbols=lambda: desk.exchange.symbols,
-                    prompt_source=PromptVersions.from_config(cfg).active_prompts, on_chunk=self.on_chunk,
-                )  # fmt: skip
+                    sink=store,
+                    hot=hot,
+                    on_event=self._on_event,
+                    memory=memory,
+                    memory_writer=writer,
+                    events=events,
+                    modes=modes,
+                    order_symbols=lambda: desk.exchange.symbols,
+                    prompt_source=PromptVersions.from_config(cfg).active_prompts,
+                    on_chunk=self.on_chunk,
+                )
             self._stack.push_async_callback(runner.close)
             return runner
 

@@ -113,13 +113,26 @@ class RunReport:
             for ev in e.evaluations
         ]
         return cls(
-            run_id=result.run_id, task=result.task, status=result.status, stop_reason=result.stop_reason,
-            answer=result.answer, answer_check=result.answer_check, error=result.error, mode=result.mode,
-            turns=result.turns, model_calls=result.model_calls, cached_calls=result.cached_calls,
-            prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-            wall_s=result.wall_s, messages=messages, tool_calls=tool_calls_of(messages),
-            routing=[_routing(d) for d in result.routing], scores=scores, raw=result,
-        )  # fmt: skip
+            run_id=result.run_id,
+            task=result.task,
+            status=result.status,
+            stop_reason=result.stop_reason,
+            answer=result.answer,
+            answer_check=result.answer_check,
+            error=result.error,
+            mode=result.mode,
+            turns=result.turns,
+            model_calls=result.model_calls,
+            cached_calls=result.cached_calls,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            wall_s=result.wall_s,
+            messages=messages,
+            tool_calls=tool_calls_of(messages),
+            routing=[_routing(d) for d in result.routing],
+            scores=scores,
+            raw=result,
+        )
 
     @property
     def ok(self) -> bool:

@@ -68,8 +68,9 @@ class Memory:
             raise ValueError("the search query is empty")
         if agent is not None:
             self._app_agent(agent)
-        return await search_memory(await self._vectors(), query, agent=agent, kinds=kinds, top_k=top_k,
-                                   min_score=min_score)  # fmt: skip
+        return await search_memory(
+            await self._vectors(), query, agent=agent, kinds=kinds, top_k=top_k, min_score=min_score
+        )
 
     async def add(self, text: str, *, kind: str = "note", scope: str = "shared") -> str:
         """Remember ``text`` (a note, lesson, decision, alert or outcome) for every agent
@@ -353,11 +354,16 @@ class Runs:
             raise LookupError(f"no run with id {run_id!r}")
         messages = [
             Message(
-                m["seq"], m["source"], m["type"], m["content"],
-                m["prompt_tokens"], m["completion_tokens"], m["latency_ms"],
+                m["seq"],
+                m["source"],
+                m["type"],
+                m["content"],
+                m["prompt_tokens"],
+                m["completion_tokens"],
+                m["latency_ms"],
             )
             for m in run["messages"]
-        ]  # fmt: skip
+        ]
         scores = [
             Score(e["message_seq"], e["agent"], e["name"], float(e["score"]), bool(e["passed"]))
             for e in run.get("evaluations", [])
@@ -367,10 +373,21 @@ class Runs:
         )
         answer = next((m.content for m in reversed(messages) if m.source == "alina"), "")
         return RunReport(
-            run_id=run["id"], task=run["task"], status=run["status"], stop_reason="",
-            answer=answer, answer_check=answer_check, error=run.get("error"), mode="normal",
-            turns=int(run.get("turns") or 0), model_calls=int(run.get("model_calls") or 0),
-            cached_calls=int(run.get("cached_calls") or 0), prompt_tokens=int(run.get("prompt_tokens") or 0),
-            completion_tokens=int(run.get("completion_tokens") or 0), wall_s=float(run.get("wall_s") or 0.0),
-            messages=messages, tool_calls=tool_calls_of(messages), scores=scores,
-        )  # fmt: skip
+            run_id=run["id"],
+            task=run["task"],
+            status=run["status"],
+            stop_reason="",
+            answer=answer,
+            answer_check=answer_check,
+            error=run.get("error"),
+            mode="normal",
+            turns=int(run.get("turns") or 0),
+            model_calls=int(run.get("model_calls") or 0),
+            cached_calls=int(run.get("cached_calls") or 0),
+            prompt_tokens=int(run.get("prompt_tokens") or 0),
+            completion_tokens=int(run.get("completion_tokens") or 0),
+            wall_s=float(run.get("wall_s") or 0.0),
+            messages=messages,
+            tool_calls=tool_calls_of(messages),
+            scores=scores,
+        )

@@ -48,9 +48,14 @@ def chat_command(
     try:
         return cli._run_async(
             run_chat(
-                cfg, live=live, metrics_port=metrics_port, resume=resume, console=console,
-                session_factory=cli._team_session, healthy=lambda: cli._healthy(cfg),
-            )  # fmt: skip
+                cfg,
+                live=live,
+                metrics_port=metrics_port,
+                resume=resume,
+                console=console,
+                session_factory=cli._team_session,
+                healthy=lambda: cli._healthy(cfg),
+            )
         )
     except SessionNotFound as exc:
         cli.err.print(f"[bold red]error:[/] {exc}")

@@ -142,10 +142,14 @@ async def run_chat(
         from alina.monitoring.live import observability, paper_refresh
         from alina.skills import trading as trading_skills
 
-        obs = await stack.enter_async_context(observability(
-            cfg, modes=runner.modes, port=metrics_port,
-            refresh=paper_refresh(lambda: getattr(trading_skills, "_desk", None)),
-        ))  # fmt: skip
+        obs = await stack.enter_async_context(
+            observability(
+                cfg,
+                modes=runner.modes,
+                port=metrics_port,
+                refresh=paper_refresh(lambda: getattr(trading_skills, "_desk", None)),
+            )
+        )
         if obs.server is not None:
             console.print(f"metrics: {obs.server.url}/metrics")
         chat = ChatSession(cfg, runner, sessions, stored, console, view)

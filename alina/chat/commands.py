@@ -153,4 +153,3 @@ async def dispatch(chat: ChatSession, line: str) -> bool:
 def describe() -> list[tuple[str, str]]:
     """(command, what it does) for the README and /help."""
     return [(f"/{c.name} {c.args}".rstrip(), c.help) for c in COMMANDS.values()]
-

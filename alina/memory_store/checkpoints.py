@@ -24,9 +24,15 @@ from psycopg.types.json import Jsonb
 from alina._secrets import mask_secrets, redact_text
 
 __all__ = [
-    "MessageRow", "PromptRef", "ResumePoint", "RoutingRow", "TurnCommit", "drop_uncommitted",
-    "read_resume_point", "write_turn",
-]  # fmt: skip
+    "MessageRow",
+    "PromptRef",
+    "ResumePoint",
+    "RoutingRow",
+    "TurnCommit",
+    "drop_uncommitted",
+    "read_resume_point",
+    "write_turn",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -136,20 +142,40 @@ async def write_turn(conn: AsyncConnection, commit: TurnCommit) -> None:
                 "completion_tokens, latency_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (run_id, seq) DO NOTHING",
                 [
-                    (commit.run_id, m.seq, m.source, m.type, redact_text(m.content), m.prompt_tokens,
-                     m.completion_tokens, m.latency_ms)
+                    (
+                        commit.run_id,
+                        m.seq,
+                        m.source,
+                        m.type,
+                        redact_text(m.content),
+                        m.prompt_tokens,
+                        m.completion_tokens,
+                        m.latency_ms,
+                    )
                     for m in commit.messages
                 ],
-            )  # fmt: skip
+            )
         scored = [(m, e) for m in commit.messages for e in m.evaluations]
         if scored:
             await cur.executemany(
                 "INSERT INTO evaluations (run_id, message_seq, name, agent, score, passed, details, "
                 "prompt_version, model) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (run_id, message_seq, name) DO NOTHING",
-                [(commit.run_id, m.seq, e.name, e.agent, min(1.0, max(0.0, e.score)), e.passed,
-                  Jsonb(e.details), e.prompt_version, e.model) for m, e in scored],
-            )  # fmt: skip
+                [
+                    (
+                        commit.run_id,
+                        m.seq,
+                        e.name,
+                        e.agent,
+                        min(1.0, max(0.0, e.score)),
+                        e.passed,
+                        Jsonb(e.details),
+                        e.prompt_version,
+                        e.model,
+                    )
+                    for m, e in scored
+                ],
+            )
         decided = [m for m in commit.messages if m.decision]
         if decided:
             await cur.executemany(
@@ -162,11 +188,18 @@ async def write_turn(conn: AsyncConnection, commit: TurnCommit) -> None:
                 "INSERT INTO routing_decisions (run_id, seq, speaker, method, confidence, candidates, "
                 "reason) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, seq) DO NOTHING",
                 [
-                    (commit.run_id, r.seq, r.speaker, r.method, min(1.0, max(0.0, float(r.confidence))),
-                     Jsonb(list(r.candidates)), r.reason)
+                    (
+                        commit.run_id,
+                        r.seq,
+                        r.speaker,
+                        r.method,
+                        min(1.0, max(0.0, float(r.confidence))),
+                        Jsonb(list(r.candidates)),
+                        r.reason,
+                    )
                     for r in commit.routing
                 ],
-            )  # fmt: skip
+            )
         if not commit.is_checkpoint:
             return
         for p in commit.prompts:
@@ -175,19 +208,26 @@ async def write_turn(conn: AsyncConnection, commit: TurnCommit) -> None:
             "INSERT INTO checkpoints (run_id, turn, team_state, prompt_versions, message_count, position) "
             "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, turn) DO NOTHING",
             (
-                commit.run_id, commit.turn, Jsonb(mask_secrets(commit.team_state)),
+                commit.run_id,
+                commit.turn,
+                Jsonb(mask_secrets(commit.team_state)),
                 Jsonb({p.agent: {"version": p.version, "digest": p.digest} for p in commit.prompts}),
-                commit.message_count, Jsonb(pos),
+                commit.message_count,
+                Jsonb(pos),
             ),
-        )  # fmt: skip
+        )
         await conn.execute(
             "UPDATE runs SET turns = %s, model_calls = %s, tool_calls = %s, prompt_tokens = %s, "
             "completion_tokens = %s WHERE id = %s",
             (
-                int(pos.get("turns", 0)), int(pos.get("model_calls", 0)), int(pos.get("tool_calls", 0)),
-                int(pos.get("prompt_tokens", 0)), int(pos.get("completion_tokens", 0)), commit.run_id,
+                int(pos.get("turns", 0)),
+                int(pos.get("model_calls", 0)),
+                int(pos.get("tool_calls", 0)),
+                int(pos.get("prompt_tokens", 0)),
+                int(pos.get("completion_tokens", 0)),
+                commit.run_id,
             ),
-        )  # fmt: skip
+        )
 
 
 async def _record_prompt(conn: AsyncConnection, p: PromptRef) -> None:
@@ -205,8 +245,11 @@ async def _record_prompt(conn: AsyncConnection, p: PromptRef) -> None:
             logger.warning(
                 "prompt %s v%d changed without a version bump (stored digest %s, now %s): bump "
                 "`version` in its YAML file so runs can tell the texts apart",
-                p.agent, p.version, row[0], p.digest,
-            )  # fmt: skip
+                p.agent,
+                p.version,
+                row[0],
+                p.digest,
+            )
 
 
 async def drop_uncommitted(conn: AsyncConnection, run_id: str) -> None:

@@ -36,9 +36,13 @@ class SearchReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "query": self.query, "scopes": self.scopes, "kinds": self.kinds, "min_score": self.min_score,
-            "location": self.location, "hits": [h.to_dict() for h in self.hits],
-        }  # fmt: skip
+            "query": self.query,
+            "scopes": self.scopes,
+            "kinds": self.kinds,
+            "min_score": self.min_score,
+            "location": self.location,
+            "hits": [h.to_dict() for h in self.hits],
+        }
 
 
 async def search_memory(
@@ -59,8 +63,9 @@ async def search_memory(
     view = memory.for_agent(agent) if agent else memory
     floor = memory.config.min_score if min_score is None else min_score
     hits = await view.search(query, kinds=kinds, top_k=top_k, min_score=floor)
-    return SearchReport(query, view.default_scopes(), list(kinds) if kinds else None, floor,
-                        memory.location(), hits)  # fmt: skip
+    return SearchReport(
+        query, view.default_scopes(), list(kinds) if kinds else None, floor, memory.location(), hits
+    )
 
 
 @dataclass
@@ -153,10 +158,12 @@ async def _redis_stats(url: str | None, namespace: str, timeout_s: float) -> dic
             runs += 1
         memory = await client.info("memory")
         out.update(
-            keys=int(await client.dbsize()), cache_keys=sum(per_agent.values()),
-            cache_keys_by_agent=per_agent, run_status_keys=runs,
+            keys=int(await client.dbsize()),
+            cache_keys=sum(per_agent.values()),
+            cache_keys_by_agent=per_agent,
+            run_status_keys=runs,
             used_memory_bytes=int(memory.get("used_memory", 0)),
-        )  # fmt: skip
+        )
     except (aioredis.RedisError, OSError) as exc:
         out["error"] = _error(exc)
     finally:
@@ -168,9 +175,10 @@ async def _vector_stats(memory: VectorMemory | None) -> dict[str, Any]:
     if memory is None:
         return {"skipped": True}
     out: dict[str, Any] = {
-        "location": memory.location(), "collection": memory.config.collection,
+        "location": memory.location(),
+        "collection": memory.config.collection,
         "embedder": memory.embedder.name,
-    }  # fmt: skip
+    }
     try:
         out["vectors"] = await memory.count()
         out.update(await memory.breakdown())

@@ -121,10 +121,15 @@ class Database:
                 raise unavailable_error(self.dsn, exc) from exc
             await probe.close()
             pool = AsyncConnectionPool(
-                self.dsn, min_size=self._min_size, max_size=self._max_size, open=False,
-                kwargs={"connect_timeout": self._connect_timeout}, timeout=self._acquire_timeout,
-                check=AsyncConnectionPool.check_connection, name=self._name,
-            )  # fmt: skip
+                self.dsn,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                open=False,
+                kwargs={"connect_timeout": self._connect_timeout},
+                timeout=self._acquire_timeout,
+                check=AsyncConnectionPool.check_connection,
+                name=self._name,
+            )
             try:
                 await pool.open(wait=True, timeout=self._open_timeout)
                 Database.pools_opened += 1

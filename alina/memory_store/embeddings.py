@@ -146,9 +146,12 @@ class SentenceTransformerEmbedder:
         loaded = self._load()
         with loaded.lock:
             out = loaded.model.encode(
-                list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                convert_to_numpy=True, show_progress_bar=False,
-            )  # fmt: skip
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return normalise(out)
 
     async def load(self) -> None:

@@ -85,9 +85,14 @@ FROM relations r JOIN entities s ON s.id = r.src JOIN entities d ON d.id = r.dst
 
 def _edge(row: dict[str, object]) -> Edge:
     return Edge(
-        (str(row["s_kind"]), str(row["s_name"])), str(row["rel"]), (str(row["d_kind"]), str(row["d_name"])),
-        row["fact"], row["run_id"], row["message_seq"], row["created_at"],  # type: ignore[arg-type]
-    )  # fmt: skip
+        (str(row["s_kind"]), str(row["s_name"])),
+        str(row["rel"]),
+        (str(row["d_kind"]), str(row["d_name"])),
+        row["fact"],
+        row["run_id"],
+        row["message_seq"],
+        row["created_at"],  # type: ignore[arg-type]
+    )
 
 
 class MemoryGraph:
@@ -180,9 +185,15 @@ class MemoryGraph:
                     "SELECT %(s)s, %(rel)s, %(d)s, %(fact)s, %(run)s, %(seq)s WHERE NOT EXISTS ("
                     " SELECT 1 FROM relations WHERE src = %(s)s AND rel = %(rel)s AND dst = %(d)s"
                     " AND run_id IS NOT DISTINCT FROM %(run)s AND message_seq IS NOT DISTINCT FROM %(seq)s)",
-                    {"s": ids[r.src], "rel": r.rel, "d": ids[r.dst], "fact": r.fact, "run": r.run_id,
-                     "seq": r.message_seq},
-                )  # fmt: skip
+                    {
+                        "s": ids[r.src],
+                        "rel": r.rel,
+                        "d": ids[r.dst],
+                        "fact": r.fact,
+                        "run": r.run_id,
+                        "seq": r.message_seq,
+                    },
+                )
                 added += cur.rowcount
         return added
 

@@ -207,13 +207,23 @@ class PromptVersions:
             text = system.strip()
             version = await self._next_version(conn, agent, file)
             await self._insert(
-                conn, agent, version, current.version, text, "candidate",
+                conn,
+                agent,
+                version,
+                current.version,
+                text,
+                "candidate",
                 "rejected" if problems else "candidate",
-                reason="; ".join(problems) if problems else reason, scores=scores,
-                diff=unified_diff(current.system, text, from_name=f"{agent} v{current.version}",
-                                  to_name=f"{agent} v{version}"),
+                reason="; ".join(problems) if problems else reason,
+                scores=scores,
+                diff=unified_diff(
+                    current.system,
+                    text,
+                    from_name=f"{agent} v{current.version}",
+                    to_name=f"{agent} v{version}",
+                ),
                 decided=bool(problems),
-            )  # fmt: skip
+            )
             return await self._get(conn, agent, version)
 
     async def promote(
@@ -294,11 +304,23 @@ class PromptVersions:
                 (agent, current.version),
             )
             await self._insert(
-                conn, agent, new, version, target.system, "rollback", "active", reason=reason,
-                diff=unified_diff(current.system, target.system, from_name=f"{agent} v{current.version}",
-                                  to_name=f"{agent} v{new}"),
-                activate=True, decided=True,
-            )  # fmt: skip
+                conn,
+                agent,
+                new,
+                version,
+                target.system,
+                "rollback",
+                "active",
+                reason=reason,
+                diff=unified_diff(
+                    current.system,
+                    target.system,
+                    from_name=f"{agent} v{current.version}",
+                    to_name=f"{agent} v{new}",
+                ),
+                activate=True,
+                decided=True,
+            )
             return await self._get(conn, agent, new)
 
     # -- internals ---------------------------------------------------------------------------
@@ -326,12 +348,24 @@ class PromptVersions:
         current = await self._in_use(conn, file.name)
         newer = current is None or current.version < file.version
         await self._insert(
-            conn, file.name, file.version, current.version if current else None, file.system, "file",
-            "active", reason=f"prompt file v{file.version}",
-            diff=unified_diff(current.system, file.system, from_name=f"{file.name} v{current.version}",
-                              to_name=f"{file.name} v{file.version}") if current else None,
+            conn,
+            file.name,
+            file.version,
+            current.version if current else None,
+            file.system,
+            "file",
+            "active",
+            reason=f"prompt file v{file.version}",
+            diff=unified_diff(
+                current.system,
+                file.system,
+                from_name=f"{file.name} v{current.version}",
+                to_name=f"{file.name} v{file.version}",
+            )
+            if current
+            else None,
             activate=newer,
-        )  # fmt: skip
+        )
         if newer:
             logger.info("prompt %s: file v%d (%s) is now in use", file.name, file.version, file.digest)
 
@@ -357,11 +391,21 @@ class PromptVersions:
             "%s, %s, %s, %s, %s, CASE WHEN %s THEN now() END, "
             "CASE WHEN %s THEN nextval('prompt_activation_seq') END)",
             (
-                agent, version, parent, system, system_digest(system),
-                protected_hash(split_protected(system)[1] or ""), source, status,
-                Jsonb(dict(scores or {})), reason, diff, decided, activate,
+                agent,
+                version,
+                parent,
+                system,
+                system_digest(system),
+                protected_hash(split_protected(system)[1] or ""),
+                source,
+                status,
+                Jsonb(dict(scores or {})),
+                reason,
+                diff,
+                decided,
+                activate,
             ),
-        )  # fmt: skip
+        )
 
     async def _max_version(self, conn: AsyncConnection[dict[str, Any]], agent: str) -> int:
         cur = await conn.execute("SELECT max(version) AS v FROM prompt_history WHERE agent = %s", (agent,))

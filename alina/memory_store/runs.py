@@ -88,9 +88,14 @@ class RunStore(Repository):
     ) -> None:
         """With a DSN, the pool options size the private database (a shared one has its own)."""
         super().__init__(
-            db, min_size=min_size, max_size=max_size, connect_timeout=connect_timeout,
-            open_timeout=open_timeout, acquire_timeout=acquire_timeout, name="alina-runs",
-        )  # fmt: skip
+            db,
+            min_size=min_size,
+            max_size=max_size,
+            connect_timeout=connect_timeout,
+            open_timeout=open_timeout,
+            acquire_timeout=acquire_timeout,
+            name="alina-runs",
+        )
 
     async def __aenter__(self) -> RunStore:
         await self.open()
@@ -155,10 +160,15 @@ class RunStore(Repository):
                 "INSERT INTO routing_decisions (run_id, seq, speaker, method, confidence, candidates, "
                 "reason) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, seq) DO NOTHING",
                 (
-                    run_id, seq, speaker, method, min(1.0, max(0.0, float(confidence))),
-                    Jsonb(candidates), reason,
+                    run_id,
+                    seq,
+                    speaker,
+                    method,
+                    min(1.0, max(0.0, float(confidence))),
+                    Jsonb(candidates),
+                    reason,
                 ),
-            )  # fmt: skip
+            )
 
     async def finish_run(self, run_id: str, totals: RunTotals) -> None:
         """Set a run's final status, counters and ``finished_at`` (``error`` stored redacted).
@@ -174,10 +184,17 @@ class RunStore(Repository):
                 "tool_calls = %s, prompt_tokens = %s, completion_tokens = %s, wall_s = %s, "
                 "error = %s WHERE id = %s",
                 (
-                    t.status, t.turns, t.model_calls, t.tool_calls, t.prompt_tokens, t.completion_tokens,
-                    t.wall_s, redact_text(t.error) if t.error else t.error, run_id,
+                    t.status,
+                    t.turns,
+                    t.model_calls,
+                    t.tool_calls,
+                    t.prompt_tokens,
+                    t.completion_tokens,
+                    t.wall_s,
+                    redact_text(t.error) if t.error else t.error,
+                    run_id,
                 ),
-            )  # fmt: skip
+            )
             if cur.rowcount == 0:
                 raise LookupError(f"no run with id {run_id!r}")
 

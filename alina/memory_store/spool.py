@@ -78,10 +78,18 @@ class SpoolFile:
         lines: list[bytes] = []
         size = self.size
         for i, e in enumerate(events):
-            line = (_encode({
-                "id": e.event_id, "run_id": e.run_id, "kind": e.kind, "at": e.created_at.isoformat(),
-                "payload": e.payload,
-            }) + "\n").encode()  # fmt: skip
+            line = (
+                _encode(
+                    {
+                        "id": e.event_id,
+                        "run_id": e.run_id,
+                        "kind": e.kind,
+                        "at": e.created_at.isoformat(),
+                        "payload": e.payload,
+                    }
+                )
+                + "\n"
+            ).encode()
             if size + len(line) > self.max_bytes:
                 self._drop(len(events) - i)
                 break
@@ -147,8 +155,10 @@ class SpoolFile:
         if not self._full_logged:
             log.error(
                 "event spool %s is full (%d bytes, resilience.spool_max_mb): events are dropped "
-                "until Postgres is back", self.path, self.max_bytes,
-            )  # fmt: skip
+                "until Postgres is back",
+                self.path,
+                self.max_bytes,
+            )
             self._full_logged = True
 
 

@@ -34,28 +34,56 @@ EVALS_DIR = Path(__file__).resolve().parent / "evals"
 HELDOUT_POSITIONS = (2, 5, 8)
 _PCT = re.compile(r"close ([\d,.]+) \(([-+][\d.]+)%\)")
 _OPPOSITE = {
-    "uptrend": ["downtrend"], "downtrend": ["uptrend"], "sideways": ["uptrend", "downtrend"],
-    "healthy": ["degraded"], "degraded": ["healthy"],
-}  # fmt: skip
+    "uptrend": ["downtrend"],
+    "downtrend": ["uptrend"],
+    "sideways": ["uptrend", "downtrend"],
+    "healthy": ["degraded"],
+    "degraded": ["healthy"],
+}
 
 # (how the user names the window, hours) — the phrasings task_args reads
 WINDOWS: list[tuple[str, float]] = [
-    ("the last hour", 1), ("the last 2 hours", 2), ("the past 3 hours", 3), ("the last 4 hours", 4),
-    ("the last 6 hours", 6), ("the past 8 hours", 8), ("the last 12 hours", 12), ("the last 24 hours", 24),
-    ("the past day", 24), ("the last 36 hours", 36), ("the past 2 days", 48), ("the last 3 days", 72),
-    ("the last 4 days", 96), ("the past 5 days", 120), ("the last week", 168),
-    ("the last 30 minutes", 0.5), ("the last 18 hours", 18), ("the past 10 hours", 10),
-    ("the last 48 hours", 48), ("the past week", 168), ("the last 90 minutes", 1.5),
-    ("the last 5 hours", 5), ("the last 16 hours", 16), ("the past 6 days", 144),
-]  # fmt: skip
+    ("the last hour", 1),
+    ("the last 2 hours", 2),
+    ("the past 3 hours", 3),
+    ("the last 4 hours", 4),
+    ("the last 6 hours", 6),
+    ("the past 8 hours", 8),
+    ("the last 12 hours", 12),
+    ("the last 24 hours", 24),
+    ("the past day", 24),
+    ("the last 36 hours", 36),
+    ("the past 2 days", 48),
+    ("the last 3 days", 72),
+    ("the last 4 days", 96),
+    ("the past 5 days", 120),
+    ("the last week", 168),
+    ("the last 30 minutes", 0.5),
+    ("the last 18 hours", 18),
+    ("the past 10 hours", 10),
+    ("the last 48 hours", 48),
+    ("the past week", 168),
+    ("the last 90 minutes", 1.5),
+    ("the last 5 hours", 5),
+    ("the last 16 hours", 16),
+    ("the past 6 days", 144),
+]
 
 # (process cpu %, rss MB, system memory %, load1, p95 of the slowest agent in s)
 MACHINES: list[tuple[float, float, float, float, float]] = [
-    (12.5, 350, 61, 0.8, 8.1), (3.0, 290, 44, 0.3, 4.2), (85.2, 910, 93, 1.9, 12.0),
-    (40.1, 620, 72, 4.6, 9.5), (22.0, 480, 58, 1.1, 35.4), (7.7, 300, 88, 1.7, 21.0),
-    (64.3, 1200, 95, 5.2, 41.7), (15.9, 410, 67, 0.9, 6.6), (31.4, 530, 91, 0.5, 3.3),
-    (9.9, 330, 52, 3.1, 14.8), (50.0, 700, 79, 2.2, 31.2), (2.2, 280, 39, 0.1, 2.5),
-]  # fmt: skip
+    (12.5, 350, 61, 0.8, 8.1),
+    (3.0, 290, 44, 0.3, 4.2),
+    (85.2, 910, 93, 1.9, 12.0),
+    (40.1, 620, 72, 4.6, 9.5),
+    (22.0, 480, 58, 1.1, 35.4),
+    (7.7, 300, 88, 1.7, 21.0),
+    (64.3, 1200, 95, 5.2, 41.7),
+    (15.9, 410, 67, 0.9, 6.6),
+    (31.4, 530, 91, 0.5, 3.3),
+    (9.9, 330, 52, 3.1, 14.8),
+    (50.0, 700, 79, 2.2, 31.2),
+    (2.2, 280, 39, 0.1, 2.5),
+]
 
 
 def _split(i: int) -> str:
@@ -90,10 +118,15 @@ def trader_cases() -> list[dict[str, Any]]:
     cases: list[dict[str, Any]] = []
     price = get_price("BTC/USDT")
     price_tasks = [
-        "What is the current BTC price?", "Give me the last price of BTC/USDT.", "How much is bitcoin now?",
-        "Quote BTC/USDT.", "What's BTC trading at?", "Latest bitcoin price please.",
-        "Tell me the BTC/USDT price.", "Price of BTC right now?",
-    ]  # fmt: skip
+        "What is the current BTC price?",
+        "Give me the last price of BTC/USDT.",
+        "How much is bitcoin now?",
+        "Quote BTC/USDT.",
+        "What's BTC trading at?",
+        "Latest bitcoin price please.",
+        "Tell me the BTC/USDT price.",
+        "Price of BTC right now?",
+    ]
     summary_tasks = [
         "How did BTC do over {w}?",
         "Summarise BTC/USDT over {w}.",
@@ -140,11 +173,17 @@ def trader_cases() -> list[dict[str, Any]]:
 
 def monitor_cases() -> list[dict[str, Any]]:
     tasks = [
-        "Is the system healthy?", "How are CPU and memory doing?", "Check the machine's health.",
-        "Any problems with the system right now?", "Report memory use and load.", "Is the model server slow?",
-        "Give me a health check.", "How loaded is the box?", "Status of the system, please.",
+        "Is the system healthy?",
+        "How are CPU and memory doing?",
+        "Check the machine's health.",
+        "Any problems with the system right now?",
+        "Report memory use and load.",
+        "Is the model server slow?",
+        "Give me a health check.",
+        "How loaded is the box?",
+        "Status of the system, please.",
         "Are we degraded?",
-    ]  # fmt: skip
+    ]
     cases = []
     for i in range(30):
         text, verdict, cpu, mem = _health(i)
@@ -182,13 +221,22 @@ _SCORED = [
 
 def optimizer_cases() -> list[dict[str, Any]]:
     asks = {
-        "request": ["Score this answer: {t}", "Rate this reply from 0 to 1: {t}",
-                    "How good is this answer: {t}"],
-        "trader": ["Score the trader's report.", "Rate what the trader said.",
-                   "How good was the trader's answer?"],
-        "monitor": ["Score the monitor's report.", "Rate the monitor's answer.",
-                    "How good is the health report?"],
-    }  # fmt: skip
+        "request": [
+            "Score this answer: {t}",
+            "Rate this reply from 0 to 1: {t}",
+            "How good is this answer: {t}",
+        ],
+        "trader": [
+            "Score the trader's report.",
+            "Rate what the trader said.",
+            "How good was the trader's answer?",
+        ],
+        "monitor": [
+            "Score the monitor's report.",
+            "Rate the monitor's answer.",
+            "How good is the health report?",
+        ],
+    }
     cases = []
     for i in range(30):
         text, of = _SCORED[i % len(_SCORED)]

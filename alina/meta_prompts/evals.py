@@ -79,12 +79,17 @@ def load_eval_set(agent: str, which: Split | None = None, directory: Path = EVAL
             raise ValueError(f"{path.name}:{n}: case needs a unique id and split tune|heldout")
         seen.add(cid)
         known = {"id", "split", "task", "reports", "expect", "reference"}
-        cases.append(Case(
-            id=cid, split=sp, task=raw["task"],
-            reports=tuple(Report(r["source"], r["content"]) for r in raw.get("reports", [])),
-            expect=raw.get("expect", {}), reference=raw.get("reference"),
-            extra={k: v for k, v in raw.items() if k not in known},
-        ))  # fmt: skip
+        cases.append(
+            Case(
+                id=cid,
+                split=sp,
+                task=raw["task"],
+                reports=tuple(Report(r["source"], r["content"]) for r in raw.get("reports", [])),
+                expect=raw.get("expect", {}),
+                reference=raw.get("reference"),
+                extra={k: v for k, v in raw.items() if k not in known},
+            )
+        )
     return [c for c in cases if which is None or c.split == which]
 
 
@@ -155,9 +160,14 @@ def score_parts(agent: str, case: Case, output: Any) -> dict[str, float]:
         arg_share = right_tool  # no arguments to get right: credit only the right call
     # a tool's output is the report the text must stay within (the task's figures count too)
     grounded = check_answer(text, case.task, list(case.reports)).grounded if text.strip() else False
-    return {"right_tool": right_tool, "args": arg_share, "output_check": check_output(text, agent)[0],
-            "grounded": float(grounded), "named_facts": _named_facts(text, expect),
-            "none_forbidden": _none_of(text, expect)}  # fmt: skip
+    return {
+        "right_tool": right_tool,
+        "args": arg_share,
+        "output_check": check_output(text, agent)[0],
+        "grounded": float(grounded),
+        "named_facts": _named_facts(text, expect),
+        "none_forbidden": _none_of(text, expect),
+    }
 
 
 def score_case(agent: str, case: Case, output: Any) -> float:

@@ -27,8 +27,15 @@ import numpy as np
 from scipy.stats import binomtest
 
 __all__ = [
-    "ALPHA", "BOOTSTRAP_TRIALS", "MIN_GAIN", "SEED", "GateDecision", "decide", "gepa_style", "noisy_scores",
-]  # fmt: skip
+    "ALPHA",
+    "BOOTSTRAP_TRIALS",
+    "MIN_GAIN",
+    "SEED",
+    "GateDecision",
+    "decide",
+    "gepa_style",
+    "noisy_scores",
+]
 
 ALPHA = 0.05
 MIN_GAIN = 0.05

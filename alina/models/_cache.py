@@ -40,8 +40,17 @@ _REDIS_ERRORS = (aioredis.ConnectionError, aioredis.TimeoutError, OSError)
 
 def client_identity(client: Any) -> dict[str, Any]:
     """What about a provider client changes its answers (no secrets: never the API key)."""
-    fields = ("provider", "model", "base_url", "n_ctx", "max_tokens", "temperature", "seed",
-              "repeat_penalty", "tool_policy")  # fmt: skip
+    fields = (
+        "provider",
+        "model",
+        "base_url",
+        "n_ctx",
+        "max_tokens",
+        "temperature",
+        "seed",
+        "repeat_penalty",
+        "tool_policy",
+    )
     return {f: getattr(client, f, None) for f in fields}
 
 

@@ -201,9 +201,13 @@ class JsonToolClient(ChatCompletionClient, ABC):
         """Text turns of a streaming provider yield each generated piece as it comes (see
         :mod:`alina.models._stream`), then the result; other turns yield the whole text once."""
         call = lambda: self.create(  # noqa: E731
-            messages, tools=tools, tool_choice=tool_choice, json_output=json_output,
-            extra_create_args=extra_create_args, cancellation_token=cancellation_token,
-        )  # fmt: skip
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            json_output=json_output,
+            extra_create_args=extra_create_args,
+            cancellation_token=cancellation_token,
+        )
         async with contextlib.aclosing(stream_create(call)) as stream:
             async for item in stream:
                 yield item

@@ -224,8 +224,12 @@ class Governor:
         if time.monotonic() >= self._redis_down_until:
             log.warning(
                 "governor %s: Redis at %s failed to %s (%s); using the process-local cap for %gs",
-                self.name, self.redis_url, doing, exc, self.redis_retry_s,
-            )  # fmt: skip
+                self.name,
+                self.redis_url,
+                doing,
+                exc,
+                self.redis_retry_s,
+            )
         self._redis_down_until = time.monotonic() + self.redis_retry_s
 
     async def _take_lease(self) -> str | None:

@@ -50,9 +50,17 @@ from alina.monitoring import metrics
 log = logging.getLogger(__name__)
 
 Outcome = Literal[
-    "ok", "timeout", "unreachable", "malformed", "repaired", "overflow", "fallback", "exhausted", "error",
+    "ok",
+    "timeout",
+    "unreachable",
+    "malformed",
+    "repaired",
+    "overflow",
+    "fallback",
+    "exhausted",
+    "error",
     "cached",
-]  # fmt: skip
+]
 
 
 @dataclass(frozen=True)
@@ -204,9 +212,14 @@ class ResilientClient(ChatCompletionClient):
             raise
 
     async def _on(
-        self, client: ChatCompletionClient, messages: Sequence[LLMMessage], kwargs: dict[str, Any],
-        *, retries: int, fallback: bool,
-    ) -> CreateResult:  # fmt: skip
+        self,
+        client: ChatCompletionClient,
+        messages: Sequence[LLMMessage],
+        kwargs: dict[str, Any],
+        *,
+        retries: int,
+        fallback: bool,
+    ) -> CreateResult:
         """Answer from ``client``: timeouts retried ``retries`` times, one repair, one trim.
 
         Raises the last ModelError when the client cannot answer (the caller moves on).

@@ -291,9 +291,11 @@ class LlamaCppClient(JsonToolClient):
         completion_tokens = self._count_text(text) if text else 0
         prompt_tokens = max(0, int(self._engine.llama.n_tokens) - completion_tokens)
         return Completion(
-            text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+            text=text,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
             finish_reason="length" if finish == "length" else "stop",
-        )  # fmt: skip
+        )
 
     def _count_text(self, text: str) -> int:
         return len(self._engine.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))

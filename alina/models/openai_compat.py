@@ -53,7 +53,10 @@ class OpenAICompatClient(JsonToolClient):
         self.json_schema_style = json_schema_style
         # A placeholder key: local servers ignore it; the SDK insists on one.
         self._client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key or "not-needed", max_retries=0, timeout=self.timeout_s,
+            base_url=base_url,
+            api_key=api_key or "not-needed",
+            max_retries=0,
+            timeout=self.timeout_s,
             http_client=openai.DefaultAsyncHttpxClient(verify=_ssl_context()),
         )
 

@@ -19,13 +19,33 @@ from typing import Any
 
 import psycopg
 
-__all__ = ["ActionDecisionError", "cancel_owner", "decide", "decisions", "insert", "list_actions", "owner",
-           "update"]  # fmt: skip
+__all__ = [
+    "ActionDecisionError",
+    "cancel_owner",
+    "decide",
+    "decisions",
+    "insert",
+    "list_actions",
+    "owner",
+    "update",
+]
 
 log = logging.getLogger(__name__)
 
-_COLUMNS = ("id", "alert_id", "rule", "action", "reason", "status", "detail", "owner", "decided_by",
-            "decided_at", "created_at", "updated_at")  # fmt: skip
+_COLUMNS = (
+    "id",
+    "alert_id",
+    "rule",
+    "action",
+    "reason",
+    "status",
+    "detail",
+    "owner",
+    "decided_by",
+    "decided_at",
+    "created_at",
+    "updated_at",
+)
 
 
 class ActionDecisionError(Exception):
@@ -124,8 +144,9 @@ async def decide(
     raise ActionDecisionError(f"alert action {action_id} is {found[0]}, not pending: nothing to decide")
 
 
-async def list_actions(conn: psycopg.AsyncConnection[Any], *, limit: int = 20, waiting_only: bool = False
-                       ) -> list[dict[str, Any]]:  # fmt: skip
+async def list_actions(
+    conn: psycopg.AsyncConnection[Any], *, limit: int = 20, waiting_only: bool = False
+) -> list[dict[str, Any]]:
     """The newest actions (pending and approved ones first), at most ``limit``."""
     where = "WHERE status IN ('pending', 'approved') " if waiting_only else ""
     cur = await conn.execute(

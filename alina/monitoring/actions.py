@@ -216,8 +216,9 @@ class Actions:
         shared = self.mode.shared
         if (shared.mode, shared.actor, shared.since) != mine:  # an operator (or another alert) moved it
             return True
-        await self.mode.set("normal", f"alert {rec.rule} cleared: {why}", actor=f"observer:{rec.rule}",
-                            automatic=True)  # fmt: skip
+        await self.mode.set(
+            "normal", f"alert {rec.rule} cleared: {why}", actor=f"observer:{rec.rule}", automatic=True
+        )
         return False
 
     async def _do_halt(self, rec: ActionRecord) -> bool:

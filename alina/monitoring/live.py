@@ -80,9 +80,12 @@ async def observability(
 
     async with AsyncExitStack() as stack:
         obs = observer or Observer(
-            cfg.alerts, mode=modes, dsn=cfg.postgres.dsn(), governors=governors or process_governors,
+            cfg.alerts,
+            mode=modes,
+            dsn=cfg.postgres.dsn(),
+            governors=governors or process_governors,
             refresh=refresh,
-        )  # fmt: skip
+        )
         if cfg.alerts.enabled:
             obs.start()
         stack.push_async_callback(obs.stop)
@@ -91,9 +94,11 @@ async def observability(
             totals = RunTotalsCollector(cfg.postgres.dsn(), cfg.monitoring.run_totals_cache_s)
             kwargs: dict[str, Any] = {"mode": lambda: modes.current} if modes is not None else {}
             server = MetricsServer(
-                host or cfg.monitoring.host, port, run_totals=totals,
+                host or cfg.monitoring.host,
+                port,
+                run_totals=totals,
                 on_alerts=obs.handle_alertmanager,  # Alertmanager drives the same actions
                 **kwargs,
-            )  # fmt: skip
+            )
             await stack.enter_async_context(server)
         yield Observability(obs, server)

@@ -88,17 +88,21 @@ CHECKPOINTS = Counter(
     registry=REGISTRY,
 )
 CHECKPOINT_SECONDS = Histogram(
-    "alina_checkpoint_seconds", "Time to write one turn commit to Postgres (off the model path).",
-    buckets=TOOL_CALL_BUCKETS, registry=REGISTRY,
-)  # fmt: skip
+    "alina_checkpoint_seconds",
+    "Time to write one turn commit to Postgres (off the model path).",
+    buckets=TOOL_CALL_BUCKETS,
+    registry=REGISTRY,
+)
 MODEL_CALLS_IN_FLIGHT = Gauge(
     "alina_model_calls_in_flight", "Model calls holding a governor slot now.", ["governor"], registry=REGISTRY
 )
 MODEL_QUEUE_WAIT_SECONDS = Histogram(
-    "alina_model_queue_wait_seconds", "Time a model call waited for a governor slot, by priority class.",
-    ["priority"], buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
+    "alina_model_queue_wait_seconds",
+    "Time a model call waited for a governor slot, by priority class.",
+    ["priority"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
     registry=REGISTRY,
-)  # fmt: skip
+)
 GOVERNOR_LIMIT = Gauge(
     "alina_governor_limit", "The governor's cap on model calls in flight.", ["governor"], registry=REGISTRY
 )
@@ -130,9 +134,10 @@ EVENTS_DROPPED = Counter(
     registry=REGISTRY,
 )
 EVENTS_PERSISTED = Counter(
-    "alina_events_persisted_total", "Operational events committed to Postgres (events table).",
+    "alina_events_persisted_total",
+    "Operational events committed to Postgres (events table).",
     registry=REGISTRY,
-)  # fmt: skip
+)
 MODEL_RETRIES = Counter(
     "alina_model_retries_total",
     "Model calls asked again by the resilient client, by reason: timeout (a retry of the same "
@@ -141,9 +146,11 @@ MODEL_RETRIES = Counter(
     registry=REGISTRY,
 )
 PAPER_EQUITY = Gauge(
-    "alina_paper_equity", "Paper account equity (quote currency), as of the desk's last look.",
-    ["account"], registry=REGISTRY,
-)  # fmt: skip
+    "alina_paper_equity",
+    "Paper account equity (quote currency), as of the desk's last look.",
+    ["account"],
+    registry=REGISTRY,
+)
 PAPER_PNL = Gauge(
     "alina_paper_pnl",
     "Paper account PnL (quote currency), kind=total|day|realized|unrealized.",
@@ -381,24 +388,30 @@ def observe_tool_call(agent: str, tool: str, seconds: float, outcome: str = "ok"
     TOOL_CALLS.labels(agent=a, tool=t, outcome=outcome).inc()
     TOOL_CALL_SECONDS.labels(tool=t).observe(secs)
     GEN_AI_EXECUTE_TOOL_DURATION.labels(
-        gen_ai_tool_name=t, gen_ai_tool_type="function", gen_ai_agent_name=a,
+        gen_ai_tool_name=t,
+        gen_ai_tool_type="function",
+        gen_ai_agent_name=a,
         error_type="" if outcome == "ok" else outcome,
-    ).observe(secs)  # fmt: skip
+    ).observe(secs)
 
 
 def observe_agent_invocation(agent: str, model: str, seconds: float, error_type: str = "") -> None:
     """Record one agent invocation (``gen_ai_invoke_agent_duration_seconds``); ``error_type``
     empty means it succeeded, otherwise a short identifier (sanitised like every label)."""
     GEN_AI_INVOKE_AGENT_DURATION.labels(
-        gen_ai_agent_name=safe_label(agent), gen_ai_request_model=safe_label(model),
+        gen_ai_agent_name=safe_label(agent),
+        gen_ai_request_model=safe_label(model),
         error_type=safe_label(error_type) if error_type else "",
-    ).observe(_seconds(seconds))  # fmt: skip
+    ).observe(_seconds(seconds))
 
 
 _PAPER_PEAK: dict[str, float] = {}
 _PAPER_KINDS = {
-    "total": "total_pnl", "day": "day_pnl", "realized": "realized_pnl", "unrealized": "unrealized_pnl",
-}  # fmt: skip
+    "total": "total_pnl",
+    "day": "day_pnl",
+    "realized": "realized_pnl",
+    "unrealized": "unrealized_pnl",
+}
 
 
 def observe_paper(account: str, pnl: dict[str, float]) -> float:

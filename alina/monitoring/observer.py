@@ -250,8 +250,10 @@ class Observer:
                     continue
                 st.pending_since = now if st.pending_since is None else st.pending_since
                 if now - st.pending_since >= rule.for_s:
-                    msg = (f"{rule.figure} = {v:.4g} ({rule.op} {rule.threshold:g} for "
-                           f"{now - st.pending_since:.0f}s)")  # fmt: skip
+                    msg = (
+                        f"{rule.figure} = {v:.4g} ({rule.op} {rule.threshold:g} for "
+                        f"{now - st.pending_since:.0f}s)"
+                    )
                     await self._fire(st, msg, rule.severity)
                     changed.append(f"fired:{rule.name}")
                 continue
@@ -274,8 +276,14 @@ class Observer:
         if st.verify_left <= 0:
             rec.recovered = False
             metrics.ALERT_ACTIONS.labels(action=rec.action, result="not_recovered").inc()
-            log.warning("alert %s: %s did not bring %s back within %d evaluations (now %s)", st.rule.name,
-                        rec.action, st.rule.figure, self.config.verify_cycles, st.value)  # fmt: skip
+            log.warning(
+                "alert %s: %s did not bring %s back within %d evaluations (now %s)",
+                st.rule.name,
+                rec.action,
+                st.rule.figure,
+                self.config.verify_cycles,
+                st.value,
+            )
 
     # -- firing and clearing -----------------------------------------------------------------------
     async def _fire(self, st: RuleState, message: str, severity: str) -> None:

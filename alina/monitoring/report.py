@@ -19,9 +19,17 @@ _FAILED = {"timeout", "unreachable", "malformed", "overflow", "error", "exhauste
 def live_figures() -> dict[str, Any]:
     """``{model_calls, failed_calls, prompt_tokens, completion_tokens, cost, in_flight, cap,
     paper: {account: {equity, total_pnl, drawdown}}, firing: [rule]}`` since the process started."""
-    out: dict[str, Any] = {"model_calls": 0.0, "failed_calls": 0.0, "prompt_tokens": 0.0,
-                           "completion_tokens": 0.0, "cost": 0.0, "in_flight": 0.0, "cap": None,
-                           "paper": {}, "firing": []}  # fmt: skip
+    out: dict[str, Any] = {
+        "model_calls": 0.0,
+        "failed_calls": 0.0,
+        "prompt_tokens": 0.0,
+        "completion_tokens": 0.0,
+        "cost": 0.0,
+        "in_flight": 0.0,
+        "cap": None,
+        "paper": {},
+        "firing": [],
+    }
     for fam in metrics.REGISTRY.collect():
         for s in fam.samples:
             n, lab = s.name, s.labels
@@ -59,7 +67,9 @@ def live_figures_line() -> str:
         f"in flight {f['in_flight']:.0f}{cap}",
     ]
     for account, p in sorted(f["paper"].items()):
-        parts.append(f"{account} equity {p.get('equity', 0.0):.2f} PnL {p.get('total_pnl', 0.0):+.2f} "
-                     f"drawdown {100 * p.get('drawdown', 0.0):.1f}%")  # fmt: skip
+        parts.append(
+            f"{account} equity {p.get('equity', 0.0):.2f} PnL {p.get('total_pnl', 0.0):+.2f} "
+            f"drawdown {100 * p.get('drawdown', 0.0):.1f}%"
+        )
     parts.append("alerts firing: " + (", ".join(sorted(f["firing"])) or "none"))
     return "figures since start: " + "; ".join(parts)

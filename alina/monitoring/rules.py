@@ -90,16 +90,18 @@ def rule_groups(cfg: AlertsConfig) -> dict[str, Any]:
     for r in cfg.rules:
         fig = f"alina:figure:{r.figure}"
         firing = f'on(instance) ALERTS{{alertname="{r.name}", alertstate="firing"}}'
-        alerts.append({
-            "alert": r.name,
-            "expr": f"{fig} {r.op} {r.threshold:g} or ({fig} {r.op} {r.clear:g} and {firing})",
-            "for": _duration(r.for_s),
-            "labels": {"severity": r.severity},
-            "annotations": {
-                "summary": f"{r.figure} {{{{ $value | printf \"%.4g\" }}}} {r.op} {r.threshold:g} "
-                f"(clears past {r.clear:g}); action: {r.action or 'none'}",
-            },
-        })  # fmt: skip
+        alerts.append(
+            {
+                "alert": r.name,
+                "expr": f"{fig} {r.op} {r.threshold:g} or ({fig} {r.op} {r.clear:g} and {firing})",
+                "for": _duration(r.for_s),
+                "labels": {"severity": r.severity},
+                "annotations": {
+                    "summary": f'{r.figure} {{{{ $value | printf "%.4g" }}}} {r.op} {r.threshold:g} '
+                    f"(clears past {r.clear:g}); action: {r.action or 'none'}",
+                },
+            }
+        )
     return {
         "groups": [
             {"name": "alina-figures", "rules": records},

@@ -84,8 +84,14 @@ def list_cmd(
     for a in actions:
         colour = {"pending": "yellow", "approved": "yellow", "applied": "red"}.get(a["status"], "dim")
         why = a["reason"] + (f" - {a['detail']}" if a["detail"] else "")
-        table.add_row(str(a["id"]), f"[{colour}]{a['status']}[/]", a["action"], escape(a["rule"]),
-                      str(_iso(a["created_at"]))[:19], escape(why[:120]))  # fmt: skip
+        table.add_row(
+            str(a["id"]),
+            f"[{colour}]{a['status']}[/]",
+            a["action"],
+            escape(a["rule"]),
+            str(_iso(a["created_at"]))[:19],
+            escape(why[:120]),
+        )
     out.print(table)
     for a in alerts:
         out.print(f"[red]open alert[/] {a[0]} {str(_iso(a[5]))[:19]} {a[2]} {escape(a[1])}: {escape(a[3])}")

@@ -12,8 +12,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-app = typer.Typer(help="The system mode: normal, degraded, safe (read only), halt (kill switch).",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="The system mode: normal, degraded, safe (read only), halt (kill switch).", no_args_is_help=True
+)
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 ConfigOption = typer.Option(
@@ -71,21 +72,40 @@ def show(
 
     state, history, alerts = _run(go())
     if as_json:
-        sys.stdout.write(json.dumps({
-            "mode": state.mode, "reason": state.reason, "actor": state.actor, "automatic": state.automatic,
-            "since": state.since,
-            "history": [{"from": t.from_mode, "to": t.to_mode, "actor": t.actor, "reason": t.reason,
-                         "automatic": t.automatic, "run_id": t.run_id, "at": str(t.created_at)}
-                        for t in history],
-            "open_alerts": [{**a, "at": str(a["at"])} for a in alerts],
-        }) + "\n")  # fmt: skip
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "mode": state.mode,
+                    "reason": state.reason,
+                    "actor": state.actor,
+                    "automatic": state.automatic,
+                    "since": state.since,
+                    "history": [
+                        {
+                            "from": t.from_mode,
+                            "to": t.to_mode,
+                            "actor": t.actor,
+                            "reason": t.reason,
+                            "automatic": t.automatic,
+                            "run_id": t.run_id,
+                            "at": str(t.created_at),
+                        }
+                        for t in history
+                    ],
+                    "open_alerts": [{**a, "at": str(a["at"])} for a in alerts],
+                }
+            )
+            + "\n"
+        )
         return
     colour = {"normal": "green", "degraded": "yellow"}.get(state.mode, "red")
     out.print(f"mode: [bold {colour}]{state.mode}[/] (by {escape(state.actor)}: {escape(state.reason)})")
     for t in history:
         how = "auto" if t.automatic else "manual"
-        out.print(f"  {str(t.created_at)[:19]}  {t.from_mode} -> {t.to_mode}  {how} by "
-                  f"{escape(t.actor)}: {escape(t.reason)}")  # fmt: skip
+        out.print(
+            f"  {str(t.created_at)[:19]}  {t.from_mode} -> {t.to_mode}  {how} by "
+            f"{escape(t.actor)}: {escape(t.reason)}"
+        )
     for a in alerts:
         when = str(a["at"])[:19]
         out.print(f"  [red]open alert[/] {when} {a['severity']} {a['kind']}: {escape(a['message'])}")
@@ -131,10 +151,13 @@ def resume(
     cfg, modes = _open(config)
     failing = [] if force else _failing_checks(cfg)
     if failing:
-        _fail(CommandFailed(
-            "health checks fail, the mode is unchanged: " + "; ".join(failing)
-            + " (fix them, or `alina mode resume --force`)"
-        ))  # fmt: skip
+        _fail(
+            CommandFailed(
+                "health checks fail, the mode is unchanged: "
+                + "; ".join(failing)
+                + " (fix them, or `alina mode resume --force`)"
+            )
+        )
 
     async def go() -> Any:
         try:

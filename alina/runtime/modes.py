@@ -202,9 +202,14 @@ class SystemMode:
     # ------------------------------------------------------------------ writing
 
     async def set(
-        self, mode: str, reason: str, *, actor: str = "operator", automatic: bool = False,
+        self,
+        mode: str,
+        reason: str,
+        *,
+        actor: str = "operator",
+        automatic: bool = False,
         run_id: str | None = None,
-    ) -> ModeState:  # fmt: skip
+    ) -> ModeState:
         """Make ``mode`` the shared mode (recorded with who and why); returns the effective state."""
         target = parse_mode(mode)
         reason = (reason or "").strip() or "(no reason given)"
@@ -221,9 +226,7 @@ class SystemMode:
         self._export()
         return self.state
 
-    async def escalate(
-        self, mode: str, reason: str, *, actor: str, run_id: str | None = None
-    ) -> bool:
+    async def escalate(self, mode: str, reason: str, *, actor: str, run_id: str | None = None) -> bool:
         """An automatic transition: only ever upwards (a higher mode is kept). Returns whether
         the shared mode changed."""
         target = parse_mode(mode)
@@ -322,8 +325,10 @@ class SystemMode:
         try:
             value = await coro
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
-            self._warn_once(f"redis-{what}", f"mode: Redis unavailable ({type(exc).__name__}); "
-                            "using Postgres and the last known mode")  # fmt: skip
+            self._warn_once(
+                f"redis-{what}",
+                f"mode: Redis unavailable ({type(exc).__name__}); using Postgres and the last known mode",
+            )
             return _MISSING
         return value
 
@@ -338,8 +343,9 @@ class SystemMode:
                 )
                 row = await cur.fetchone()
         except (psycopg.Error, OSError) as exc:
-            self._warn_once("pg-read", f"mode: Postgres unavailable ({type(exc).__name__}); "
-                            "keeping the last known mode")  # fmt: skip
+            self._warn_once(
+                "pg-read", f"mode: Postgres unavailable ({type(exc).__name__}); keeping the last known mode"
+            )
             return None
         if row is None:
             return None
@@ -371,8 +377,11 @@ class SystemMode:
                             (f"{after.mode} by {after.actor}: {after.reason}",),
                         )
         except (psycopg.Error, OSError) as exc:
-            self._warn_once("pg-write", f"mode: transition not recorded in Postgres ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else ''})")  # fmt: skip
+            self._warn_once(
+                "pg-write",
+                f"mode: transition not recorded in Postgres ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''})",
+            )
 
 
 async def watch_health(

@@ -13,8 +13,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-app = typer.Typer(help="Prompt versions: list, show, diff and roll back what the agents run with.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="Prompt versions: list, show, diff and roll back what the agents run with.", no_args_is_help=True
+)
 out = Console(highlight=False, soft_wrap=True)
 ConfigOption = typer.Option(
     None, "--config", "-c", help="config file (default: $ALINA_CONFIG or ./config.yaml)"
@@ -44,11 +45,21 @@ def _call(config: Path | None, fn: Callable[[Any], Coroutine[Any, Any, T]]) -> T
 
 def _as_json(v: Any) -> dict[str, Any]:
     return {
-        "agent": v.agent, "version": v.version, "parent_version": v.parent_version, "source": v.source,
-        "status": v.status, "in_use": v.in_use, "digest": v.digest, "protected_hash": v.protected_hash,
-        "scores": v.scores, "p_value": v.p_value, "reason": v.reason, "created_at": str(v.created_at),
-        "decided_at": str(v.decided_at) if v.decided_at else None, "system": v.system,
-    }  # fmt: skip
+        "agent": v.agent,
+        "version": v.version,
+        "parent_version": v.parent_version,
+        "source": v.source,
+        "status": v.status,
+        "in_use": v.in_use,
+        "digest": v.digest,
+        "protected_hash": v.protected_hash,
+        "scores": v.scores,
+        "p_value": v.p_value,
+        "reason": v.reason,
+        "created_at": str(v.created_at),
+        "decided_at": str(v.decided_at) if v.decided_at else None,
+        "system": v.system,
+    }
 
 
 @app.command("list")
@@ -74,8 +85,10 @@ def list_versions(
     for v in rows:
         mark = "*" if v.in_use else " "
         extra = f" p={v.p_value:.3g}" if v.p_value is not None else ""
-        out.print(f"{mark} {v.agent:<10} v{v.version:<4} {v.source:<9} {v.status:<11} {v.digest} "
-                  f"{str(v.created_at)[:19]}{extra}  {escape(v.reason or '')}")  # fmt: skip
+        out.print(
+            f"{mark} {v.agent:<10} v{v.version:<4} {v.source:<9} {v.status:<11} {v.digest} "
+            f"{str(v.created_at)[:19]}{extra}  {escape(v.reason or '')}"
+        )
 
 
 @app.command("show")
@@ -91,8 +104,10 @@ def show(
         sys.stdout.write(json.dumps(_as_json(v)) + "\n")
         return
     use = " (in use)" if v.in_use else ""
-    out.print(f"{v.agent} v{v.version}{use}: {v.source}, {v.status}, digest {v.digest}, "
-              f"parent v{v.parent_version}, protected {v.protected_hash}")  # fmt: skip
+    out.print(
+        f"{v.agent} v{v.version}{use}: {v.source}, {v.status}, digest {v.digest}, "
+        f"parent v{v.parent_version}, protected {v.protected_hash}"
+    )
     if v.reason:
         out.print(f"reason: {escape(v.reason)}")
     if v.scores or v.p_value is not None:

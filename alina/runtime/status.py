@@ -19,9 +19,13 @@ from typing import Any
 import psycopg
 
 __all__ = [
-    "MonitorStatus", "configure_monitor_status", "gather_status", "monitor_alerts_detail",
-    "monitor_status_line", "paper_summary",
-]  # fmt: skip
+    "MonitorStatus",
+    "configure_monitor_status",
+    "gather_status",
+    "monitor_alerts_detail",
+    "monitor_status_line",
+    "paper_summary",
+]
 
 GOVERNOR_PREFIX = "alina:governor:"
 _EPS = 1e-12

@@ -81,8 +81,14 @@ def render(s: dict[str, Any]) -> RenderableType:
             t.add_column(col)
         for x in ac["items"]:
             colour = "yellow" if x["status"] in ("pending", "approved") else "white"
-            t.add_row(str(x["id"]), f"[{colour}]{x['status']}[/]", (x["created_at"] or "")[:19],
-                      x["action"], escape(x["rule"]), escape(x["reason"][:60]))  # fmt: skip
+            t.add_row(
+                str(x["id"]),
+                f"[{colour}]{x['status']}[/]",
+                (x["created_at"] or "")[:19],
+                x["action"],
+                escape(x["rule"]),
+                escape(x["reason"][:60]),
+            )
         parts.append(t)
         if ac["waiting"]:
             parts.append(Text("decide: `alina alerts approve ID` / `alina alerts reject ID`", style="dim"))

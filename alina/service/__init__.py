@@ -12,8 +12,14 @@ from typing import Any
 __all__ = ["submit"]
 
 
-async def submit(config: Any, task: str, *, priority: str = "chat", mode: str = "normal",
-                 models: dict[str, str] | None = None) -> str:  # fmt: skip
+async def submit(
+    config: Any,
+    task: str,
+    *,
+    priority: str = "chat",
+    mode: str = "normal",
+    models: dict[str, str] | None = None,
+) -> str:
     """Enqueue a team run of ``task`` for any `alina serve`/`alina worker` of this queue and
     return its run id (follow it with `alina runs show ID`). See :func:`alina.service.queue.submit`."""
     from alina.service.queue import submit as _submit

@@ -12,8 +12,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-jobs_app = typer.Typer(help="Scheduled jobs (jobs: in config.yaml): list, run now, pause, resume.",
-                       no_args_is_help=True)  # fmt: skip
+jobs_app = typer.Typer(
+    help="Scheduled jobs (jobs: in config.yaml): list, run now, pause, resume.", no_args_is_help=True
+)
 ConfigOption = typer.Option(
     None, "--config", "-c", help="config file (default: $ALINA_CONFIG or ./config.yaml)"
 )
@@ -162,11 +163,19 @@ def jobs_list(as_json: bool = typer.Option(False, "--json"), config: Path | None
     rows = []
     for name, job in cfg.jobs.items():
         info = state.get(name, {"paused": False, "last": None})
-        rows.append({
-            "name": name, "kind": job.kind, "schedule": job.cron_expression(), "enabled": job.enabled,
-            "priority": job.priority, "misfire": job.misfire, "paused": info["paused"],
-            "next": _next(job.cron_expression()) if job.enabled else None, "last": info["last"],
-        })  # fmt: skip
+        rows.append(
+            {
+                "name": name,
+                "kind": job.kind,
+                "schedule": job.cron_expression(),
+                "enabled": job.enabled,
+                "priority": job.priority,
+                "misfire": job.misfire,
+                "paused": info["paused"],
+                "next": _next(job.cron_expression()) if job.enabled else None,
+                "last": info["last"],
+            }
+        )
     if as_json:
         sys.stdout.write(json.dumps(rows, default=str) + "\n")
         return

@@ -144,14 +144,22 @@ class Service:
         t = self.template
         # Its own mode object: a job's `mode: safe` (a local floor) must not reach other runs;
         # the shared mode (Redis) is read before every turn as everywhere else.
-        modes = SystemMode(redis_url=cfg.redis.url(), dsn=cfg.postgres.dsn(),
-                           recover_after_s=cfg.resilience.recover_after_s)  # fmt: skip
+        modes = SystemMode(
+            redis_url=cfg.redis.url(), dsn=cfg.postgres.dsn(), recover_after_s=cfg.resilience.recover_after_s
+        )
         await modes.refresh()
         runner = TeamRunner(
-            cfg, sink=t.sink, hot=t.hot, memory=t.team.memory, memory_writer=t.memory_writer,
-            events=t.events, modes=modes, order_symbols=t.order_symbols, prompt_source=t.prompt_source,
+            cfg,
+            sink=t.sink,
+            hot=t.hot,
+            memory=t.team.memory,
+            memory_writer=t.memory_writer,
+            events=t.events,
+            modes=modes,
+            order_symbols=t.order_symbols,
+            prompt_source=t.prompt_source,
             mode="safe" if mode == "safe" else "normal",
-        )  # fmt: skip
+        )
         return runner, modes
 
     async def run_team(self, run_id: str, task: str, *, mode: str, models: dict[str, str]) -> str:
@@ -332,17 +340,28 @@ async def run_process(
         side = [asyncio.create_task(_every(s.heartbeat_s, service.recover_stalled, "stalled-job recovery"))]
         if role == "serve":
             await _serve_extras(config, stack, template, port, announce)
-            side.append(asyncio.create_task(_every(max(s.stalled_after_s, 30.0), service.resume_orphans,
-                                                   "resume of interrupted runs")))  # fmt: skip
+            side.append(
+                asyncio.create_task(
+                    _every(max(s.stalled_after_s, 30.0), service.resume_orphans, "resume of interrupted runs")
+                )
+            )
         for t in side:
             stack.callback(t.cancel)
         worker = _Worker(
-            app, queues=[s.queue], name=name, concurrency=s.concurrency, install_signal_handlers=False,
-            shutdown_graceful_timeout=max(0.5, s.grace_s - 3.0), update_heartbeat_interval=s.heartbeat_s,
-            stalled_worker_timeout=s.stalled_after_s, fetch_job_polling_interval=s.poll_s,
-            additional_context={"service": service}, delete_jobs="successful",
-            on_db=service.db_state, outage_s=config.resilience.store_outage_s,
-        )  # fmt: skip
+            app,
+            queues=[s.queue],
+            name=name,
+            concurrency=s.concurrency,
+            install_signal_handlers=False,
+            shutdown_graceful_timeout=max(0.5, s.grace_s - 3.0),
+            update_heartbeat_interval=s.heartbeat_s,
+            stalled_worker_timeout=s.stalled_after_s,
+            fetch_job_polling_interval=s.poll_s,
+            additional_context={"service": service},
+            delete_jobs="successful",
+            on_db=service.db_state,
+            outage_s=config.resilience.store_outage_s,
+        )
         announce(f"{role} {name} ready: queue {s.queue}, concurrency {s.concurrency}")
         while not stop.is_set():
             try:
@@ -356,9 +375,12 @@ async def run_process(
 
 
 async def _serve_extras(
-    config: AlinaConfig, stack: contextlib.AsyncExitStack, runner: Any, port: int | None,
+    config: AlinaConfig,
+    stack: contextlib.AsyncExitStack,
+    runner: Any,
+    port: int | None,
     announce: Callable[[str], None],
-) -> None:  # fmt: skip
+) -> None:
     """The observer (alert rules -> actions), health watching, and the metrics server."""
     from alina.cli import _healthy
     from alina.models._governor import process_governors
@@ -377,8 +399,11 @@ async def _serve_extras(
     totals = RunTotalsCollector(config.postgres.dsn(), config.monitoring.run_totals_cache_s)
     port = port if port is not None else (config.serve.port or config.monitoring.port)
     server = MetricsServer(
-        config.serve.host, port, run_totals=totals, on_alerts=observer.handle_alertmanager,
+        config.serve.host,
+        port,
+        run_totals=totals,
+        on_alerts=observer.handle_alertmanager,
         mode=lambda: runner.modes.current,
-    )  # fmt: skip
+    )
     await stack.enter_async_context(server)
     announce(f"metrics: {server.url}/metrics")

@@ -48,8 +48,9 @@ async def team_run(
     except BaseException as exc:
         await svc.occurrences.interrupted(run_id=run_id, detail=_why(exc))
         raise
-    await svc.occurrences.finish(run_id=run_id, status="succeeded" if status == "completed" else "failed",
-                                 detail=f"run {status}")  # fmt: skip
+    await svc.occurrences.finish(
+        run_id=run_id, status="succeeded" if status == "completed" else "failed", detail=f"run {status}"
+    )
     return status
 
 
@@ -60,8 +61,9 @@ async def scheduled(context: JobContext, timestamp: int, name: str, manual: bool
     when = dt.datetime.fromtimestamp(timestamp, dt.UTC)
     if job is None:  # a process with another config.yaml: run it where the job is known
         return f"job {name} unknown to this process"
-    first, previous = await svc.occurrences.claim(name, job.kind, when, context.job.id, svc.name,
-                                                  priority=job.priority, task=job.task)  # fmt: skip
+    first, previous = await svc.occurrences.claim(
+        name, job.kind, when, context.job.id, svc.name, priority=job.priority, task=job.task
+    )
     if previous in ("succeeded", "failed", "skipped"):
         return f"occurrence {name}@{when:%Y-%m-%d %H:%M:%S} already {previous}"  # exactly once
     late = (dt.datetime.now(dt.UTC) - when).total_seconds()
@@ -101,9 +103,10 @@ async def _run_kind(
         from alina.team.review import review_all  # the critic loop; imported when due
 
         report = await review_all(cfg)
-        summary = ", ".join(
-            f"{r.agent} {r.status} v{r.version_before}->v{r.version_after}" for r in report.reviews
-        ) or "nothing to review"
+        summary = (
+            ", ".join(f"{r.agent} {r.status} v{r.version_before}->v{r.version_after}" for r in report.reviews)
+            or "nothing to review"
+        )
         if report.rollbacks:
             summary += f"; rolled back {', '.join(f'{r.agent} v{r.version}' for r in report.rollbacks)}"
         return f"review: {summary}", all(r.status == "done" for r in report.reviews)
@@ -137,9 +140,16 @@ class Occurrences:
             return await cur.fetchall() if cur.description else []
 
     async def claim(
-        self, name: str, kind: str, when: dt.datetime, queue_job_id: int | None, worker: str,
-        *, priority: str, task: str | None,
-    ) -> tuple[bool, str | None]:  # fmt: skip
+        self,
+        name: str,
+        kind: str,
+        when: dt.datetime,
+        queue_job_id: int | None,
+        worker: str,
+        *,
+        priority: str,
+        task: str | None,
+    ) -> tuple[bool, str | None]:
         """Mark the occurrence running (one row per job and time); returns (first attempt,
         the status it had before: a finished one is never run again)."""
         async with await psycopg.AsyncConnection.connect(self.dsn, connect_timeout=5) as conn:
@@ -165,8 +175,10 @@ class Occurrences:
         return row is None, None if row is None else str(row[0])
 
     async def set_run(self, name: str, when: dt.datetime, run_id: str) -> None:
-        await self._exec("UPDATE job_occurrences SET run_id = %s WHERE job_name = %s AND scheduled_for = %s",
-                         (run_id, name, when))  # fmt: skip
+        await self._exec(
+            "UPDATE job_occurrences SET run_id = %s WHERE job_name = %s AND scheduled_for = %s",
+            (run_id, name, when),
+        )
 
     async def start_run(self, run_id: str, queue_job_id: int | None, worker: str) -> None:
         await self._exec(
@@ -183,13 +195,19 @@ class Occurrences:
         return "job_name = %s AND scheduled_for = %s", (job, when)
 
     async def finish(
-        self, *, status: str, detail: str, run_id: str | None = None, job: str | None = None,
+        self,
+        *,
+        status: str,
+        detail: str,
+        run_id: str | None = None,
+        job: str | None = None,
         when: dt.datetime | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         where, params = self._where(run_id, job, when)
-        await self._exec(f"UPDATE job_occurrences SET status = %s, detail = %s, finished_at = now() "
-                         f"WHERE {where}",
-                         (status, detail[:1000], *params))  # fmt: skip
+        await self._exec(
+            f"UPDATE job_occurrences SET status = %s, detail = %s, finished_at = now() WHERE {where}",
+            (status, detail[:1000], *params),
+        )
 
     async def interrupted(
         self,
@@ -202,9 +220,11 @@ class Occurrences:
         """Back to ``queued`` (the queue retries it), best effort: the store may be what failed."""
         where, params = self._where(run_id, job, when)
         try:
-            await self._exec(f"UPDATE job_occurrences SET status = 'queued', detail = %s WHERE {where} "
-                             "AND status = 'running'",
-                             (f"interrupted: {detail}"[:1000], *params))  # fmt: skip
+            await self._exec(
+                f"UPDATE job_occurrences SET status = 'queued', detail = %s WHERE {where} "
+                "AND status = 'running'",
+                (f"interrupted: {detail}"[:1000], *params),
+            )
         except Exception as exc:
             logger.warning("could not record the interruption: %s", exc)
 
@@ -246,8 +266,9 @@ class Occurrences:
     async def by_run(self, run_id: str) -> dict[str, Any] | None:
         rows = await self._exec(
             "SELECT job_name, status, priority, task, enqueued_at, started_at, attempts, detail, worker "
-            "FROM job_occurrences WHERE run_id = %s", (run_id,),
-        )  # fmt: skip
+            "FROM job_occurrences WHERE run_id = %s",
+            (run_id,),
+        )
         if not rows:
             return None
         keys = (

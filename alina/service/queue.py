@@ -71,8 +71,14 @@ class _Retry(BaseRetryStrategy):
 def _retryable() -> tuple[type[BaseException], ...]:
     from alina.memory_store.runs import RunBusyError, StoreUnavailableError
 
-    return (Requeue, RunBusyError, StoreUnavailableError, asyncio.CancelledError, pexc.ConnectorException,
-            psycopg.OperationalError)  # fmt: skip
+    return (
+        Requeue,
+        RunBusyError,
+        StoreUnavailableError,
+        asyncio.CancelledError,
+        pexc.ConnectorException,
+        psycopg.OperationalError,
+    )
 
 
 def occurrence_run_id(job: str, timestamp: int) -> str:
@@ -97,7 +103,7 @@ def build_app(config: AlinaConfig, *, schedule: bool = True) -> App:
     app = App(
         connector=PsycopgConnector(
             conninfo=config.postgres.dsn(), kwargs={"connect_timeout": 3}, min_size=1, max_size=4
-        ),  # fmt: skip
+        ),
         periodic_defaults={"max_delay": config.serve.catch_up_s},
     )
     retry = _Retry(config.serve.max_attempts, _retryable())
@@ -190,10 +196,15 @@ async def run_now(config: AlinaConfig, name: str, app: App | None = None) -> int
             await ensure_schema(app, config.postgres.dsn())
         opts = _job_options(name, job)
         stamp = int(dt.datetime.now(dt.UTC).timestamp())
-        return int(await app.configure_task(
-            SCHEDULED, queue=config.serve.queue, lock=opts["lock"], queueing_lock=opts["queueing_lock"],
-            priority=opts["priority"],
-        ).defer_async(name=name, timestamp=stamp, manual=True))  # fmt: skip
+        return int(
+            await app.configure_task(
+                SCHEDULED,
+                queue=config.serve.queue,
+                lock=opts["lock"],
+                queueing_lock=opts["queueing_lock"],
+                priority=opts["priority"],
+            ).defer_async(name=name, timestamp=stamp, manual=True)
+        )
 
 
 async def _probe(dsn: str) -> None:

@@ -12,9 +12,17 @@ from alina.settings.agents import ORCHESTRATOR
 __all__ = ["ACTIONS", "FIGURES", "ActionConfig", "AlertRule", "AlertsConfig", "MonitoringConfig"]
 
 FIGURES = (
-    "model_error_rate", "model_p95_s", "timeouts_per_min", "queue_wait_p95_s", "tokens_per_hour",
-    "cost_per_hour", "rss_mb", "cpu_pct", "evaluation_score", "paper_drawdown",
-)  # fmt: skip
+    "model_error_rate",
+    "model_p95_s",
+    "timeouts_per_min",
+    "queue_wait_p95_s",
+    "tokens_per_hour",
+    "cost_per_hour",
+    "rss_mb",
+    "cpu_pct",
+    "evaluation_score",
+    "paper_drawdown",
+)
 """What an alert rule can watch; the observer computes each from this process (see
 ``alina.monitoring.observer.ProcessFigures``)."""
 ACTIONS = ("lower_concurrency", "fallback_model", "safe_mode", "halt")
@@ -49,22 +57,55 @@ class ActionConfig(_Strict):
 
 def _default_rules() -> list[AlertRule]:
     return [
-        AlertRule(name="model_timeouts", figure="timeouts_per_min", threshold=3.0, clear=1.0, for_s=60.0,
-                  action="lower_concurrency"),
-        AlertRule(name="model_latency", figure="model_p95_s", threshold=60.0, clear=30.0, for_s=120.0,
-                  action="lower_concurrency"),
-        AlertRule(name="model_errors", figure="model_error_rate", threshold=0.5, clear=0.2, for_s=60.0,
-                  severity="critical", action="safe_mode"),
-        AlertRule(name="answer_quality", figure="evaluation_score", op="<", threshold=0.5, clear=0.6,
-                  for_s=600.0, action="fallback_model"),
+        AlertRule(
+            name="model_timeouts",
+            figure="timeouts_per_min",
+            threshold=3.0,
+            clear=1.0,
+            for_s=60.0,
+            action="lower_concurrency",
+        ),
+        AlertRule(
+            name="model_latency",
+            figure="model_p95_s",
+            threshold=60.0,
+            clear=30.0,
+            for_s=120.0,
+            action="lower_concurrency",
+        ),
+        AlertRule(
+            name="model_errors",
+            figure="model_error_rate",
+            threshold=0.5,
+            clear=0.2,
+            for_s=60.0,
+            severity="critical",
+            action="safe_mode",
+        ),
+        AlertRule(
+            name="answer_quality",
+            figure="evaluation_score",
+            op="<",
+            threshold=0.5,
+            clear=0.6,
+            for_s=600.0,
+            action="fallback_model",
+        ),
         AlertRule(name="memory", figure="rss_mb", threshold=6144.0, clear=5120.0, for_s=300.0),
         AlertRule(name="cpu", figure="cpu_pct", threshold=180.0, clear=120.0, for_s=900.0),
         AlertRule(name="queue_wait", figure="queue_wait_p95_s", threshold=30.0, clear=10.0, for_s=300.0),
         AlertRule(name="tokens", figure="tokens_per_hour", threshold=2e6, clear=1.5e6, for_s=600.0),
         AlertRule(name="cost", figure="cost_per_hour", threshold=1.0, clear=0.8, for_s=600.0),
-        AlertRule(name="paper_drawdown", figure="paper_drawdown", threshold=0.1, clear=0.05, for_s=60.0,
-                  severity="critical", action="safe_mode"),
-    ]  # fmt: skip
+        AlertRule(
+            name="paper_drawdown",
+            figure="paper_drawdown",
+            threshold=0.1,
+            clear=0.05,
+            for_s=60.0,
+            severity="critical",
+            action="safe_mode",
+        ),
+    ]
 
 
 def _default_actions() -> dict[str, ActionConfig]:

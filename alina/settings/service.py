@@ -136,8 +136,10 @@ def jobs_problems(jobs: dict[str, JobConfig], models: set[str], agents: set[str]
         if not name.replace("_", "").replace("-", "").isalnum() or len(name) > 60:
             problems.append(f"{where}: a job name is letters, digits, - and _ (at most 60) (got {name!r})")
         if (job.cron is None) == (job.every_s is None):
-            problems.append(f"{where}: give exactly one of cron or every_s (got cron={job.cron!r}, "
-                            f"every_s={job.every_s!r})")  # fmt: skip
+            problems.append(
+                f"{where}: give exactly one of cron or every_s (got cron={job.cron!r}, "
+                f"every_s={job.every_s!r})"
+            )
         elif job.cron is not None and not croniter.is_valid(job.cron):
             problems.append(f"{where}.cron: not a valid cron expression (got {job.cron!r})")
         elif job.every_s is not None:
@@ -155,6 +157,8 @@ def jobs_problems(jobs: dict[str, JobConfig], models: set[str], agents: set[str]
                     f"{where}.models.{agent}: unknown agent; known: {sorted(agents)} (got {agent!r})"
                 )
             if model not in models:
-                problems.append(f"{where}.models.{agent}: no model of that name under models: "
-                                f"{sorted(models)} (got {model!r})")  # fmt: skip
+                problems.append(
+                    f"{where}.models.{agent}: no model of that name under models: "
+                    f"{sorted(models)} (got {model!r})"
+                )
     return problems

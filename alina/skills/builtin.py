@@ -265,10 +265,12 @@ def score_answer(of: Literal["latest", "trader", "monitor", "request"] = "latest
     if of != "request":
         # Chat messages of the specialists (not tool events, not the optimizer's own scores).
         reports = [
-            m for m in conv.messages()
-            if not m.type.endswith("Event") and m.source not in ("user", "optimizer")
+            m
+            for m in conv.messages()
+            if not m.type.endswith("Event")
+            and m.source not in ("user", "optimizer")
             and (of == "latest" or m.source == of)
-        ]  # fmt: skip
+        ]
         if reports:
             return f"{reports[-1].source}'s report: " + score_text(reports[-1].content, conv.task)
         if of != "latest":

@@ -116,10 +116,17 @@ class PostgresToolCallRecorder:
 
         self._owns = not isinstance(db, Database)
         self.db: Database = (
-            Database(db, max_size=max_size, connect_timeout=max(1, int(timeout_s)), open_timeout=timeout_s,
-                     acquire_timeout=timeout_s, name="alina-tool-calls")
-            if isinstance(db, str) else db
-        )  # fmt: skip
+            Database(
+                db,
+                max_size=max_size,
+                connect_timeout=max(1, int(timeout_s)),
+                open_timeout=timeout_s,
+                acquire_timeout=timeout_s,
+                name="alina-tool-calls",
+            )
+            if isinstance(db, str)
+            else db
+        )
         self.dropped = 0
         """How many records could not be written."""
 

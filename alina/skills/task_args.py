@@ -40,16 +40,42 @@ from alina.trading.market_data import UnknownSymbolError, available_symbols, nor
 __all__ = ["TaskArguments", "named_order_id", "named_pair", "named_window_hours", "task_arguments"]
 
 _UNIT_HOURS = {
-    "minute": 1 / 60, "minutes": 1 / 60, "min": 1 / 60, "mins": 1 / 60,
-    "hour": 1.0, "hours": 1.0, "hr": 1.0, "hrs": 1.0, "h": 1.0,
-    "day": 24.0, "days": 24.0, "d": 24.0,
-    "week": 168.0, "weeks": 168.0, "wk": 168.0, "wks": 168.0, "w": 168.0,
-    "month": 720.0, "months": 720.0,
-}  # fmt: skip
+    "minute": 1 / 60,
+    "minutes": 1 / 60,
+    "min": 1 / 60,
+    "mins": 1 / 60,
+    "hour": 1.0,
+    "hours": 1.0,
+    "hr": 1.0,
+    "hrs": 1.0,
+    "h": 1.0,
+    "day": 24.0,
+    "days": 24.0,
+    "d": 24.0,
+    "week": 168.0,
+    "weeks": 168.0,
+    "wk": 168.0,
+    "wks": 168.0,
+    "w": 168.0,
+    "month": 720.0,
+    "months": 720.0,
+}
 _NUMBER_WORDS = {
-    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "a": 1, "an": 1,
-}  # fmt: skip
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "a": 1,
+    "an": 1,
+}
 _UNIT = r"(?P<unit>minutes?|mins?|hours?|hrs?|h|days?|d|weeks?|wks?|w|months?)\b"
 _COUNT = r"(?P<num>\d+(?:\.\d+)?|" + "|".join(w for w in _NUMBER_WORDS if len(w) > 2) + ")"
 # "6 hours", "24h", "2-day", "six hours" (a count, then a unit)
@@ -65,9 +91,15 @@ _ORDER_ID = re.compile(
     r"\border\s*(?:id\s*)?[#:]?\s*(?P<id>(?=[\w-]*\d)[A-Za-z0-9][\w-]*)|\b(?P<paper>paper-\d+)\b", re.I
 )
 _ALIASES = {
-    "bitcoin": "BTC", "ethereum": "ETH", "ether": "ETH", "dogecoin": "DOGE", "litecoin": "LTC",
-    "ripple": "XRP", "cardano": "ADA", "tron": "TRX",
-}  # fmt: skip
+    "bitcoin": "BTC",
+    "ethereum": "ETH",
+    "ether": "ETH",
+    "dogecoin": "DOGE",
+    "litecoin": "LTC",
+    "ripple": "XRP",
+    "cardano": "ADA",
+    "tron": "TRX",
+}
 
 
 @dataclass(frozen=True)

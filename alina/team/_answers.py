@@ -42,8 +42,13 @@ from alina.skills.context import ChatMessage, current_run_context
 from alina.team._routing import report_states
 
 __all__ = [
-    "AnswerCheck", "AnswerCheckClient", "check_answer", "check_output", "digest", "run_reports",
-]  # fmt: skip
+    "AnswerCheck",
+    "AnswerCheckClient",
+    "check_answer",
+    "check_output",
+    "digest",
+    "run_reports",
+]
 
 logger = logging.getLogger(__name__)
 REPORT_TYPES = ("ToolCallSummaryMessage", "TextMessage")
@@ -149,9 +154,10 @@ def run_reports(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
     message (a resumed run's thread and a chat's earlier tasks come before it)."""
     start = max((i for i, m in enumerate(messages) if m.source == "user"), default=-1) + 1
     return [
-        m for m in messages[start:]
+        m
+        for m in messages[start:]
         if m.source not in ("user", ORCHESTRATOR) and m.type in REPORT_TYPES and m.content.strip()
-    ]  # fmt: skip
+    ]
 
 
 def check_answer(
@@ -162,9 +168,7 @@ def check_answer(
     findings: list[str] = []
     sources = _facts([task, *(m.content for m in reports), *(m.content for m in conversation)])
     said = _facts([answer])
-    ungrounded = [
-        f"{v:g}" for v, d in _numbers(answer) if not _matches(v, d, sources.numbers)
-    ]  # fmt: skip
+    ungrounded = [f"{v:g}" for v, d in _numbers(answer) if not _matches(v, d, sources.numbers)]
     if ungrounded:
         findings.append(f"numbers in no report: {', '.join(dict.fromkeys(ungrounded))}")
     for domain, states in said.states.items():
@@ -241,9 +245,10 @@ def digest(reports: Sequence[ChatMessage], max_chars: int = 220) -> str:
 
 def _feedback(check: AnswerCheck) -> str:
     return (
-        "Your answer did not match the team's reports: " + "; ".join(check.findings)
+        "Your answer did not match the team's reports: "
+        + "; ".join(check.findings)
         + ". Answer again in one or two sentences using only the facts and numbers in the reports."
-    )  # fmt: skip
+    )
 
 
 class AnswerCheckClient(WrappedClient):

@@ -154,8 +154,9 @@ class TurnCommitter:
         if not self._down:
             logger.warning(
                 "store unreachable (%s): turns queue up in order and are retried for up to %gs",
-                _reason(exc) if exc else "?", self._outage_s,
-            )  # fmt: skip
+                _reason(exc) if exc else "?",
+                self._outage_s,
+            )
         self._state(False, _reason(exc) if exc else "store unreachable")
 
     def _state(self, ok: bool, reason: str) -> None:

@@ -146,8 +146,10 @@ def tool_uses(events: Sequence[EventLike]) -> list[ToolUse]:
         elif e.type == "ToolCallExecutionEvent" and e.source in pending:
             call_seq, parsed = pending.pop(e.source)
             results = _split_results(e.content, [name for name, _ in parsed])
-            out += [ToolUse(e.source, name, args, result, call_seq, e.seq)
-                    for (name, args), result in zip(parsed, results, strict=True)]  # fmt: skip
+            out += [
+                ToolUse(e.source, name, args, result, call_seq, e.seq)
+                for (name, args), result in zip(parsed, results, strict=True)
+            ]
     for agent, (call_seq, parsed) in pending.items():  # calls whose result never came (cut run)
         out += [ToolUse(agent, name, args, None, call_seq, None) for name, args in parsed]
     return sorted(out, key=lambda u: u.call_seq)
@@ -156,8 +158,9 @@ def tool_uses(events: Sequence[EventLike]) -> list[ToolUse]:
 def symbols_of(use: ToolUse) -> list[str]:
     """The trading pairs a tool call is about: named in its arguments, else the pair its result
     starts with (market tools report ``BTC/USDT last price ...`` when the symbol was defaulted)."""
-    found = [v.strip().upper() for v in use.arguments.values()
-             if isinstance(v, str) and _PAIR_ARG.match(v.strip())]  # fmt: skip
+    found = [
+        v.strip().upper() for v in use.arguments.values() if isinstance(v, str) and _PAIR_ARG.match(v.strip())
+    ]
     if not found and use.result and not use.failed:
         lead = _PAIR.match(use.result.strip())
         found = [lead.group(1)] if lead else []
@@ -174,11 +177,14 @@ def alerts_of(result: str) -> list[tuple[str, str]]:
         if not reason:
             continue
         name = (
-            "memory-high" if reason.startswith("memory")
-            else "latency-high" if " p95 " in f" {reason} "
-            else "load-high" if reason.startswith("load")
+            "memory-high"
+            if reason.startswith("memory")
+            else "latency-high"
+            if " p95 " in f" {reason} "
+            else "load-high"
+            if reason.startswith("load")
             else "health-degraded"
-        )  # fmt: skip
+        )
         out.append((name, reason))
     return out
 
@@ -205,8 +211,9 @@ def run_facts(run: RunLike, *, models: Mapping[str, str] | None = None) -> list[
     for use in tool_uses(run.events):
         agent = ("agent", use.agent)
         args = json.dumps(_masked(use.arguments), sort_keys=True, ensure_ascii=False)
-        facts.append(Relation(agent, "used", ("tool", use.tool), one_line(args, MAX_FACT_CHARS), rid,
-                              use.call_seq))  # fmt: skip
+        facts.append(
+            Relation(agent, "used", ("tool", use.tool), one_line(args, MAX_FACT_CHARS), rid, use.call_seq)
+        )
         strategy = use.arguments.get("strategy")
         if isinstance(strategy, str) and strategy.strip():
             facts.append(Relation(agent, "used", ("strategy", strategy.strip()), None, rid, use.call_seq))
@@ -216,11 +223,13 @@ def run_facts(run: RunLike, *, models: Mapping[str, str] | None = None) -> list[
         result = one_line(use.result, MAX_FACT_CHARS)
         for symbol in symbols_of(use):
             if use.tool in ORDER_TOOLS:
-                order = " ".join(str(use.arguments[k]) for k in ("side", "amount", "order_type")
-                                 if k in use.arguments)  # fmt: skip
+                order = " ".join(
+                    str(use.arguments[k]) for k in ("side", "amount", "order_type") if k in use.arguments
+                )
                 fact = f"order {order}: {result}" if order else f"order: {result}"
-                facts.append(Relation(agent, "decided", ("asset", symbol), one_line(fact, MAX_FACT_CHARS),
-                                      rid, seq))  # fmt: skip
+                facts.append(
+                    Relation(agent, "decided", ("asset", symbol), one_line(fact, MAX_FACT_CHARS), rid, seq)
+                )
             elif not use.failed:
                 facts.append(Relation(agent, "observed", ("asset", symbol), result, rid, seq))
         if use.tool in HEALTH_TOOLS:
@@ -229,8 +238,16 @@ def run_facts(run: RunLike, *, models: Mapping[str, str] | None = None) -> list[
     facts += _causes(run)
     answer = last_answer(run.events)
     if answer is not None:
-        facts.append(Relation(("agent", ORCHESTRATOR), "decided", run_ref,
-                              one_line(answer.content, MAX_FACT_CHARS), rid, answer.seq))  # fmt: skip
+        facts.append(
+            Relation(
+                ("agent", ORCHESTRATOR),
+                "decided",
+                run_ref,
+                one_line(answer.content, MAX_FACT_CHARS),
+                rid,
+                answer.seq,
+            )
+        )
         facts += contradictions(run, answer)
     return list(dict.fromkeys(facts))
 
@@ -243,8 +260,9 @@ def last_answer(events: Sequence[EventLike]) -> EventLike | None:
 _REPORT_TYPES = frozenset({"ToolCallSummaryMessage", "TextMessage"})
 
 
-def _latest_report(events: Sequence[EventLike], agent: str, domain: str, before: int | None = None
-                   ) -> tuple[EventLike, list[str]] | None:  # fmt: skip
+def _latest_report(
+    events: Sequence[EventLike], agent: str, domain: str, before: int | None = None
+) -> tuple[EventLike, list[str]] | None:
     """``agent``'s latest report (before seq ``before``) that names a state of ``domain``."""
     for e in reversed(events):
         if e.source != agent or e.type not in _REPORT_TYPES or (before is not None and e.seq >= before):
@@ -269,8 +287,10 @@ def _causes(run: RunLike) -> list[Relation]:
             causes: list[tuple[str, str]] = [("alert", name) for name, _ in alerts_of(report.content)]
             if not causes and skip.domain == "trend":
                 causes = [("asset", m.group(1)) for m in _PAIR.finditer(report.content)][:5]
-            fact = (f"skipped the {skip.agent}: the task wanted it only if {skip.condition}; the {skip.on}'s "
-                    f"report says {states[0]}")  # fmt: skip
+            fact = (
+                f"skipped the {skip.agent}: the task wanted it only if {skip.condition}; the {skip.on}'s "
+                f"report says {states[0]}"
+            )
             for cause in causes or [("agent", skip.on)]:
                 facts.append(Relation(cause, "caused", ("run", run.run_id), fact, run.run_id, report.seq))
     return facts
@@ -288,6 +308,7 @@ def contradictions(run: RunLike, answer: EventLike) -> list[Relation]:
             continue
         report, (state,) = found
         fact = f"the answer says {said[0]}; the {agent}'s report (#{report.seq}) says {state}"
-        facts.append(Relation(("agent", ORCHESTRATOR), "contradicted", ("agent", agent), fact, run.run_id,
-                              answer.seq))  # fmt: skip
+        facts.append(
+            Relation(("agent", ORCHESTRATOR), "contradicted", ("agent", agent), fact, run.run_id, answer.seq)
+        )
     return facts

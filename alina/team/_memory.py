@@ -99,8 +99,9 @@ def run_memories(run: RunLike, *, specialists: Sequence[str] = SPECIALISTS) -> l
         result = outcome or f"no answer ({run.stop_reason or 'stopped'})"
         text = one_line(f"Task: {task} | Outcome ({run.status}): {result}", MAX_MEMORY_CHARS)
         seq = answer.seq if answer is not None else (events[-1].seq if events else None)
-        items.append(MemoryItem(text, "outcome", SHARED, rid, seq, id=f"{rid}-outcome",
-                                extra={"status": run.status}))  # fmt: skip
+        items.append(
+            MemoryItem(text, "outcome", SHARED, rid, seq, id=f"{rid}-outcome", extra={"status": run.status})
+        )
     return items
 
 
@@ -139,9 +140,13 @@ class RunMemoryWriter:
 
     @classmethod
     def from_config(
-        cls, config: AlinaConfig, *, memory: VectorMemory | None, graph: MemoryGraph | None,
+        cls,
+        config: AlinaConfig,
+        *,
+        memory: VectorMemory | None,
+        graph: MemoryGraph | None,
         store: _RunStoreLike | None = None,
-    ) -> RunMemoryWriter:  # fmt: skip
+    ) -> RunMemoryWriter:
         """The writer ``config.memory`` asks for (``write`` / ``graph`` switch each part off)."""
         enabled = config.memory.enabled
         models = {name: config.model_for(name).model for name in config.agents}
@@ -157,8 +162,9 @@ class RunMemoryWriter:
         try:
             view = await self._with_history(run)
         except Exception as exc:  # fall back to the events at hand
-            log.warning("earlier messages of run %s not read (%s); using this attempt's only",
-                        run.run_id, exc)  # fmt: skip
+            log.warning(
+                "earlier messages of run %s not read (%s); using this attempt's only", run.run_id, exc
+            )
             view = run
         self._count_contradictions(view)
         await asyncio.gather(self._write_vectors(view), self._record_graph(view))
@@ -180,8 +186,9 @@ class RunMemoryWriter:
         have = {e.seq for e in run.events}
         events: list[EventLike] = [
             StoredEvent(int(m["seq"]), str(m["source"]), str(m["type"]), str(m["content"]))
-            for m in (stored or {}).get("messages", []) if int(m["seq"]) not in have
-        ]  # fmt: skip
+            for m in (stored or {}).get("messages", [])
+            if int(m["seq"]) not in have
+        ]
         events = sorted([*events, *run.events], key=lambda e: e.seq)
         return _View(run.run_id, run.task, run.status, run.stop_reason, run.answer, events, run.routing)
 
@@ -216,8 +223,11 @@ class RunMemoryWriter:
         observe_memory_write(store, False)
         message = f"{store}: {type(exc).__name__}: {exc}"
         if not self.errors:
-            log.warning("run %s: what it leaves in memory was not written (%s); the run itself is kept",
-                        run.run_id, message)  # fmt: skip
+            log.warning(
+                "run %s: what it leaves in memory was not written (%s); the run itself is kept",
+                run.run_id,
+                message,
+            )
         else:
             log.debug("run %s: memory write failed again: %s", run.run_id, message)
         self.errors.append(message)
@@ -249,8 +259,12 @@ async def open_memory(
         await memory.open()
     except Exception as exc:  # fail open
         where = memory.location() if memory is not None else "chroma"
-        log.warning("memory (RAG) unavailable, runs go on without retrieval: %s: %s (%s)",
-                    type(exc).__name__, one_line(str(exc), 300), where)  # fmt: skip
+        log.warning(
+            "memory (RAG) unavailable, runs go on without retrieval: %s: %s (%s)",
+            type(exc).__name__,
+            one_line(str(exc), 300),
+            where,
+        )
         set_memory_available(False)
         if memory is not None:
             try:

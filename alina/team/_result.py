@@ -43,9 +43,15 @@ class RunResult:
     def totals(self) -> RunTotals:
         """How the run ended and what it cost, as the run store records it."""
         return RunTotals(
-            self.status, self.turns, self.model_calls, self.tool_calls, self.prompt_tokens,
-            self.completion_tokens, self.wall_s, self.error,
-        )  # fmt: skip
+            self.status,
+            self.turns,
+            self.model_calls,
+            self.tool_calls,
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.wall_s,
+            self.error,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The ``alina run --json`` object."""
@@ -73,8 +79,14 @@ class RunResult:
 
 # Counters carried in every checkpoint's ``position`` and restored by ``resume()``.
 _POSITION_FIELDS = (
-    "turns", "model_calls", "cached_calls", "tool_calls", "prompt_tokens", "completion_tokens", "answer",
-)  # fmt: skip
+    "turns",
+    "model_calls",
+    "cached_calls",
+    "tool_calls",
+    "prompt_tokens",
+    "completion_tokens",
+    "answer",
+)
 
 
 def _error_text(exc: BaseException) -> str:

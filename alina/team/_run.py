@@ -118,9 +118,14 @@ class TeamRunner(_TurnTaker):
         self._writes: set[asyncio.Task[None]] = set()
         self._calls: list[CallRecord] = []
         self.team: AlinaTeam = build_team(
-            config, clients=clients, listener=self._calls.append, mode=mode, memory=memory,
-            on_exhausted=self._model_exhausted, stream=on_chunk is not None,
-        )  # fmt: skip
+            config,
+            clients=clients,
+            listener=self._calls.append,
+            mode=mode,
+            memory=memory,
+            on_exhausted=self._model_exhausted,
+            stream=on_chunk is not None,
+        )
         for client in self.team.clients.values():  # injected clients may be ResilientClients too
             if getattr(client, "listener", "absent") is None:
                 client.listener = self._calls.append  # type: ignore[attr-defined]
@@ -284,20 +289,25 @@ class TeamRunner(_TurnTaker):
             logger.warning("prompt versions unavailable (%s): the agents keep the prompts they run with", exc)
             return {}
         changed = {
-            name: p for name, p in wanted.items()
-            if name in self.team.prompts and (p.version, p.digest) != (
-                self.team.prompts[name].version, self.team.prompts[name].digest)
-        }  # fmt: skip
+            name: p
+            for name, p in wanted.items()
+            if name in self.team.prompts
+            and (p.version, p.digest) != (self.team.prompts[name].version, self.team.prompts[name].digest)
+        }
         if not changed:
             return {}
         for name, p in changed.items():
             logger.info("agent %s now runs prompt v%d (%s)", name, p.version, p.digest)
         state = await self.team.team.save_state()
         self.team = build_team(
-            self.config, clients=self.team.clients, mode=self.team.router.mode,
-            prompts={**self.team.prompts, **changed}, cache=self.team.cache, memory=self.team.memory,
+            self.config,
+            clients=self.team.clients,
+            mode=self.team.router.mode,
+            prompts={**self.team.prompts, **changed},
+            cache=self.team.cache,
+            memory=self.team.memory,
             stream=self.team.stream,
-        )  # fmt: skip
+        )
         await self.team.team.load_state(state)
         self._routing_seen = 0
         for name, p in changed.items():  # cache entries of the old version are never served
@@ -316,13 +326,22 @@ class TeamRunner(_TurnTaker):
             if ref is not None and ref.digest != current.digest:
                 logger.warning(
                     "agent %s resumes with its checkpointed prompt v%d (%s), not the current v%d (%s)",
-                    name, ref.version, ref.digest, current.version, current.digest,
-                )  # fmt: skip
+                    name,
+                    ref.version,
+                    ref.digest,
+                    current.version,
+                    current.digest,
+                )
                 overrides[name] = dataclasses.replace(current, version=ref.version, system=ref.system)
         self.team = build_team(
-            self.config, clients=self.team.clients, mode=self.team.router.mode, prompts=overrides,
-            cache=self.team.cache, memory=self.team.memory, stream=self.team.stream,
-        )  # fmt: skip
+            self.config,
+            clients=self.team.clients,
+            mode=self.team.router.mode,
+            prompts=overrides,
+            cache=self.team.cache,
+            memory=self.team.memory,
+            stream=self.team.stream,
+        )
         self._routing_seen = 0
 
     async def _drive(
@@ -344,10 +363,13 @@ class TeamRunner(_TurnTaker):
             await self._log("run_started", run_id, {"mode": self.modes.current})
         self._routing_seen = len(self.team.router.decisions)
         p = _Progress(
-            turn=turn, seq=int(position.get("message_count", 0)),
-            routing_seq=int(position.get("routing_count", 0)), calls_seen=len(self._calls),
-            wall_before=result.wall_s, start=time.monotonic(),
-        )  # fmt: skip
+            turn=turn,
+            seq=int(position.get("message_count", 0)),
+            routing_seq=int(position.get("routing_count", 0)),
+            calls_seen=len(self._calls),
+            wall_before=result.wall_s,
+            start=time.monotonic(),
+        )
         token = self._token = CancellationToken()
         self._cancel_reason = None
         # The turns run in their own task: a timeout or a cancellation of this one cancels the
@@ -391,10 +413,18 @@ class TeamRunner(_TurnTaker):
             if p.pending or p.pending_routing:
                 # The cut turn's rows, without a checkpoint: kept for the record; a resume drops
                 # them and redoes the turn from the last checkpoint.
-                await self._put_quietly(committer, TurnCommit(
-                    run_id, p.turn + 1, list(p.pending), p.pending_routing, {}, [],
-                    {"message_count": p.seq, "routing_count": p.routing_seq, "partial": True},
-                ))  # fmt: skip
+                await self._put_quietly(
+                    committer,
+                    TurnCommit(
+                        run_id,
+                        p.turn + 1,
+                        list(p.pending),
+                        p.pending_routing,
+                        {},
+                        [],
+                        {"message_count": p.seq, "routing_count": p.routing_seq, "partial": True},
+                    ),
+                )
             try:
                 await committer.close()
             except Exception as exc:  # the store went away
@@ -416,11 +446,19 @@ class TeamRunner(_TurnTaker):
         if self.hot is not None:
             await self.hot.set_run_status(run_id, result.status)
         await self._log_calls(run_id)
-        await self._log("run_finished", run_id, {
-            "status": result.status, "stop_reason": result.stop_reason, "turns": result.turns,
-            "model_calls": result.model_calls, "cached_calls": result.cached_calls,
-            "tool_calls": result.tool_calls, "wall_s": round(result.wall_s, 3),
-        })  # fmt: skip
+        await self._log(
+            "run_finished",
+            run_id,
+            {
+                "status": result.status,
+                "stop_reason": result.stop_reason,
+                "turns": result.turns,
+                "model_calls": result.model_calls,
+                "cached_calls": result.cached_calls,
+                "tool_calls": result.tool_calls,
+                "wall_s": round(result.wall_s, 3),
+            },
+        )
         self._earlier = [*earlier, *result.events]
         self._after_run(result)
         return result

@@ -165,8 +165,10 @@ class SemanticScorer:
         _warn_once(
             f"{name}:{type(exc).__name__}",
             "semantic routing disabled, using lexical similarity only: embedder %s failed (%s: %s)",
-            name, type(exc).__name__, exc,
-        )  # fmt: skip
+            name,
+            type(exc).__name__,
+            exc,
+        )
 
     def _store(self, texts: Sequence[str], vectors: Any) -> None:
         from alina.memory_store.embeddings import normalise

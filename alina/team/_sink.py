@@ -95,10 +95,15 @@ class MemorySink:
         done = [c for c in self.commits if c.run_id == run_id and c.is_checkpoint]
         last = done[-1] if done else None
         return ResumePoint(
-            run_id, run["task"], run["status"], run["resumes"], last.turn if last else 0,
-            last.team_state if last else None, {p.agent: p for p in last.prompts} if last else {},
+            run_id,
+            run["task"],
+            run["status"],
+            run["resumes"],
+            last.turn if last else 0,
+            last.team_state if last else None,
+            {p.agent: p for p in last.prompts} if last else {},
             dict(last.position) if last else {},
-        )  # fmt: skip
+        )
 
     async def reopen_run(self, run_id: str) -> None:
         point = await self.resume_point(run_id)

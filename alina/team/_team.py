@@ -102,8 +102,11 @@ class _DropEchoedGroupChatErrors(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not (isinstance(exc, ValueError) and "Unhandled message in agent container" in str(exc)
-                    and "GroupChatError" in str(exc))  # fmt: skip
+        return not (
+            isinstance(exc, ValueError)
+            and "Unhandled message in agent container" in str(exc)
+            and "GroupChatError" in str(exc)
+        )
 
 
 _ECHO_FILTER = _DropEchoedGroupChatErrors()
@@ -143,25 +146,42 @@ def build_team(
             cache = ResponseCache(config.redis.url(), ttl_s=config.cache.ttl_s)
         clients = {
             name: build_agent_client(
-                config, name, governor=governor, listener=listener, cache=cache, on_exhausted=on_exhausted,
+                config,
+                name,
+                governor=governor,
+                listener=listener,
+                cache=cache,
+                on_exhausted=on_exhausted,
                 prompt_version=specs[name].prompt_version,
             )
             for name in (ORCHESTRATOR, *SPECIALISTS)
         }
         clients["selector"] = build_agent_client(
-            config, ORCHESTRATOR, governor=governor, listener=listener, label="selector", cache=cache,
-            on_exhausted=on_exhausted, prompt_version=specs[ORCHESTRATOR].prompt_version,
-        )  # fmt: skip
+            config,
+            ORCHESTRATOR,
+            governor=governor,
+            listener=listener,
+            label="selector",
+            cache=cache,
+            on_exhausted=on_exhausted,
+            prompt_version=specs[ORCHESTRATOR].prompt_version,
+        )
     kinds = config.memory.retrieve_kinds
-    views = {} if memory is None else {
-        name: [memory.for_agent(name, kinds=kinds.get(name))] for name in retrieving
-    }  # fmt: skip
+    views = (
+        {}
+        if memory is None
+        else {name: [memory.for_agent(name, kinds=kinds.get(name))] for name in retrieving}
+    )
     agents: list[ChatAgent | Team] = [
         build_agent(
-            name, config,
-            AnswerCheckClient(clients[name]) if name == ORCHESTRATOR and config.team.check_answers
+            name,
+            config,
+            AnswerCheckClient(clients[name])
+            if name == ORCHESTRATOR and config.team.check_answers
             else clients[name],
-            prompt=used[name], memory=views.get(name), stream=stream,
+            prompt=used[name],
+            memory=views.get(name),
+            stream=stream,
         )  # ALINA's answers are checked against the run's reports before anyone sees them
         for name in (*SPECIALISTS, ORCHESTRATOR)
     ]

@@ -116,9 +116,13 @@ class _TurnTaker:
         mandate = Mandate.from_request(result.task, self.order_symbols(), previous=self._mandate)
         self._mandate = mandate
         return RunContext(
-            task=result.task, messages=lambda: [*earlier, *result.events], run_id=result.run_id,
-            turn=lambda: p.turn + 1, mandate=mandate, side_effect_refusal=self._side_effect_refusal,
-        )  # fmt: skip
+            task=result.task,
+            messages=lambda: [*earlier, *result.events],
+            run_id=result.run_id,
+            turn=lambda: p.turn + 1,
+            mandate=mandate,
+            side_effect_refusal=self._side_effect_refusal,
+        )
 
     async def _take_turns(
         self,

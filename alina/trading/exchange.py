@@ -126,8 +126,9 @@ class LiveExchange:
 
     mode = "live"
 
-    def __init__(self, rules: MarketRules, public: Any, private: Any, quote: str, secrets: _Secrets,
-                 retries: int = 2) -> None:  # fmt: skip
+    def __init__(
+        self, rules: MarketRules, public: Any, private: Any, quote: str, secrets: _Secrets, retries: int = 2
+    ) -> None:
         """``public``/``private``: ccxt async instances with markets loaded (only ``private`` has keys)."""
         self.rules = rules
         self.quote = quote
@@ -150,8 +151,11 @@ class LiveExchange:
     @property
     def symbols(self) -> list[str]:
         """Spot markets quoted in the quote currency."""
-        return [s for s in self.rules.symbols if self.rules.market(s).get("spot")
-                and self.rules.market(s).get("quote") == self.quote]  # fmt: skip
+        return [
+            s
+            for s in self.rules.symbols
+            if self.rules.market(s).get("spot") and self.rules.market(s).get("quote") == self.quote
+        ]
 
     def _safe(self, exc: BaseException) -> str:
         return self._secrets.redact(f"{type(exc).__name__}: {exc}")[:300]
@@ -200,8 +204,9 @@ class LiveExchange:
         try:
             raw = await with_retries(
                 lambda: self._private.fetch_order("", symbol, {"clientOrderId": client_order_id}),
-                "order lookup", self._retries,
-            )  # fmt: skip
+                "order lookup",
+                self._retries,
+            )
         except ccxt.OrderNotFound:
             return None
         except ccxt.BaseError as exc:
@@ -213,9 +218,13 @@ class LiveExchange:
         else (network, timeouts) leaves the outcome unknown for the caller to reconcile."""
         try:
             raw = await self._private.create_order(
-                request.symbol, request.type, request.side, request.amount, request.price,
+                request.symbol,
+                request.type,
+                request.side,
+                request.amount,
+                request.price,
                 {"clientOrderId": request.client_order_id},
-            )  # fmt: skip
+            )
         except ccxt.ExchangeError as exc:
             # Binance answers a reused client id with -2010 "Duplicate order sent." (InvalidOrder).
             if isinstance(exc, ccxt.DuplicateOrderId) or "duplicate order" in str(exc).lower():
@@ -283,8 +292,9 @@ async def open_exchange(
         rules = await MarketRules.from_exchange(public)
         private = new_ccxt(cfg.exchange, {"apiKey": key, "secret": secret})
         private.set_markets(public.markets)
-        return LiveExchange(rules, public, private, cfg.quote_currency, _Secrets(key, secret),
-                            cfg.market_data_retries)  # fmt: skip
+        return LiveExchange(
+            rules, public, private, cfg.quote_currency, _Secrets(key, secret), cfg.market_data_retries
+        )
     if cfg.markets_file is not None:
         rules = MarketRules.from_file(cfg.exchange, resolve_markets_file(cfg.markets_file))
     else:

@@ -70,8 +70,17 @@ class Intent:
     @classmethod
     def for_request(cls, req: OrderRequest, mode: str, exchange: str, request_id: str | None) -> Intent:
         """A new pending intent for ``req``."""
-        return cls(req.client_order_id, request_id, mode, exchange, req.symbol, req.side, req.type,
-                   req.amount, req.price)  # fmt: skip
+        return cls(
+            req.client_order_id,
+            request_id,
+            mode,
+            exchange,
+            req.symbol,
+            req.side,
+            req.type,
+            req.amount,
+            req.price,
+        )
 
     @property
     def is_open(self) -> bool:
@@ -193,9 +202,18 @@ class PgIntentStore(Repository):
                 await conn.execute(
                     "INSERT INTO order_intents (client_order_id, request_id, mode, exchange, symbol, side, "
                     "type, amount, price, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending')",
-                    (intent.client_order_id, intent.request_id, intent.mode, intent.exchange, intent.symbol,
-                     intent.side, intent.type, intent.amount, intent.price),
-                )  # fmt: skip
+                    (
+                        intent.client_order_id,
+                        intent.request_id,
+                        intent.mode,
+                        intent.exchange,
+                        intent.symbol,
+                        intent.side,
+                        intent.type,
+                        intent.amount,
+                        intent.price,
+                    ),
+                )
         except psycopg.errors.UniqueViolation:
             existing = await self.by_request(intent.request_id) if intent.request_id else None
             if existing is None:
@@ -217,9 +235,17 @@ class PgIntentStore(Repository):
                 "ELSE error || COALESCE('; ' || %s, '') END, 500), "
                 "updated_at = now() "
                 "WHERE client_order_id = %s",
-                (status, row.exchange_order_id, row.order_status, row.filled, row.average, row.error,
-                 row.error, client_order_id),
-            )  # fmt: skip
+                (
+                    status,
+                    row.exchange_order_id,
+                    row.order_status,
+                    row.filled,
+                    row.average,
+                    row.error,
+                    row.error,
+                    client_order_id,
+                ),
+            )
 
     async def _select(self, where: str, params: tuple[Any, ...]) -> list[Intent]:
         async with self._p().connection() as conn:

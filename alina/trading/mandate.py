@@ -41,12 +41,25 @@ _CANCEL = re.compile(r"\bcancel(?:l?ed|l?ing|s)?\b", re.I)
 _CLOSE = re.compile(r"\b(?:close|exit|flatten)\b[\w\s/.,-]{0,30}?\bpositions?\b", re.I)
 _SAME = re.compile(r"\b(?:same|again|another|repeat)\b", re.I)
 _NUMBER = re.compile(r"(?<![\w.])(?P<pre>[$]\s*)?(?P<num>\d+(?:[.,]\d+)?|\.\d+)(?P<k>k\b)?")
-_PRICE_CUE = re.compile(r"(?:\bat|@|\bprice(?:d)?(?:\s+of)?|\blimit(?:\s+price)?|\bbelow|\babove|\bunder|"
-                        r"\bover|\bstop)\s*$", re.I)  # fmt: skip
+_PRICE_CUE = re.compile(
+    r"(?:\bat|@|\bprice(?:d)?(?:\s+of)?|\blimit(?:\s+price)?|\bbelow|\babove|\bunder|"
+    r"\bover|\bstop)\s*$",
+    re.I,
+)
 _QUOTES = ("USDT", "USD", "USDC", "BUSD", "EUR")
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[/-][A-Za-z0-9]+)?(?::[A-Za-z0-9]+)?")
-_SIDE = {"buy": "buy", "buying": "buy", "bought": "buy", "purchase": "buy", "go long": "buy",
-         "sell": "sell", "selling": "sell", "short": "sell", "dump": "sell", "go short": "sell"}  # fmt: skip
+_SIDE = {
+    "buy": "buy",
+    "buying": "buy",
+    "bought": "buy",
+    "purchase": "buy",
+    "go long": "buy",
+    "sell": "sell",
+    "selling": "sell",
+    "short": "sell",
+    "dump": "sell",
+    "go short": "sell",
+}
 _REL_TOL = 1e-6
 
 

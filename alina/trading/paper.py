@@ -260,9 +260,14 @@ class PaperExchange:
         else:
             self._execute(order, fill_price, "taker")
         logger.info(
-            "paper order %s %s %s %s %s -> %s", order.client_order_id, req.side, req.type, _f(req.amount),
-            req.symbol, order.status,
-        )  # fmt: skip
+            "paper order %s %s %s %s %s -> %s",
+            order.client_order_id,
+            req.side,
+            req.type,
+            _f(req.amount),
+            req.symbol,
+            order.status,
+        )
         await self._changed()
         return order
 
@@ -408,9 +413,19 @@ class PaperExchange:
         order.fee += fee
         order.status = "closed"
         self._fills.append(
-            Fill(order.id, order.client_order_id, order.symbol, order.side, amount, price, fee, rate,
-                 "maker" if liquidity == "maker" else "taker", ts if ts is not None else self.feed.now_ms())
-        )  # fmt: skip
+            Fill(
+                order.id,
+                order.client_order_id,
+                order.symbol,
+                order.side,
+                amount,
+                price,
+                fee,
+                rate,
+                "maker" if liquidity == "maker" else "taker",
+                ts if ts is not None else self.feed.now_ms(),
+            )
+        )
 
     async def _changed(self) -> None:
         if self.on_change is None:

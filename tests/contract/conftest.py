@@ -122,8 +122,19 @@ def llama_server(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     port = _free_port()
     log = tmp_path_factory.mktemp("llama_server") / "server.log"
     cmd = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path), "--model_alias", OPENAI_MODEL,
-        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(N_CTX),
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gguf_path),
+        "--model_alias",
+        OPENAI_MODEL,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(N_CTX),
     ]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -189,7 +200,11 @@ class Provider:
     def make(self, **overrides: Any) -> JsonToolClient:
         """A fresh client (own usage counters); closed at the end of the session."""
         kw: dict[str, Any] = dict(
-            n_ctx=N_CTX, max_tokens=MAX_TOKENS, temperature=0.0, timeout_s=120.0, seed=42,
+            n_ctx=N_CTX,
+            max_tokens=MAX_TOKENS,
+            temperature=0.0,
+            timeout_s=120.0,
+            seed=42,
             tool_policy="first",
         )
         kw.update(overrides)
@@ -224,7 +239,9 @@ async def provider(request: pytest.FixtureRequest, gguf_path: Path) -> AsyncIter
         p = Provider(
             name,
             lambda **kw: OpenAICompatClient(
-                base_url=server.base_url, api_key=None, model=OPENAI_MODEL,
+                base_url=server.base_url,
+                api_key=None,
+                model=OPENAI_MODEL,
                 **{"json_schema_style": "llamacpp", **kw},
             ),
             frozenset({("127.0.0.1", server.port)}),

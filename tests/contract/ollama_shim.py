@@ -70,7 +70,7 @@ class _Model:
             elif isinstance(fmt, dict):
                 g = LlamaGrammar.from_json_schema(key, verbose=False)
             else:
-                raise ValueError(f"format must be \"json\" or a JSON schema object, got {fmt!r}")
+                raise ValueError(f'format must be "json" or a JSON schema object, got {fmt!r}')
             self._grammars[key] = g
         return g
 
@@ -90,8 +90,13 @@ class OllamaShim:
     """A threaded loopback HTTP server speaking a subset of Ollama's API (see module docstring)."""
 
     def __init__(
-        self, model_path: str | Path, *, model_name: str = "smollm2:135m", n_ctx: int = 4096,
-        host: str = "127.0.0.1", port: int = 0,
+        self,
+        model_path: str | Path,
+        *,
+        model_name: str = "smollm2:135m",
+        n_ctx: int = 4096,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         self.model_name = model_name
         self.model = _Model(Path(model_path), n_ctx)
@@ -117,11 +122,19 @@ class OllamaShim:
                 if self.path == "/api/version":
                     self._send(200, {"version": SHIM_VERSION})
                 elif self.path == "/api/tags":
-                    self._send(200, {"models": [{
-                        "name": shim.model_name, "model": shim.model_name,
-                        "size": shim.model.path.stat().st_size,
-                        "details": {"format": "gguf", "family": "llama"},
-                    }]})
+                    self._send(
+                        200,
+                        {
+                            "models": [
+                                {
+                                    "name": shim.model_name,
+                                    "model": shim.model_name,
+                                    "size": shim.model.path.stat().st_size,
+                                    "details": {"format": "gguf", "family": "llama"},
+                                }
+                            ]
+                        },
+                    )
                 elif self.path == "/":
                     data = b"Ollama is running (test shim)"
                     self.send_response(200)
@@ -165,9 +178,9 @@ class OllamaShim:
         from llama_cpp import LogitsProcessorList
 
         if body.get("model") != self.model_name:
-            return 404, {"error": f"model \"{body.get('model')}\" not found, try pulling it first"}
+            return 404, {"error": f'model "{body.get("model")}" not found, try pulling it first'}
         if body.get("stream", True):  # Ollama streams unless told otherwise
-            return 400, {"error": "this test shim implements only \"stream\": false"}
+            return 400, {"error": 'this test shim implements only "stream": false'}
         messages = body.get("messages") or []
         if not isinstance(messages, list) or not all(
             isinstance(m, dict) and isinstance(m.get("content", ""), str) for m in messages

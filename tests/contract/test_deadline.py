@@ -74,8 +74,9 @@ async def test_a_timed_out_tool_turn_stops_and_the_next_call_finds_the_engine_id
     assert log[0] == ("start", True) and log[1][0] == "end" and log[1][1] in ("deadline", "cancelled"), log
 
     # normal speed again, same engine
-    result = await client.create([UserMessage(content="Say hi.", source="user")],
-                                 extra_create_args={"max_tokens": 8})  # fmt: skip
+    result = await client.create(
+        [UserMessage(content="Say hi.", source="user")], extra_create_args={"max_tokens": 8}
+    )
     assert isinstance(result.content, str)
     assert log[2:] == [("start", False), ("end", None)]  # began after the first ended; ran to the end
 

@@ -187,7 +187,9 @@ async def test_agent_runs_tool_rounds_twice_in_one_conversation(provider, net, m
     monkeypatch.setattr(client, "_complete", spy)
     log = ToolLog()
     agent = AssistantAgent(
-        "assistant", model_client=client, tools=log.tools(),
+        "assistant",
+        model_client=client,
+        tools=log.tools(),
         system_message="You are a helpful assistant. Use the tools.",
     )
 
@@ -213,7 +215,10 @@ async def test_agent_answers_in_text_after_tool_round(provider, net) -> None:
     """max_tool_iterations=2 with tool_policy "first": one tool round, then a text answer."""
     log = ToolLog()
     agent = AssistantAgent(
-        "assistant", model_client=provider.client, tools=log.tools(), max_tool_iterations=2,
+        "assistant",
+        model_client=provider.client,
+        tools=log.tools(),
+        max_tool_iterations=2,
         system_message="You are a helpful assistant. Use the tools, then answer the user.",
     )
     result = await agent.run(task="What is the weather in Oslo?")
@@ -303,14 +308,23 @@ async def test_usage_accumulates(provider, net) -> None:
 def _chat_reply(provider: str, content: str) -> dict[str, Any]:
     if provider == "openai":
         return {
-            "id": "chatcmpl-garbage", "object": "chat.completion", "created": 0, "model": "m",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": content}}],
+            "id": "chatcmpl-garbage",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "m",
+            "choices": [
+                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+            ],
             "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10},
         }
     return {
-        "model": "m", "created_at": "2025-01-01T00:00:00Z", "done": True, "done_reason": "stop",
-        "message": {"role": "assistant", "content": content}, "prompt_eval_count": 5, "eval_count": 5,
+        "model": "m",
+        "created_at": "2025-01-01T00:00:00Z",
+        "done": True,
+        "done_reason": "stop",
+        "message": {"role": "assistant", "content": content},
+        "prompt_eval_count": 5,
+        "eval_count": 5,
     }
 
 
@@ -448,8 +462,12 @@ async def test_llama_cpp_server_rejects_openai_json_schema_form(llama_server, ne
     from alina.models.openai_compat import OpenAICompatClient
 
     client = OpenAICompatClient(
-        base_url=llama_server.base_url, json_schema_style="json_schema", model="smollm2",
-        n_ctx=4096, max_tokens=64, timeout_s=120.0,
+        base_url=llama_server.base_url,
+        json_schema_style="json_schema",
+        model="smollm2",
+        n_ctx=4096,
+        max_tokens=64,
+        timeout_s=120.0,
     )
     try:
         with network_guard({("127.0.0.1", llama_server.port)}):

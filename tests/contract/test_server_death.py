@@ -41,10 +41,23 @@ async def doomed_server() -> AsyncIterator[tuple[asyncio.subprocess.Process, str
     """A llama_cpp.server of its own (the test kills it), serving the embedded GGUF."""
     port = _free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "llama_cpp.server", "--model", str(default_gguf_path()),
-        "--model_alias", OPENAI_MODEL, "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(default_gguf_path()),
+        "--model_alias",
+        OPENAI_MODEL,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         async with asyncio.timeout(SERVER_START_TIMEOUT_S):
@@ -61,11 +74,18 @@ async def doomed_server() -> AsyncIterator[tuple[asyncio.subprocess.Process, str
 
 async def test_a_killed_server_is_unreachable_and_the_fallback_answers_at_once(doomed_server) -> None:
     proc, url = doomed_server
-    primary = OpenAICompatClient(base_url=url, model=OPENAI_MODEL, json_schema_style="llamacpp",
-                                 n_ctx=2048, max_tokens=8, timeout_s=60.0)  # fmt: skip
+    primary = OpenAICompatClient(
+        base_url=url,
+        model=OPENAI_MODEL,
+        json_schema_style="llamacpp",
+        n_ctx=2048,
+        max_tokens=8,
+        timeout_s=60.0,
+    )
     records: list[CallRecord] = []
-    client = ResilientClient("trader", primary, retries=2, fallback=replay("from the fallback"),
-                             listener=records.append)  # fmt: skip
+    client = ResilientClient(
+        "trader", primary, retries=2, fallback=replay("from the fallback"), listener=records.append
+    )
     try:
         alive = await client.create(HI)
         assert isinstance(alive.content, str) and [r.outcome for r in records] == ["ok"]

@@ -102,9 +102,13 @@ def compose(
     for f in files:
         cmd += ["-f", f]
     return subprocess.run(
-        [*cmd, *args], cwd=ROOT, env={**planted["env"], **(extra_env or {})},
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [*cmd, *args],
+        cwd=ROOT,
+        env={**planted["env"], **(extra_env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def resolved(planted: dict[str, Any], files: tuple[str, ...] = (BASE,), **extra_env: str) -> dict[str, Any]:
@@ -217,7 +221,7 @@ def test_only_grafana_and_alina_health_are_published_on_loopback(stack: dict[str
         (name, p["target"], p.get("host_ip"))
         for name, svc in stack["services"].items()
         for p in svc.get("ports") or []
-    }  # fmt: skip
+    }
     assert published == {("grafana", 3000, "127.0.0.1"), ("alina-serve", 9464, "127.0.0.1")}
     # Docker publishes nothing for a container on internal networks only (moby#36174): the two
     # published services also sit on `edge`, which has no source NAT.
@@ -294,16 +298,20 @@ def test_alina_containers_are_locked_down(stack: dict[str, Any]) -> None:
 
 
 def test_no_secret_value_appears_in_the_resolved_stack(planted: dict[str, Any]) -> None:
-    for files, extra in (((BASE,), {}), ((BASE, WORKER_HOST), {"ALINA_MAIN_HOST": "10.8.0.1"}),
-                         ((BASE, LAN), {"ALINA_LAN_IP": "10.8.0.1"})):  # fmt: skip
+    for files, extra in (
+        ((BASE,), {}),
+        ((BASE, WORKER_HOST), {"ALINA_MAIN_HOST": "10.8.0.1"}),
+        ((BASE, LAN), {"ALINA_LAN_IP": "10.8.0.1"}),
+    ):
         for fmt in ("json", "yaml"):
             out = compose(planted, "config", "--format", fmt, files=files, extra_env=extra)
             assert out.returncode == 0, out.stderr
             assert SECRET not in out.stdout and SECRET not in out.stderr, (files, fmt)
     stack = resolved(planted)
     assert {s["file"] for s in stack["secrets"].values()} == {
-        str(planted["secrets"] / "postgres_password"), str(planted["secrets"] / "grafana_admin_password")
-    }  # fmt: skip
+        str(planted["secrets"] / "postgres_password"),
+        str(planted["secrets"] / "grafana_admin_password"),
+    }
     for name, svc in stack["services"].items():
         for key, value in (svc.get("environment") or {}).items():
             if is_secret_name(key):  # only *_FILE names (they describe a secret, holding a path)
@@ -348,8 +356,10 @@ def test_prometheus_runs_exactly_the_deploy_files_and_promtool_accepts_them(
         shutil.copy(source, dest)
     out = subprocess.run(
         ["promtool", "check", "config", str(tmp_path / "etc/prometheus/prometheus.yml")],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SUCCESS: 1 rule files found" in out.stdout and "alerts.yml" in out.stdout
 
@@ -404,9 +414,13 @@ def alina_cli(*args: str, env: dict[str, str], entrypoint: bool = False) -> subp
     base = {k: v for k, v in os.environ.items() if not k.startswith("ALINA")}
     shim = ["/bin/sh", str(ROOT / "deploy/docker-entrypoint.sh")] if entrypoint else []
     return subprocess.run(
-        [*shim, sys.executable, "-m", "alina", *args], cwd=ROOT, env={**base, **env},
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [*shim, sys.executable, "-m", "alina", *args],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_every_alina_service_runs_the_deploy_config(stack: dict[str, Any]) -> None:
@@ -437,9 +451,13 @@ def test_alina_config_check_accepts_the_compose_config(planted: dict[str, Any], 
     )
     shim = ["/bin/sh", str(ROOT / "deploy/docker-entrypoint.sh")]
     out = subprocess.run(
-        [*shim, sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [*shim, sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**{k: v for k, v in os.environ.items() if not k.startswith("ALINA")}, **env},
-    )  # fmt: skip
+    )
     assert out.returncode == 0, out.stderr
     hosts = "10.8.0.1 10.8.0.1 10.8.0.1" if variant == "worker-host" else "postgres redis chroma"
     assert out.stdout.split() == hosts.split()
@@ -451,8 +469,11 @@ def test_the_compose_config_points_at_the_stack(stack: dict[str, Any]) -> None:
     cfg = load_config(ROOT / "deploy/alina.compose.yaml", environ={})
     services = stack["services"]
     assert (cfg.postgres.host, cfg.postgres.port, cfg.postgres.user, cfg.postgres.database) == (
-        "postgres", 5432, "alina", services["postgres"]["environment"]["POSTGRES_USER"]
-    )  # fmt: skip
+        "postgres",
+        5432,
+        "alina",
+        services["postgres"]["environment"]["POSTGRES_USER"],
+    )
     assert services["postgres"]["environment"]["POSTGRES_DB"] == cfg.postgres.database
     assert (cfg.redis.host, cfg.redis.port) == ("redis", 6379)
     assert (cfg.memory.backend, cfg.memory.host, cfg.memory.port) == ("http", "chroma", 8000)
@@ -523,11 +544,14 @@ def test_lan_override_publishes_the_stores_on_the_private_address_only(planted: 
         (name, p["target"], p.get("host_ip"))
         for name, svc in stack["services"].items()
         for p in svc.get("ports") or []
-    }  # fmt: skip
+    }
     assert published == {
-        ("grafana", 3000, "127.0.0.1"), ("alina-serve", 9464, "127.0.0.1"),
-        ("postgres", 5432, "10.8.0.1"), ("redis", 6379, "10.8.0.1"), ("chroma", 8000, "10.8.0.1"),
-    }  # fmt: skip
+        ("grafana", 3000, "127.0.0.1"),
+        ("alina-serve", 9464, "127.0.0.1"),
+        ("postgres", 5432, "10.8.0.1"),
+        ("redis", 6379, "10.8.0.1"),
+        ("chroma", 8000, "10.8.0.1"),
+    }
     assert (
         stack["networks"]["lan"]["driver_opts"]["com.docker.network.bridge.enable_ip_masquerade"] == "false"
     )
@@ -549,8 +573,11 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 def test_hadolint_accepts_the_dockerfile() -> None:
     out = subprocess.run(
         [venv_tool("hadolint"), "--config", str(ROOT / ".hadolint.yaml"), "--no-color", "Dockerfile"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -615,8 +642,10 @@ def run_entrypoint(env: dict[str, str], *cmd: str) -> subprocess.CompletedProces
     return subprocess.run(
         ["/bin/sh", str(ROOT / "deploy/docker-entrypoint.sh"), *cmd],
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def test_entrypoint_exports_secrets_from_files(tmp_path: Path) -> None:
@@ -624,9 +653,11 @@ def test_entrypoint_exports_secrets_from_files(tmp_path: Path) -> None:
     secret_file.write_text(SECRET + "\n")
     out = run_entrypoint(
         {"ALINA_POSTGRES_PASSWORD_FILE": str(secret_file), "ALINA__TEAM__MAX_TURNS_FILE": "/nonexistent"},
-        "sh", "-c", 'printf "%s|%s|%s" "$ALINA_POSTGRES_PASSWORD" "${ALINA_POSTGRES_PASSWORD_FILE-unset}" '
+        "sh",
+        "-c",
+        'printf "%s|%s|%s" "$ALINA_POSTGRES_PASSWORD" "${ALINA_POSTGRES_PASSWORD_FILE-unset}" '
         '"$ALINA__TEAM__MAX_TURNS_FILE"',
-    )  # fmt: skip
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout == f"{SECRET}|unset|/nonexistent"  # ALINA__ overrides are left alone
 
@@ -648,8 +679,17 @@ def readme_section() -> str:
 
 def test_readme_states_the_limits_the_stack_sets(stack: dict[str, Any]) -> None:
     svcs = stack["services"]
-    documented = {"ollama": 18, "postgres": 4, "chroma": 3, "alina-serve": 3, "alina-worker": 2,
-                  "prometheus": 2, "redis": 1, "grafana": 0.5, "alertmanager": 0.25}  # fmt: skip
+    documented = {
+        "ollama": 18,
+        "postgres": 4,
+        "chroma": 3,
+        "alina-serve": 3,
+        "alina-worker": 2,
+        "prometheus": 2,
+        "redis": 1,
+        "grafana": 0.5,
+        "alertmanager": 0.25,
+    }
     section = readme_section()
     for name, gb in documented.items():
         assert int(svcs[name]["mem_limit"]) == int(gb * GIB), name
@@ -667,9 +707,14 @@ def test_readme_names_every_volume(stack: dict[str, Any]) -> None:
 
 
 def test_image_tags_can_be_overridden_and_secrets_stay_out_of_git(planted: dict[str, Any]) -> None:
-    names = {"OLLAMA_IMAGE": "ollama", "POSTGRES_IMAGE": "postgres", "REDIS_IMAGE": "redis",
-             "PROMETHEUS_IMAGE": "prometheus", "ALERTMANAGER_IMAGE": "alertmanager",
-             "GRAFANA_IMAGE": "grafana"}  # fmt: skip
+    names = {
+        "OLLAMA_IMAGE": "ollama",
+        "POSTGRES_IMAGE": "postgres",
+        "REDIS_IMAGE": "redis",
+        "PROMETHEUS_IMAGE": "prometheus",
+        "ALERTMANAGER_IMAGE": "alertmanager",
+        "GRAFANA_IMAGE": "grafana",
+    }
     stack = resolved(planted, (BASE,), **{var: f"registry.local/{svc}:x" for var, svc in names.items()})
     for svc in names.values():
         assert stack["services"][svc]["image"] == f"registry.local/{svc}:x"
@@ -728,9 +773,12 @@ def test_chroma_service_command_serves_and_its_healthcheck_passes(
     ]
     check = healthcheck_cmd(stack, "chroma", port)
     server = subprocess.Popen(
-        args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        args,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-    )  # fmt: skip
+    )
     try:
         deadline = time.monotonic() + 60
         while subprocess.run(check, capture_output=True, timeout=30).returncode != 0:

@@ -90,28 +90,50 @@ class RuleModel(ChatCompletionClient):
                 last = (await self.desk.ticker("BTC/USDT")).last
                 price = round(last * 0.97, 2)
                 content = [
-                    FunctionCall(id="t-0", name="place_order", arguments=json.dumps(
-                        {"symbol": "BTC/USDT", "side": "buy", "amount": 0.001, "order_type": "limit",
-                         "price": price})),
-                    FunctionCall(id="t-1", name="place_order", arguments=json.dumps(
-                        {"symbol": "BTC/USDT", "side": "buy", "amount": 0.002, "order_type": "market"})),
-                ]  # fmt: skip
+                    FunctionCall(
+                        id="t-0",
+                        name="place_order",
+                        arguments=json.dumps(
+                            {
+                                "symbol": "BTC/USDT",
+                                "side": "buy",
+                                "amount": 0.001,
+                                "order_type": "limit",
+                                "price": price,
+                            }
+                        ),
+                    ),
+                    FunctionCall(
+                        id="t-1",
+                        name="place_order",
+                        arguments=json.dumps(
+                            {"symbol": "BTC/USDT", "side": "buy", "amount": 0.002, "order_type": "market"}
+                        ),
+                    ),
+                ]
             else:
                 content = [
                     FunctionCall(
                         id="t-2", name="cancel_order", arguments=json.dumps({"order_id": placed.group(1)})
                     ),
-                    FunctionCall(id="t-3", name="place_order", arguments=json.dumps(
-                        {"symbol": "BTC/USDT", "side": "sell", "amount": 0.002, "order_type": "market"})),
-                ]  # fmt: skip
+                    FunctionCall(
+                        id="t-3",
+                        name="place_order",
+                        arguments=json.dumps(
+                            {"symbol": "BTC/USDT", "side": "sell", "amount": 0.002, "order_type": "market"}
+                        ),
+                    ),
+                ]
         elif self.role == "monitor":
             content = [FunctionCall(id="m-0", name="system_health", arguments="{}")]
         else:
             content = "Orders placed, the limit order cancelled and the position closed."
         return CreateResult(
             finish_reason="function_calls" if isinstance(content, list) else "stop",
-            content=content, usage=RequestUsage(prompt_tokens=10, completion_tokens=5), cached=False,
-        )  # fmt: skip
+            content=content,
+            usage=RequestUsage(prompt_tokens=10, completion_tokens=5),
+            cached=False,
+        )
 
     def create_stream(self, messages: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         async def gen() -> Any:
@@ -171,8 +193,13 @@ async def main(args: argparse.Namespace) -> int:
         desk = await open_desk(cfg.trading, intents=intents, mode_source=lambda: modes.current)
         trading_skills.configure(desk, mode=lambda: modes.current)
         clients = {n: RuleModel(n, desk) for n in ("alina", "trader", "monitor", "optimizer", "selector")}
-        runner = TeamRunner(cfg, sink=store, clients=clients, modes=modes,  # type: ignore[arg-type]
-                            order_symbols=lambda: desk.exchange.symbols)  # fmt: skip
+        runner = TeamRunner(
+            cfg,
+            sink=store,
+            clients=clients,
+            modes=modes,  # type: ignore[arg-type]
+            order_symbols=lambda: desk.exchange.symbols,
+        )
         print(f"run {args.run_id} started", flush=True)
         with run_scope(args.run_id):
             if args.resume:

@@ -32,10 +32,28 @@ class Pane:
         script = f"{shlex.join(command)}; echo EXIT=$?; sleep 600"
         env_args = [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
         subprocess.run(
-            ["tmux", "-L", self.socket, "-f", "/dev/null", "new-session", "-d", "-s", self.target,
-             "-x", str(width), "-y", str(height), *env_args, "bash", "-c", script],
-            check=True, env={**os.environ, "TERM": "xterm-256color"},
-        )  # fmt: skip
+            [
+                "tmux",
+                "-L",
+                self.socket,
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-s",
+                self.target,
+                "-x",
+                str(width),
+                "-y",
+                str(height),
+                *env_args,
+                "bash",
+                "-c",
+                script,
+            ],
+            check=True,
+            env={**os.environ, "TERM": "xterm-256color"},
+        )
 
     def _tmux(self, *args: str) -> str:
         return subprocess.run(

@@ -98,8 +98,9 @@ def test_chat_in_a_terminal_streams_answers_takes_commands_cancels_a_turn_and_re
     with psycopg.connect(pg_service.dsn) as conn:
         runs = conn.execute(
             "SELECT r.id, r.task, r.status FROM chat_session_runs s JOIN runs r ON r.id = s.run_id "
-            "WHERE s.session_id = %s ORDER BY s.seq", (session,)
-        ).fetchall()  # fmt: skip
+            "WHERE s.session_id = %s ORDER BY s.seq",
+            (session,),
+        ).fetchall()
         tasks = [(t, s) for _, t, s in runs]
         assert tasks == [("What is the BTC/USDT \nprice?", "completed"), ("\n".join(LONG_TASK), "stopped")]
         finished = conn.execute(
@@ -127,11 +128,17 @@ def test_resuming_an_unknown_session_is_a_clear_error_and_list_shows_the_session
 
     p = subprocess.run(
         [sys.executable, "-m", "alina", "chat", "-c", str(alina_config_file), "--resume", "ffffffffffff"],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert p.returncode == 2 and "no chat session 'ffffffffffff'" in p.stderr
     p = subprocess.run(
         [sys.executable, "-m", "alina", "chat", "-c", str(alina_config_file), "--list"],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert p.returncode == 0 and "chat sessions (newest first)" in p.stdout, p.stderr

@@ -207,8 +207,11 @@ def test_chat_takes_tasks_and_follow_ups_until_quit(alina_config_file: Path, pg_
     p = subprocess.run(
         [sys.executable, "-m", "alina", "chat", "--config", str(alina_config_file)],
         input="What is the BTC/USDT price?\nAnd the trend over the last day?\n/quit\n",
-        capture_output=True, text=True, timeout=600, env=full_env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=full_env,
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout.count("completed ·") == 2  # the chat's one-line summary per task
     assert "get_price" in p.stdout and "candle_summary" in p.stdout
@@ -230,8 +233,12 @@ def test_chat_ends_on_ctrl_d(alina_config_file: Path) -> None:
     full_env = {**os.environ, "ALINA_ALLOW_MODEL_REQUESTS": "1"}
     p = subprocess.run(
         [sys.executable, "-m", "alina", "chat", "--config", str(alina_config_file)],
-        input="", capture_output=True, text=True, timeout=120, env=full_env,
-    )  # fmt: skip
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=full_env,
+    )
     assert p.returncode == 0, p.stderr
     assert "ALINA ready" in p.stdout and "completed ·" not in p.stdout
 

@@ -105,10 +105,14 @@ def test_db_status_and_migrate_on_an_empty_database(tmp_path: Path, fresh_pg_dsn
 
     params = conninfo_to_dict(fresh_pg_dsn)
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "paths": {"data_dir": str(tmp_path / "data")},
-        "postgres": {"port": int(params["port"]), "database": params["dbname"]},
-    }))  # fmt: skip
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "paths": {"data_dir": str(tmp_path / "data")},
+                "postgres": {"port": int(params["port"]), "database": params["dbname"]},
+            }
+        )
+    )
     names = [m.name for m in load_migrations()]
 
     before = alina("db", "status", "--json", config=cfg)

@@ -41,8 +41,19 @@ TASK = (
     "then check the system health, then cancel the limit order and sell 0.002 BTC/USDT at market."
 )
 MIN_KILLS = 20
-POINTS = ("intent:1", "intent:2", "exchange:1", "exchange:2", "cancel:1", "intent:3", "exchange:3",
-          "commit:1", "commit:2", "commit:3", "time")  # fmt: skip
+POINTS = (
+    "intent:1",
+    "intent:2",
+    "exchange:1",
+    "exchange:2",
+    "cancel:1",
+    "intent:3",
+    "exchange:3",
+    "commit:1",
+    "commit:2",
+    "commit:3",
+    "time",
+)
 
 
 def _driver(config: Path, run_id: str, *, task: str | None, kill: str | None, delay: float | None) -> int:
@@ -74,13 +85,17 @@ def orders_config(pg_service: Any, redis_service: Any, infra_root: Path) -> Any:
     with psycopg.connect(pg_service.dsn_for("postgres"), autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     path = infra_root / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({
-        "paths": {"data_dir": str(infra_root / "data")},
-        "postgres": {"port": pg_service.port, "database": name},
-        "redis": {"port": redis_service.port},
-        "memory": {"enabled": False},
-        "cache": {"enabled": False},
-    }))  # fmt: skip
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "paths": {"data_dir": str(infra_root / "data")},
+                "postgres": {"port": pg_service.port, "database": name},
+                "redis": {"port": redis_service.port},
+                "memory": {"enabled": False},
+                "cache": {"enabled": False},
+            }
+        )
+    )
     yield path, pg_service.dsn_for(name)
     with psycopg.connect(pg_service.dsn_for("postgres"), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -133,7 +148,10 @@ def test_order_runs_killed_anywhere_place_each_order_exactly_once(orders_config:
         new = {cid: o for cid, o in orders.items() if cid not in before}
         assert set(new) == {i[1] for i in placed}, f"trial {trial} (seed {seed}): {attempts} {intents}"
         kinds = sorted((o["side"], o["type"], o["status"]) for o in new.values())
-        assert kinds == [("buy", "limit", "canceled"), ("buy", "market", "closed"),
-                         ("sell", "market", "closed")], kinds  # fmt: skip
+        assert kinds == [
+            ("buy", "limit", "canceled"),
+            ("buy", "market", "closed"),
+            ("sell", "market", "closed"),
+        ], kinds
         trial += 1
     print(json.dumps({"trials": trial, "kills": kills, "report": report}))

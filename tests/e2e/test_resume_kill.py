@@ -42,8 +42,10 @@ def _start(args: list[str], config: Path) -> subprocess.Popen[bytes]:
     env.pop("ALINA_CONFIG", None)
     return subprocess.Popen(
         [sys.executable, "-m", "alina", "run", *args, "--config", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
 
 
 def _cli(args: list[str], config: Path) -> subprocess.CompletedProcess[str]:
@@ -173,10 +175,15 @@ def test_runs_killed_at_random_points_resume_and_complete_without_loss_or_duplic
         # a resume killed while still loading, or one that found the run already completed (the
         # kill came after the last write), never reopened the run, so it is not counted
         assert row is not None and row[0] <= len(attempts) - 1
-        report.append({
-            "trial": trial, "kills": kills, "attempts": len(attempts), "messages": len(messages),
-            "saved_turns_at_first_kill": saved_turns_at_kill if first["killed"] else None,
-        })  # fmt: skip
+        report.append(
+            {
+                "trial": trial,
+                "kills": kills,
+                "attempts": len(attempts),
+                "messages": len(messages),
+                "saved_turns_at_first_kill": saved_turns_at_kill if first["killed"] else None,
+            }
+        )
         trial += 1
     print(json.dumps(report))
     assert total_kills >= TRIALS

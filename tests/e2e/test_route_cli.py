@@ -23,8 +23,12 @@ def route(stdin: str, *args: str, timeout: float = 300) -> subprocess.CompletedP
     env.pop("ALINA_CONFIG", None)
     return subprocess.run(
         [sys.executable, "-m", "alina", "route", *args],
-        input=stdin, capture_output=True, text=True, timeout=timeout, env=env,
-    )  # fmt: skip
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def snapshot(*messages: tuple[str, str]) -> str:
@@ -77,8 +81,11 @@ def test_a_real_run_records_its_routing_decisions_in_postgres(alina_config_file:
     env.pop("ALINA_CONFIG", None)
     p = subprocess.run(
         [sys.executable, "-m", "alina", "run", TASK, "--json", "--config", str(alina_config_file)],
-        capture_output=True, text=True, timeout=900, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert [d["speaker"] for d in out["routing"]] == ["trader", "monitor", "alina"]

@@ -161,7 +161,7 @@ def scripted_clients() -> dict[str, Any]:
         content=[
             FunctionCall(id="c1", name="exchange_login", arguments=json.dumps(args)),
             FunctionCall(id="c2", name="balance", arguments="{}"),
-        ],  # fmt: skip
+        ],
         usage=RequestUsage(prompt_tokens=10, completion_tokens=5),
         cached=False,
     )
@@ -179,7 +179,7 @@ def config_file(tmp_path: Path, dsn: str, redis_port: int, plugins: Path) -> Pat
             "port": int(info["port"]),
             "user": info["user"],
             "database": info["dbname"],
-        },  # fmt: skip
+        },
         "redis": {"port": redis_port},
         "skills": {"plugin_dir": str(plugins)},
         "trading": {"mode": "live"},
@@ -192,41 +192,59 @@ def config_file(tmp_path: Path, dsn: str, redis_port: int, plugins: Path) -> Pat
 
 def test_planted_config_secrets_never_appear_in_cli_output(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({
-        "models": {
-            "embedded": {"api_key": CFG_LONG, "pasword": CFG_SHORT, "n_ctx": CFG_SHAPE},
-            "remote": {"provider": "openai", "base_url": "http://x/v1", "api_key_env": ENV_NAME_AWS},
-        },
-        "postgres": {"password_env": ENV_NAME_SHORT},
-        "trading": {"api_key_env": ENV_NAME_KEY},
-    }))  # fmt: skip
+    bad.write_text(
+        yaml.safe_dump(
+            {
+                "models": {
+                    "embedded": {"api_key": CFG_LONG, "pasword": CFG_SHORT, "n_ctx": CFG_SHAPE},
+                    "remote": {"provider": "openai", "base_url": "http://x/v1", "api_key_env": ENV_NAME_AWS},
+                },
+                "postgres": {"password_env": ENV_NAME_SHORT},
+                "trading": {"api_key_env": ENV_NAME_KEY},
+            }
+        )
+    )
     env = {"ALINA__MODELS__EMBEDDED__API_KEY": ENV_LONG, "ALINA__POSTGRES__PASSWORD": ENV_SHORT}
     structure = alina("config", "check", str(bad), env=env)
     # Without the structural errors the cross-field rules (the *_env names) run too.
     bad_names = tmp_path / "names.yaml"
-    bad_names.write_text(yaml.safe_dump({
-        "models": {"remote": {"provider": "openai", "base_url": "http://x/v1", "api_key_env": ENV_NAME_AWS}},
-        "postgres": {"password_env": ENV_NAME_SHORT},
-        "trading": {"api_key_env": ENV_NAME_KEY},
-    }))  # fmt: skip
+    bad_names.write_text(
+        yaml.safe_dump(
+            {
+                "models": {
+                    "remote": {"provider": "openai", "base_url": "http://x/v1", "api_key_env": ENV_NAME_AWS}
+                },
+                "postgres": {"password_env": ENV_NAME_SHORT},
+                "trading": {"api_key_env": ENV_NAME_KEY},
+            }
+        )
+    )
     names = alina("config", "check", str(bad_names))
     run = alina("run", "a task", "--config", str(bad), env=env)
     assert structure.returncode == names.returncode == run.returncode == 2
     text = "\n".join(p.stdout + p.stderr for p in (structure, names, run))
-    for field in ("models.embedded.api_key: unknown field", "models.embedded.pasword: unknown field",
-                  "models.embedded.n_ctx:", "postgres.password: unknown field",
-                  "models.remote.api_key_env: must name an environment variable",
-                  "postgres.password_env: must name an environment variable",
-                  "trading.api_key_env: must name an environment variable"):  # fmt: skip
+    for field in (
+        "models.embedded.api_key: unknown field",
+        "models.embedded.pasword: unknown field",
+        "models.embedded.n_ctx:",
+        "postgres.password: unknown field",
+        "models.remote.api_key_env: must name an environment variable",
+        "postgres.password_env: must name an environment variable",
+        "trading.api_key_env: must name an environment variable",
+    ):
         assert field in text, text
     for tag in (*TAGS, ENV_NAME_SHORT):  # the tmp path holds "planted" in lower case: tags are cased
         assert tag not in text, text
 
 
 async def test_planted_secrets_never_appear_in_any_store_log_output_or_metric(
-    tmp_path: Path, fresh_pg_dsn: str, redis_service: Any, monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+    tmp_path: Path,
+    fresh_pg_dsn: str,
+    redis_service: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     caplog.set_level(logging.DEBUG)
     plugins = tmp_path / "plugins"
     plugins.mkdir()
@@ -254,28 +272,43 @@ async def test_planted_secrets_never_appear_in_any_store_log_output_or_metric(
     await memory.open()
     events = EventWriter(store)
     printed: list[str] = []
-    async with PgIntentStore(cfg.postgres.dsn()) as intents, \
-            PostgresToolCallRecorder(cfg.postgres.dsn()) as recorder:  # fmt: skip
+    async with (
+        PgIntentStore(cfg.postgres.dsn()) as intents,
+        PostgresToolCallRecorder(cfg.postgres.dsn()) as recorder,
+    ):
         desk = await open_desk(cfg.trading, live=True, intents=intents, environ=environ)
         trading_skills.configure(desk, mode="normal")
         set_default_loader(SkillLoader.from_config(cfg, recorder=recorder))
         try:
             fail_account = True
             writer = RunMemoryWriter.from_config(cfg, memory=memory, graph=MemoryGraph(store), store=store)
-            runner = TeamRunner(cfg, sink=store, hot=hot, clients=scripted_clients(), memory=memory,
-                                memory_writer=writer, events=events,
-                                on_event=lambda e: printed.append(e.content))  # fmt: skip
+            runner = TeamRunner(
+                cfg,
+                sink=store,
+                hot=hot,
+                clients=scripted_clients(),
+                memory=memory,
+                memory_writer=writer,
+                events=events,
+                on_event=lambda e: printed.append(e.content),
+            )
             with run_scope("planted-run"):
                 result = await runner.run(TASK, run_id="planted-run")
             await runner.close()  # waits for the memory and graph writes
             await events.emit("planted", {"api_key": EVENT_KEY, "url": f"https://x/?token={EVENT_KEY}"})
             logging.getLogger("alina.test").warning("login with apiKey=%s failed", LOG_KEY)
             cache = ResponseCache(cfg.redis.url())
-            await cache.set("alina:llm:planted", CreateResult(
-                finish_reason="function_calls", usage=RequestUsage(prompt_tokens=1, completion_tokens=1),
-                content=[FunctionCall(id="x", name="login", arguments=json.dumps({"api_key": CACHE_KEY}))],
-                cached=False,
-            ))  # fmt: skip
+            await cache.set(
+                "alina:llm:planted",
+                CreateResult(
+                    finish_reason="function_calls",
+                    usage=RequestUsage(prompt_tokens=1, completion_tokens=1),
+                    content=[
+                        FunctionCall(id="x", name="login", arguments=json.dumps({"api_key": CACHE_KEY}))
+                    ],
+                    cached=False,
+                ),
+            )
             await cache.close()
         finally:
             set_default_loader(None)
@@ -293,8 +326,11 @@ async def test_planted_secrets_never_appear_in_any_store_log_output_or_metric(
     assert "logged in main; session ***" in contents["ToolCallExecutionEvent"]  # the plugin ran
     assert "balance: AuthenticationError" in contents["ToolCallExecutionEvent"]  # the exchange error is there
     cli_env = {"ALINA_CONFIG": str(cfg_path)}
-    shown = [alina("runs", "show", "planted-run", env=cli_env), alina("runs", "show", "planted-run", "--json",
-             env=cli_env), alina("runs", "list", "--json", env=cli_env)]  # fmt: skip
+    shown = [
+        alina("runs", "show", "planted-run", env=cli_env),
+        alina("runs", "show", "planted-run", "--json", env=cli_env),
+        alina("runs", "list", "--json", env=cli_env),
+    ]
     assert all(p.returncode == 0 for p in shown), [p.stderr for p in shown]
     assert "exchange_login" in shown[0].stdout
 

@@ -56,14 +56,19 @@ PAPER_STATE = {
 @pytest.fixture
 def seeded(fresh_pg_dsn: str, pg_service, redis_service, infra_root: Path, tmp_path: Path) -> Path:
     """A config on a fresh database with one of everything ``alina status`` reports."""
+
     async def migrated() -> None:
         async with await psycopg.AsyncConnection.connect(fresh_pg_dsn, autocommit=True) as conn:
             await migrate(conn)
 
     asyncio.run(migrated())
     with psycopg.connect(fresh_pg_dsn, autocommit=True) as conn:
-        runs = [("r1", "completed", "10 minutes"), ("r2", "failed", "5 minutes"),
-                ("r3", "completed", "20 minutes"), ("old", "completed", "3 hours")]  # fmt: skip
+        runs = [
+            ("r1", "completed", "10 minutes"),
+            ("r2", "failed", "5 minutes"),
+            ("r3", "completed", "20 minutes"),
+            ("old", "completed", "3 hours"),
+        ]
         for rid, status, ago in runs:
             conn.execute(
                 "INSERT INTO runs (id, task, status, started_at, model_calls, prompt_tokens, "
@@ -71,13 +76,22 @@ def seeded(fresh_pg_dsn: str, pg_service, redis_service, infra_root: Path, tmp_p
                 (rid, status, ago),
             )
         for outcome, p, c, s in [("ok", 100, 10, 1.5), ("ok", 200, 20, 2.5), ("timeout", 0, 0, 4.0)]:
-            payload = {"agent": "trader", "outcome": outcome, "prompt_tokens": p, "completion_tokens": c,
-                       "seconds": s}  # fmt: skip
-            conn.execute("INSERT INTO events (run_id, kind, payload) VALUES ('r1', 'model_call', %s)",
-                         (Jsonb(payload),))  # fmt: skip
-        conn.execute("INSERT INTO events (run_id, kind, payload, created_at) VALUES "
-                     "('old', 'model_call', '{\"prompt_tokens\": 9999, \"outcome\": \"ok\"}', "
-                     "now() - interval '2 hours')")  # fmt: skip
+            payload = {
+                "agent": "trader",
+                "outcome": outcome,
+                "prompt_tokens": p,
+                "completion_tokens": c,
+                "seconds": s,
+            }
+            conn.execute(
+                "INSERT INTO events (run_id, kind, payload) VALUES ('r1', 'model_call', %s)",
+                (Jsonb(payload),),
+            )
+        conn.execute(
+            "INSERT INTO events (run_id, kind, payload, created_at) VALUES "
+            "('old', 'model_call', '{\"prompt_tokens\": 9999, \"outcome\": \"ok\"}', "
+            "now() - interval '2 hours')"
+        )
         for seq, (name, agent, score) in enumerate(
             [("answer_check", "alina", 1.0), ("answer_check", "alina", 0.5), ("output_check", "trader", 0.8)]
         ):
@@ -86,15 +100,20 @@ def seeded(fresh_pg_dsn: str, pg_service, redis_service, infra_root: Path, tmp_p
                 "VALUES ('r1', %s, %s, %s, %s, %s)",
                 (seq, name, agent, score, score >= 0.7),
             )
-        conn.execute("INSERT INTO mode_transitions (from_mode, to_mode, actor, reason, automatic) "
-                     "VALUES ('normal', 'degraded', 'operator', 'disk almost full', false)")  # fmt: skip
-        conn.execute("INSERT INTO alerts (kind, severity, message, resolved_at) "
-                     "VALUES ('latency', 'warning', 'old slow model', now())")  # fmt: skip
+        conn.execute(
+            "INSERT INTO mode_transitions (from_mode, to_mode, actor, reason, automatic) "
+            "VALUES ('normal', 'degraded', 'operator', 'disk almost full', false)"
+        )
+        conn.execute(
+            "INSERT INTO alerts (kind, severity, message, resolved_at) "
+            "VALUES ('latency', 'warning', 'old slow model', now())"
+        )
         conn.execute(
             "INSERT INTO alerts (kind, severity, message) VALUES ('mode', 'critical', 'disk almost full')"
         )
-        conn.execute("INSERT INTO paper_accounts (account, state) VALUES ('paper:binance', %s)",
-                     (Jsonb(PAPER_STATE),))  # fmt: skip
+        conn.execute(
+            "INSERT INTO paper_accounts (account, state) VALUES ('paper:binance', %s)", (Jsonb(PAPER_STATE),)
+        )
     r = redis.Redis(port=redis_service.port)
     r.flushdb()  # the mode comes from Postgres (Redis lost it), the leases are this test's
     secs, micros = r.time()
@@ -103,12 +122,16 @@ def seeded(fresh_pg_dsn: str, pg_service, redis_service, infra_root: Path, tmp_p
     r.close()
     cfg = tmp_path / "c.yaml"
     db = fresh_pg_dsn.rsplit("/", 1)[1]
-    cfg.write_text(yaml.safe_dump({
-        "paths": {"data_dir": str(infra_root / "data")},
-        "postgres": {"port": pg_service.port, "database": db},
-        "redis": {"port": redis_service.port},
-        "team": {"max_concurrent_model_calls": 3},
-    }))  # fmt: skip
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "paths": {"data_dir": str(infra_root / "data")},
+                "postgres": {"port": pg_service.port, "database": db},
+                "redis": {"port": redis_service.port},
+                "team": {"max_concurrent_model_calls": 3},
+            }
+        )
+    )
     return cfg
 
 
@@ -124,8 +147,9 @@ def test_status_json_reports_every_section(seeded: Path) -> None:
     alerts = s["alerts"]
     assert alerts["open"] == 1
     assert [(a["message"], a["open"]) for a in alerts["items"]] == [
-        ("disk almost full", True), ("old slow model", False)
-    ]  # fmt: skip
+        ("disk almost full", True),
+        ("old slow model", False),
+    ]
     mc = s["model_calls"]
     assert mc == {"available": True, "cap_per_server": 3, "in_flight": 1, "per_server": {"http://model:1": 1}}
     u = s["usage"]
@@ -161,8 +185,11 @@ def test_status_text_names_the_mode_and_the_alerts(seeded: Path) -> None:
 
 def test_status_without_postgres_exits_1_and_says_why(tmp_path: Path, free_port, redis_service) -> None:
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"postgres": {"port": free_port(), "connect_timeout_s": 2},
-                                   "redis": {"port": redis_service.port}}))  # fmt: skip
+    cfg.write_text(
+        yaml.safe_dump(
+            {"postgres": {"port": free_port(), "connect_timeout_s": 2}, "redis": {"port": redis_service.port}}
+        )
+    )
     p = alina("status", "--json", config=cfg)
     assert p.returncode == 1
     assert "cannot reach Postgres" in p.stderr and "Traceback" not in p.stderr
@@ -176,8 +203,11 @@ def test_status_watch_stops_cleanly_on_ctrl_c(seeded: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "ALINA_CONFIG"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "alina", "status", "--watch", "0.3", "--config", str(seeded)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert proc.stderr is not None
     first = proc.stderr.readline()  # printed once every import is done and the loop starts
     assert "Ctrl-C to stop" in first

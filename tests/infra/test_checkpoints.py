@@ -16,14 +16,23 @@ PROMPT = PromptRef("trader", 2, "aaaaaaaaaaaa", "You are the trader.")
 
 def turn(run_id: str, n: int, seqs: range, *, state: bool = True, prompt: PromptRef = PROMPT) -> TurnCommit:
     return TurnCommit(
-        run_id, n,
+        run_id,
+        n,
         [MessageRow(s, "trader", "TextMessage", f"message {s}") for s in seqs],
         [RoutingRow(n, "trader", "rules", 0.9, ("trader", "monitor"), "keyword")],
         {"type": "TeamState", "agent_states": {"turn": n}} if state else {},
         [prompt] if state else [],
-        {"turns": n, "model_calls": n, "tool_calls": 0, "prompt_tokens": 10 * n, "completion_tokens": n,
-         "message_count": seqs[-1], "routing_count": n, "answer": ""},
-    )  # fmt: skip
+        {
+            "turns": n,
+            "model_calls": n,
+            "tool_calls": 0,
+            "prompt_tokens": 10 * n,
+            "completion_tokens": n,
+            "message_count": seqs[-1],
+            "routing_count": n,
+            "answer": "",
+        },
+    )
 
 
 async def test_turns_commit_atomically_and_the_resume_point_is_the_last_one(fresh_pg_dsn: str) -> None:

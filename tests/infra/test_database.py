@@ -47,8 +47,17 @@ async def test_the_repositories_share_one_pool_migrated_once(
         for repo in (store, intents, recorder):
             await repo.open()
         await store.create_run("r1", "task", {})
-        await recorder.record(ToolCallRecord(run_id="r1", agent="trader", tool="get_price", arguments={},
-                                             result_summary="ok", duration_ms=1.0, outcome="ok"))  # fmt: skip
+        await recorder.record(
+            ToolCallRecord(
+                run_id="r1",
+                agent="trader",
+                tool="get_price",
+                arguments={},
+                result_summary="ok",
+                duration_ms=1.0,
+                outcome="ok",
+            )
+        )
         assert [c["tool"] for c in await recorder.recent("r1")] == ["get_price"]
         assert await intents.open_intents() == []
         for repo in (store, intents, recorder):

@@ -41,8 +41,9 @@ asyncio.run(main())
 async def test_leases_cap_calls_across_governors_sharing_a_server(redis_service) -> None:
     name = f"t-shared-{uuid.uuid4().hex[:8]}"
     # Two governors stand for two processes: each would allow 2, together they may run only 2.
-    govs = [Governor(2, name=name, redis_url=redis_service.url, lease_ttl_s=5, poll_s=0.005)
-            for _ in range(2)]  # fmt: skip
+    govs = [
+        Governor(2, name=name, redis_url=redis_service.url, lease_ttl_s=5, poll_s=0.005) for _ in range(2)
+    ]
     model = Gate()  # calls run until released: the cap, not the scheduler, decides how many run
     clients = [ResilientClient(f"a{i}", model, governor=govs[i % 2]) for i in range(8)]
     calls = asyncio.gather(*(c.create(ASK) for c in clients))
@@ -65,9 +66,17 @@ async def test_a_sigkilled_holders_lease_expires_and_the_slot_is_taken(redis_ser
     name, ttl = f"t-kill-{uuid.uuid4().hex[:8]}", 2.0
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     holder = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", HOLDER, redis_service.url, name, str(ttl),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO,
-    )  # fmt: skip
+        sys.executable,
+        "-c",
+        HOLDER,
+        redis_service.url,
+        name,
+        str(ttl),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=REPO,
+    )
     try:
         assert holder.stdout is not None and holder.stderr is not None
         line = await asyncio.wait_for(holder.stdout.readline(), HANG_GUARD_S)

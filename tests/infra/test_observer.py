@@ -58,8 +58,14 @@ async def calls(client: ResilientClient, n: int, *, fail: bool) -> None:
 
 async def test_timeouts_lower_concurrency_until_they_stop_then_the_limit_is_restored(dsn: str) -> None:
     clock, gov = Clock(), Governor(4, name="obs-timeouts")
-    rule = AlertRule(name="model_timeouts", figure="timeouts_per_min", threshold=3.0, clear=1.0, for_s=10.0,
-                     action="lower_concurrency")  # fmt: skip
+    rule = AlertRule(
+        name="model_timeouts",
+        figure="timeouts_per_min",
+        threshold=3.0,
+        clear=1.0,
+        for_s=10.0,
+        action="lower_concurrency",
+    )
     cfg = AlertsConfig(rules=[rule], actions={"lower_concurrency": ActionConfig(limit=1)}, window_s=60.0)
     figures = ProcessFigures(60.0, clock=clock)
     obs = Observer(cfg, figures=figures, dsn=dsn, clock=clock, governors=lambda: [gov])
@@ -94,8 +100,15 @@ async def test_error_rate_enters_safe_mode_and_leaves_it_when_errors_stop(
     clock = Clock()
     mode = SystemMode(redis_url=redis_service.url + "/9", dsn=dsn)
     await mode.set("normal", "test start", actor="test")
-    rule = AlertRule(name="model_errors", figure="model_error_rate", threshold=0.5, clear=0.2, for_s=0.0,
-                     severity="critical", action="safe_mode")  # fmt: skip
+    rule = AlertRule(
+        name="model_errors",
+        figure="model_error_rate",
+        threshold=0.5,
+        clear=0.2,
+        for_s=0.0,
+        severity="critical",
+        action="safe_mode",
+    )
     cfg = AlertsConfig(rules=[rule], actions={"safe_mode": ActionConfig(min_interval_s=0.0)}, window_s=60.0)
     obs = Observer(cfg, figures=ProcessFigures(60.0, clock=clock), dsn=dsn, mode=mode, clock=clock)
     model = Scripted("primary", [ModelUnreachableError("connection refused")])
@@ -140,8 +153,9 @@ async def test_alertmanager_webhook_fires_and_resolves_stored_alerts(dsn: str) -
     from tests.unit.test_observer import ALERTMANAGER
 
     gov = Governor(4, name="obs-am")
-    rule = AlertRule(name="t_timeouts", figure="timeouts_per_min", threshold=3.0, clear=1.0,
-                     action="lower_concurrency")  # fmt: skip
+    rule = AlertRule(
+        name="t_timeouts", figure="timeouts_per_min", threshold=3.0, clear=1.0, action="lower_concurrency"
+    )
     cfg = AlertsConfig(rules=[rule], actions={"lower_concurrency": ActionConfig(limit=2)})
     obs = Observer(cfg, dsn=dsn, governors=lambda: [gov])
     assert (await obs.handle_alertmanager(ALERTMANAGER))["fired"] == ["t_timeouts"]
@@ -186,19 +200,32 @@ async def test_approval_waits_in_postgres_until_an_operator_decides(dsn: str) ->
     from alina.monitoring.action_store import ActionDecisionError
 
     clock, figs = Clock(), Figures()
-    rules = [AlertRule(name="t_quality", figure="evaluation_score", op="<", threshold=0.5, clear=0.6,
-                       for_s=0.0, action="fallback_model"),
-             AlertRule(name="t_errors", figure="model_error_rate", threshold=0.5, clear=0.2, for_s=0.0,
-                       action="halt")]  # fmt: skip
-    actions = {"fallback_model": ActionConfig(approve=True, min_interval_s=0.0, agents=["t_agent"]),
-               "halt": ActionConfig(approve=True, min_interval_s=0.0)}  # fmt: skip
+    rules = [
+        AlertRule(
+            name="t_quality",
+            figure="evaluation_score",
+            op="<",
+            threshold=0.5,
+            clear=0.6,
+            for_s=0.0,
+            action="fallback_model",
+        ),
+        AlertRule(
+            name="t_errors", figure="model_error_rate", threshold=0.5, clear=0.2, for_s=0.0, action="halt"
+        ),
+    ]
+    actions = {
+        "fallback_model": ActionConfig(approve=True, min_interval_s=0.0, agents=["t_agent"]),
+        "halt": ActionConfig(approve=True, min_interval_s=0.0),
+    }
     obs = Observer(AlertsConfig(rules=rules, actions=actions), figures=figs, dsn=dsn, clock=clock)
 
     figs.values = {"evaluation_score": 0.3, "model_error_rate": 0.9}
     assert await obs.evaluate() == ["fired:t_quality", "fired:t_errors"]
     rows = action_rows(dsn)
     assert [(r[1], r[2], r[3], r[5]) for r in rows] == [
-        ("t_quality", "fallback_model", "pending", True), ("t_errors", "halt", "pending", True)
+        ("t_quality", "fallback_model", "pending", True),
+        ("t_errors", "halt", "pending", True),
     ]
     assert rows[0][6] == obs.owner and not prefers_fallback("t_agent")
     quality, errors = rows[0][0], rows[1][0]
@@ -234,16 +261,29 @@ async def test_status_lists_the_actions_waiting_first(dsn: str, tmp_path: Any) -
     from alina.runtime.status import gather_status
 
     clock, figs = Clock(), Figures()
-    rule = AlertRule(name="t_wait", figure="model_error_rate", threshold=0.5, clear=0.2, for_s=0.0,
-                     action="halt")  # fmt: skip
-    obs = Observer(AlertsConfig(rules=[rule], actions={"halt": ActionConfig(approve=True)}), figures=figs,
-                   dsn=dsn, clock=clock)  # fmt: skip
+    rule = AlertRule(
+        name="t_wait", figure="model_error_rate", threshold=0.5, clear=0.2, for_s=0.0, action="halt"
+    )
+    obs = Observer(
+        AlertsConfig(rules=[rule], actions={"halt": ActionConfig(approve=True)}),
+        figures=figs,
+        dsn=dsn,
+        clock=clock,
+    )
     figs.values = {"model_error_rate": 1.0}
     await obs.evaluate()
     info = psycopg.conninfo.conninfo_to_dict(dsn)
-    cfg = load_config(overrides={"postgres": {"port": int(info["port"]), "database": info["dbname"],
-                                              "host": info.get("host", "127.0.0.1"), "user": info["user"]},
-                                 "redis": {"port": 1}})  # fmt: skip
+    cfg = load_config(
+        overrides={
+            "postgres": {
+                "port": int(info["port"]),
+                "database": info["dbname"],
+                "host": info.get("host", "127.0.0.1"),
+                "user": info["user"],
+            },
+            "redis": {"port": 1},
+        }
+    )
     s = await gather_status(cfg)
     assert s["actions"]["available"] and s["actions"]["waiting"] == 1
     items = [(a["rule"], a["action"], a["status"]) for a in s["actions"]["items"]]
@@ -253,10 +293,15 @@ async def test_status_lists_the_actions_waiting_first(dsn: str, tmp_path: Any) -
 
 async def test_a_pending_action_is_cancelled_when_its_alert_clears_first(dsn: str) -> None:
     clock, figs = Clock(), Figures()
-    rule = AlertRule(name="t_first", figure="model_error_rate", threshold=0.5, clear=0.2, for_s=0.0,
-                     action="halt")  # fmt: skip
-    obs = Observer(AlertsConfig(rules=[rule], actions={"halt": ActionConfig(approve=True)}), figures=figs,
-                   dsn=dsn, clock=clock)  # fmt: skip
+    rule = AlertRule(
+        name="t_first", figure="model_error_rate", threshold=0.5, clear=0.2, for_s=0.0, action="halt"
+    )
+    obs = Observer(
+        AlertsConfig(rules=[rule], actions={"halt": ActionConfig(approve=True)}),
+        figures=figs,
+        dsn=dsn,
+        clock=clock,
+    )
     figs.values = {"model_error_rate": 1.0}
     await obs.evaluate()
     figs.values = {"model_error_rate": 0.0}
@@ -268,10 +313,15 @@ async def test_the_monitor_tool_names_open_alerts_and_waiting_actions(dsn: str) 
     from alina.runtime.status import configure_monitor_status, monitor_alerts_detail
 
     clock, figs = Clock(), Figures()
-    rule = AlertRule(name="t_tool", figure="model_error_rate", threshold=0.5, clear=0.2, for_s=0.0,
-                     action="halt")  # fmt: skip
-    obs = Observer(AlertsConfig(rules=[rule], actions={"halt": ActionConfig(approve=True)}), figures=figs,
-                   dsn=dsn, clock=clock)  # fmt: skip
+    rule = AlertRule(
+        name="t_tool", figure="model_error_rate", threshold=0.5, clear=0.2, for_s=0.0, action="halt"
+    )
+    obs = Observer(
+        AlertsConfig(rules=[rule], actions={"halt": ActionConfig(approve=True)}),
+        figures=figs,
+        dsn=dsn,
+        clock=clock,
+    )
     configure_monitor_status(mode=lambda: "normal", dsn=dsn)
     try:
         assert monitor_alerts_detail() == ""

@@ -91,9 +91,13 @@ async def test_a_run_survives_postgres_going_away_and_loses_nothing(
         states: list[tuple[bool, str]] = []
         seen: list[RunEvent] = []
         runner = TeamRunner(
-            AlinaConfig(), sink=store, clients=clients(monitor=monitor), events=events,
-            on_event=seen.append, on_store_state=lambda *s: states.append(s),
-        )  # fmt: skip
+            AlinaConfig(),
+            sink=store,
+            clients=clients(monitor=monitor),
+            events=events,
+            on_event=seen.append,
+            on_store_state=lambda *s: states.append(s),
+        )
         run = asyncio.create_task(runner.run(TASK, run_id="outage"))
 
         await until(lambda: monitor.called.is_set() and store.committed == [1], "turn 1 saved")

@@ -46,8 +46,9 @@ async def test_candidate_promote_reject_rollback_history_and_diff(fresh_pg_dsn: 
     assert "+" + BODY.split(".")[0] in good.diff
     assert await store.active("trader") == file  # a candidate is not in use
 
-    promoted = await store.promote("trader", good.version, reason="gate passed", scores={"pass": 0.9},
-                                   p_value=0.01)  # fmt: skip
+    promoted = await store.promote(
+        "trader", good.version, reason="gate passed", scores={"pass": 0.9}, p_value=0.01
+    )
     assert (promoted.status, promoted.in_use, promoted.scores, promoted.p_value) == (
         "promoted",
         True,
@@ -160,8 +161,10 @@ def test_cli_list_show_diff_rollback_and_bad_input(fresh_pg_dsn: str, alina_conf
     assert p.returncode == 0, p.stderr
     listed = json.loads(p.stdout)
     assert [(v["version"], v["status"], v["in_use"]) for v in listed] == [
-        (v_file, "active", False), (v_cand, "promoted", True), (v_bad, "rejected", False)
-    ]  # fmt: skip
+        (v_file, "active", False),
+        (v_cand, "promoted", True),
+        (v_bad, "rejected", False),
+    ]
     p = cli("show", "trader", str(v_file), "--json")
     assert p.returncode == 0 and json.loads(p.stdout)["system"] == load_prompt("trader").system
     p = cli("diff", "trader", str(v_file), str(v_cand))

@@ -280,8 +280,9 @@ async def test_a_low_score_queues_a_review_that_review_all_takes(fresh_pg_dsn: s
     [row] = await store.review_rows("trader")
     assert row["status"] == "done" and row["report"]["spent"]["model_calls"] == report.spent.model_calls
     # an agent whose rolling score is below the threshold is reviewed too (nothing queued)
-    report = await review_all(config(threshold=0.9), versions=versions, store=store,
-                              clients={"embedded": model, "qwen15": model})  # fmt: skip
+    report = await review_all(
+        config(threshold=0.9), versions=versions, store=store, clients={"embedded": model, "qwen15": model}
+    )
     assert [(r.agent, r.trigger) for r in report.reviews] == [("trader", "rolling")]
 
 

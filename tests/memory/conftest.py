@@ -91,8 +91,9 @@ class ChromaServer:
         log = open(self.path.parent / f"chroma-{self.port}.log", "ab")  # owned by the process
         self.proc = subprocess.Popen(
             [chroma, "run", "--path", str(self.path), "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + timeout
         while not _heartbeat(self.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:

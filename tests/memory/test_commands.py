@@ -21,11 +21,13 @@ pytestmark = pytest.mark.integration
 
 async def _memory(path: Path) -> VectorMemory:
     root = VectorMemory(VectorConfig(path=str(path), min_score=0.1), embedder=HashEmbedder())
-    await root.add_many([
-        MemoryItem("BTC funding negative twice this week", "note", "trader", "run-a", 4, id="t1"),
-        MemoryItem("BTC funding alert from the monitor", "alert", "monitor", "run-b", 9, id="m1"),
-        MemoryItem("Always quote BTC prices with a timestamp", "lesson", "shared", id="s1"),
-    ])  # fmt: skip
+    await root.add_many(
+        [
+            MemoryItem("BTC funding negative twice this week", "note", "trader", "run-a", 4, id="t1"),
+            MemoryItem("BTC funding alert from the monitor", "alert", "monitor", "run-b", 9, id="m1"),
+            MemoryItem("Always quote BTC prices with a timestamp", "lesson", "shared", id="s1"),
+        ]
+    )
     return root
 
 
@@ -67,8 +69,10 @@ async def test_stats_count_every_backend(tmp_path: Path, fresh_pg_dsn: str, redi
     assert (rd["keys"], rd["cache_keys"], rd["run_status_keys"]) == (4, 3, 1)
     assert rd["cache_keys_by_agent"] == {"trader": 2, "monitor": 1} and rd["used_memory_bytes"] > 0
     assert (vec["vectors"], vec["scope"], vec["kind"]) == (
-        3, {"trader": 1, "monitor": 1, "shared": 1}, {"note": 1, "alert": 1, "lesson": 1}
-    )  # fmt: skip
+        3,
+        {"trader": 1, "monitor": 1, "shared": 1},
+        {"note": 1, "alert": 1, "lesson": 1},
+    )
     assert vec["disk_bytes"] > 0 and vec["embedder"] == "test-hash-256"
     await r.flushdb()
     await r.aclose()
@@ -78,14 +82,18 @@ async def test_stats_count_every_backend(tmp_path: Path, fresh_pg_dsn: str, redi
 async def test_stats_report_a_down_backend_without_failing(free_port: Any, tmp_path: Path) -> None:
     port = free_port()
     report = await memory_stats(
-        pg_dsn=f"postgresql://postgres@127.0.0.1:{port}/alina", redis_url=f"redis://127.0.0.1:{port}/0",
+        pg_dsn=f"postgresql://postgres@127.0.0.1:{port}/alina",
+        redis_url=f"redis://127.0.0.1:{port}/0",
         memory=VectorMemory(VectorConfig(backend="http", port=port), embedder=HashEmbedder()),
-    )  # fmt: skip
+    )
     assert "error" in report.postgres and "error" in report.redis and "error" in report.vectors
     assert "cannot reach chroma" in report.vectors["error"]
     skipped = await memory_stats(pg_dsn=None, redis_url=None, memory=None)
-    assert skipped.to_dict() == {"postgres": {"skipped": True}, "redis": {"skipped": True},
-                                 "vectors": {"skipped": True}}  # fmt: skip
+    assert skipped.to_dict() == {
+        "postgres": {"skipped": True},
+        "redis": {"skipped": True},
+        "vectors": {"skipped": True},
+    }
 
 
 def test_cli_add_search_forget_and_bad_input(tmp_path: Path) -> None:
@@ -105,8 +113,9 @@ def test_cli_add_search_forget_and_bad_input(tmp_path: Path) -> None:
     again = alina("memory", "add", f"  {lesson} ", "--kind", "lesson", "--json", config=cfg)
     assert json.loads(again.stdout)["id"] == got["id"]  # the same note is stored once
 
-    found = alina("memory", "search", "when was this bitcoin price taken?", "--agent", "trader",
-                  "--json", config=cfg)  # fmt: skip
+    found = alina(
+        "memory", "search", "when was this bitcoin price taken?", "--agent", "trader", "--json", config=cfg
+    )
     assert found.returncode == 0, found.stderr
     hits = json.loads(found.stdout)["hits"]
     assert [(h["id"], h["kind"], h["text"]) for h in hits] == [(got["id"], "lesson", lesson)]

@@ -56,8 +56,12 @@ async def test_set_retrieved_replaces_and_sits_after_the_history() -> None:
         ctx.set_retrieved("mem", f"- [note] item for turn {i}")
     messages = await ctx.get_messages()
     assert [m.content for m in messages] == [
-        "pinned rules", "turn 2", "turn 3", "turn 4", f"{HEADER}\n- [note] item for turn 4",
-    ]  # fmt: skip
+        "pinned rules",
+        "turn 2",
+        "turn 3",
+        "turn 4",
+        f"{HEADER}\n- [note] item for turn 4",
+    ]
     assert len(blocks(messages)) == 1
     assert await ctx.get_history() == messages[:-1]
     ctx.set_retrieved("mem", None)
@@ -85,9 +89,11 @@ async def test_window_drops_an_orphan_tool_result_and_component_round_trips() ->
     await ctx.add_message(user("price?"))
     call = FunctionCall(id="1", name="price", arguments="{}")
     await ctx.add_message(AssistantMessage(content=[call], source="t"))
-    await ctx.add_message(FunctionExecutionResultMessage(
-        content=[FunctionExecutionResult(content="43000", call_id="1", name="price", is_error=False)]
-    ))  # fmt: skip
+    await ctx.add_message(
+        FunctionExecutionResultMessage(
+            content=[FunctionExecutionResult(content="43000", call_id="1", name="price", is_error=False)]
+        )
+    )
     await ctx.add_message(user("thanks"))
     history = await ctx.get_history()
     assert [type(m).__name__ for m in history] == ["UserMessage"]  # the orphan result is dropped
@@ -97,7 +103,9 @@ async def test_window_drops_an_orphan_tool_result_and_component_round_trips() ->
 
 def test_query_text_is_the_last_non_system_text() -> None:
     msgs: list[LLMMessage] = [
-        user("first"), AssistantMessage(content="second", source="a"), SystemMessage(content="x")
+        user("first"),
+        AssistantMessage(content="second", source="a"),
+        SystemMessage(content="x"),
     ]
     assert query_text(msgs) == "second"
     assert query_text([SystemMessage(content="only system")]) == ""
@@ -146,11 +154,13 @@ async def test_other_contexts_get_autogens_default_behaviour(tmp_path: Path) -> 
 @pytest.mark.integration
 async def test_a_view_limited_to_some_kinds_retrieves_only_those(tmp_path: Path) -> None:
     root = VectorMemory(VectorConfig(path=str(tmp_path), top_k=3, min_score=-1), embedder=HashEmbedder())
-    await root.add_many([
-        MemoryItem("Task: BTC trend | Outcome (completed): BTC fell 4.25% in a downtrend", "outcome"),
-        MemoryItem("BTC trend answers must quote the percentage change", "lesson"),
-        MemoryItem("trader on 'BTC trend': BTC/USDT close 21,925.7, downtrend", "note", scope="alina"),
-    ])  # fmt: skip
+    await root.add_many(
+        [
+            MemoryItem("Task: BTC trend | Outcome (completed): BTC fell 4.25% in a downtrend", "outcome"),
+            MemoryItem("BTC trend answers must quote the percentage change", "lesson"),
+            MemoryItem("trader on 'BTC trend': BTC/USDT close 21,925.7, downtrend", "note", scope="alina"),
+        ]
+    )
     ctx = RetrievalContext(buffer_size=4)
     await ctx.add_message(user("What is the BTC trend?"))
     alina = root.for_agent("alina", kinds=["lesson"])
@@ -169,8 +179,14 @@ class RecordingReplay(ReplayChatCompletionClient):
     """Replay client that records the messages of every call (what the model would read)."""
 
     def __init__(self, n: int) -> None:
-        info = {"vision": False, "function_calling": False, "json_output": False,
-                "family": ModelFamily.UNKNOWN, "structured_output": False, "multiple_system_messages": True}
+        info = {
+            "vision": False,
+            "function_calling": False,
+            "json_output": False,
+            "family": ModelFamily.UNKNOWN,
+            "structured_output": False,
+            "multiple_system_messages": True,
+        }
         super().__init__([f"reply {i}" for i in range(n)], model_info=info)  # type: ignore[arg-type]
         self.seen: list[list[LLMMessage]] = []
 
@@ -186,9 +202,12 @@ async def test_assistant_agent_prompt_prefix_is_stable_and_memory_does_not_accum
     trader = (await _memory(tmp_path)).for_agent("trader")
     client = RecordingReplay(10)
     agent = AssistantAgent(
-        "trader", model_client=client, system_message="You are the trader.", memory=[AgentMemory(trader)],
+        "trader",
+        model_client=client,
+        system_message="You are the trader.",
+        memory=[AgentMemory(trader)],
         model_context=RetrievalContext(buffer_size=50),
-    )  # fmt: skip
+    )
     for turn in range(10):
         task = TextMessage(content=f"what about {TOPICS[turn % len(TOPICS)]}?", source="user")
         await agent.on_messages([task], CancellationToken())

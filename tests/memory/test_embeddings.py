@@ -36,8 +36,12 @@ def test_normalise_gives_unit_rows_and_keeps_zero_rows() -> None:
 
 # -- Ollama (scripted transport) ---------------------------------------------------------------
 def scripted(handler: Any) -> OllamaEmbedder:
-    return OllamaEmbedder("all-minilm", base_url="http://ollama.test:11434", batch_size=2,
-                          transport=httpx.MockTransport(handler))  # fmt: skip
+    return OllamaEmbedder(
+        "all-minilm",
+        base_url="http://ollama.test:11434",
+        batch_size=2,
+        transport=httpx.MockTransport(handler),
+    )
 
 
 async def test_ollama_embed_batches_and_normalises() -> None:
@@ -105,8 +109,14 @@ def test_minilm_loads_offline_without_network_or_hub_cache(tmp_path: Path) -> No
         "from alina.memory_store.embeddings import SentenceTransformerEmbedder as E;"
         "v = E().embed_sync(['offline check']); print(v.shape[1], round(float((v * v).sum()), 4))"
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
-           "SENTENCE_TRANSFORMERS_HOME": str(tmp_path / "st"), "ANONYMIZED_TELEMETRY": "False"}  # fmt: skip
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+        "SENTENCE_TRANSFORMERS_HOME": str(tmp_path / "st"),
+        "ANONYMIZED_TELEMETRY": "False",
+    }
     cmd = [sys.executable, "-c", code]
     unshare = shutil.which("unshare")
     if unshare and subprocess.run([unshare, "-n", "true"], capture_output=True).returncode == 0:

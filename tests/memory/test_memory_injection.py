@@ -52,8 +52,9 @@ def _reply(name: str, args: dict[str, Any]) -> CreateResult:
     return CreateResult(
         finish_reason="function_calls",
         content=[FunctionCall(id=f"c-{name}", name=name, arguments=json.dumps(args))],
-        usage=RequestUsage(prompt_tokens=10, completion_tokens=5), cached=False,
-    )  # fmt: skip
+        usage=RequestUsage(prompt_tokens=10, completion_tokens=5),
+        cached=False,
+    )
 
 
 class ObedientTrader(ReplayChatCompletionClient):

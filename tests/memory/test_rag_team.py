@@ -130,8 +130,13 @@ async def test_nothing_accumulates_in_the_context_over_twenty_turns(memory: Vect
     cfg = _config()
     cfg.memory.retrieve_kinds = {}  # ALINA too retrieves every kind: as much as possible to accumulate
     window, top_k = cfg.team.history_window, cfg.memory.top_k
-    tasks = [TREND, "What is the BTC/USDT price now?", "Is the ETH/USDT market trending up?",
-             "Show me the SOL/USDT candles summary", "What is the ETH/USDT price?"] * 2  # fmt: skip
+    tasks = [
+        TREND,
+        "What is the BTC/USDT price now?",
+        "Is the ETH/USDT market trending up?",
+        "Show me the SOL/USDT candles summary",
+        "What is the ETH/USDT price?",
+    ] * 2
     trader_steps = [call("get_price" if "price" in t else "candle_summary") for t in tasks]
     clients, raw = team_clients(trader=trader_steps, alina=[f"Answer {i}: prices moved." for i in range(10)])
     writer = RunMemoryWriter(memory, None)
@@ -292,8 +297,9 @@ async def test_a_resumed_run_records_the_facts_of_its_earlier_attempt_too(store:
     graph = MemoryGraph(store)
     writer = RunMemoryWriter(None, graph, store=store)
     started = asyncio.Event()
-    clients, _ = team_clients(trader=[call("candle_summary", '{"symbol": "BTC/USDT"}')],
-                              monitor=Recording([], hang=started))  # fmt: skip
+    clients, _ = team_clients(
+        trader=[call("candle_summary", '{"symbol": "BTC/USDT"}')], monitor=Recording([], hang=started)
+    )
     runner = TeamRunner(_config(), sink=store, clients=clients, memory_writer=writer)
     task = asyncio.create_task(runner.run(TASK, run_id="cut-run"))
     await asyncio.wait_for(started.wait(), 30)
@@ -312,8 +318,11 @@ async def test_a_resumed_run_records_the_facts_of_its_earlier_attempt_too(store:
     [observed] = await graph.neighbours(("asset", "BTC/USDT"))  # ... but its fact is recorded
     stored = await store.get_run("cut-run")
     assert stored is not None
-    trader_result = next(m["seq"] for m in stored["messages"]
-                         if m["source"] == "trader" and m["type"] == "ToolCallExecutionEvent")  # fmt: skip
+    trader_result = next(
+        m["seq"]
+        for m in stored["messages"]
+        if m["source"] == "trader" and m["type"] == "ToolCallExecutionEvent"
+    )
     assert (observed.run_id, observed.message_seq) == ("cut-run", trader_result)
     assert ("tool", "system_health") in {e.dst for e in await graph.neighbours(("agent", "monitor"))}
 

@@ -32,10 +32,16 @@ pytestmark = pytest.mark.integration
 
 REDIS_DB = 9  # the session's Redis is shared: keep these tests' cache keys in their own db
 NO_RULES = dict(
-    messages_ttl_days=None, max_messages=None, events_ttl_days=None, max_events=None,
-    checkpoints_keep_per_run=None, checkpoints_ttl_days=None, cache_max_entries=None, cache_max_mb=None,
+    messages_ttl_days=None,
+    max_messages=None,
+    events_ttl_days=None,
+    max_events=None,
+    checkpoints_keep_per_run=None,
+    checkpoints_ttl_days=None,
+    cache_max_entries=None,
+    cache_max_mb=None,
     batch_size=3,  # tiny batches: every delete loops
-)  # fmt: skip
+)
 TABLES = ("runs", "messages", "tool_calls", "routing_decisions", "events", "checkpoints", "order_intents")
 
 
@@ -164,8 +170,14 @@ async def test_ttl_prunes_the_details_of_old_finished_runs_only(
     assert report.ok and report.postgres.status == "ok", report.to_dict()
     assert deleted(report) == {"messages": 6, "tool_calls": 3, "routing_decisions": 2, "events": 6}
     for gone in ("old", "old-failed"):  # details gone, the run row (the summary) kept
-        assert await counts(db, gone) == {"runs": 1, "messages": 0, "tool_calls": 0,
-                                          "routing_decisions": 0, "events": 0, "checkpoints": 0}  # fmt: skip
+        assert await counts(db, gone) == {
+            "runs": 1,
+            "messages": 0,
+            "tool_calls": 0,
+            "routing_decisions": 0,
+            "events": 0,
+            "checkpoints": 0,
+        }
     assert (await counts(db, "recent"))["messages"] == 3
     running = await counts(db, "old-running")
     assert (running["messages"], running["tool_calls"], running["events"]) == (5, 1, 5)
@@ -230,8 +242,9 @@ async def test_checkpoints_keep_the_last_n_and_always_the_latest(
     assert await turns(db, "live") == [1, 2, 3, 4, 5]  # a running run is never touched
 
     # TTL: every checkpoint of "stopped" is 30 days old, but its latest is what a resume needs.
-    report = await prune(cfg(checkpoints_ttl_days=7, messages_ttl_days=0.5),
-                         pg_dsn=fresh_pg_dsn, redis_url=redis_url)  # fmt: skip
+    report = await prune(
+        cfg(checkpoints_ttl_days=7, messages_ttl_days=0.5), pg_dsn=fresh_pg_dsn, redis_url=redis_url
+    )
     assert report.postgres.deleted()["checkpoints"] == 1
     assert await turns(db, "stopped") == [4] and await turns(db, "done") == [5, 6]
     assert await turns(db, "live") == [1, 2, 3, 4, 5]
@@ -249,8 +262,15 @@ async def test_dry_run_deletes_nothing_and_counts_what_a_real_run_deletes(
     cache = ResponseCache(redis_url)
     for i in range(6):
         await cache.set(f"{CACHE_NAMESPACE}:trader:v1:{i}", _result(i))
-    rules = cfg(messages_ttl_days=90, max_messages=8, events_ttl_days=60, max_events=9,
-                checkpoints_keep_per_run=2, checkpoints_ttl_days=30, cache_max_entries=4)  # fmt: skip
+    rules = cfg(
+        messages_ttl_days=90,
+        max_messages=8,
+        events_ttl_days=60,
+        max_events=9,
+        checkpoints_keep_per_run=2,
+        checkpoints_ttl_days=30,
+        cache_max_entries=4,
+    )
     before = await counts(db)
 
     dry = await prune(rules, dry_run=True, pg_dsn=fresh_pg_dsn, redis_url=redis_url)
@@ -270,8 +290,12 @@ async def test_dry_run_deletes_nothing_and_counts_what_a_real_run_deletes(
 
 # -- Redis ---------------------------------------------------------------------------------------
 def _result(i: int) -> CreateResult:
-    return CreateResult(finish_reason="stop", content=f"answer {i} " + "x" * 200,
-                        usage=RequestUsage(prompt_tokens=1, completion_tokens=1), cached=False)  # fmt: skip
+    return CreateResult(
+        finish_reason="stop",
+        content=f"answer {i} " + "x" * 200,
+        usage=RequestUsage(prompt_tokens=1, completion_tokens=1),
+        cached=False,
+    )
 
 
 def test_cache_namespace_is_the_response_caches() -> None:
@@ -311,8 +335,12 @@ async def test_redis_down_postgres_still_pruned(
     db: psycopg.AsyncConnection[Any], fresh_pg_dsn: str, free_port: Callable[[], int]
 ) -> None:
     await seed_run(db, "old", days_ago=100, messages=4)
-    report = await prune(cfg(messages_ttl_days=90, cache_max_entries=10), pg_dsn=fresh_pg_dsn,
-                         redis_url=f"redis://127.0.0.1:{free_port()}/0", timeout_s=1)  # fmt: skip
+    report = await prune(
+        cfg(messages_ttl_days=90, cache_max_entries=10),
+        pg_dsn=fresh_pg_dsn,
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        timeout_s=1,
+    )
     assert report.redis.status == "unavailable" and report.redis.error
     assert report.postgres.status == "ok" and deleted(report)["messages"] == 4
     assert (await counts(db, "old"))["messages"] == 0
@@ -324,8 +352,9 @@ async def test_postgres_down_redis_still_trimmed(redis_url: str, free_port: Call
     for i in range(5):
         await cache.set(f"{CACHE_NAMESPACE}:monitor:v1:{i}", _result(i))
     down = f"postgresql://postgres@127.0.0.1:{free_port()}/alina"
-    report = await prune(cfg(messages_ttl_days=90, cache_max_entries=2), redis_url=redis_url,
-                         pg_dsn=down, timeout_s=2)  # fmt: skip
+    report = await prune(
+        cfg(messages_ttl_days=90, cache_max_entries=2), redis_url=redis_url, pg_dsn=down, timeout_s=2
+    )
     assert report.postgres.status == "unavailable" and "postgres@127.0.0.1" in report.postgres.location
     assert report.redis.deleted() == {"cache entries": 3} and not report.ok
     await cache.close()
@@ -337,16 +366,19 @@ async def test_vector_memories_expire_when_a_ttl_is_set(
 ) -> None:
     memory = VectorMemory(VectorConfig(path=str(tmp_path / "chroma")), embedder=HashEmbedder())
     old = time.time() - 40 * 86400
-    await memory.add_many([
-        MemoryItem("old lesson about BTC funding", "lesson", "shared", id="o1", created_at=old),
-        MemoryItem("old trader note", "note", "trader", id="o2", created_at=old),
-        MemoryItem("fresh alert", "alert", "monitor", id="n1"),
-    ])  # fmt: skip
+    await memory.add_many(
+        [
+            MemoryItem("old lesson about BTC funding", "lesson", "shared", id="o1", created_at=old),
+            MemoryItem("old trader note", "note", "trader", id="o2", created_at=old),
+            MemoryItem("fresh alert", "alert", "monitor", id="n1"),
+        ]
+    )
 
     skipped = await prune(cfg(), pg_dsn=fresh_pg_dsn, redis_url=redis_url, memory=memory)
     assert skipped.vectors.status == "skipped" and await memory.count() == 3
-    dry = await prune(cfg(vectors_ttl_days=30), dry_run=True, pg_dsn=fresh_pg_dsn, redis_url=redis_url,
-                      memory=memory)  # fmt: skip
+    dry = await prune(
+        cfg(vectors_ttl_days=30), dry_run=True, pg_dsn=fresh_pg_dsn, redis_url=redis_url, memory=memory
+    )
     assert dry.vectors.deleted() == {"vector memories": 2} and await memory.count() == 3
     real = await prune(cfg(vectors_ttl_days=30), pg_dsn=fresh_pg_dsn, redis_url=redis_url, memory=memory)
     assert real.vectors.deleted() == {"vector memories": 2} and real.ok
@@ -358,22 +390,36 @@ async def test_vector_memories_expire_when_a_ttl_is_set(
 def _config_file(tmp_path: Path, dsn: str, redis_port: int, **retention: Any) -> Path:
     params = conninfo_to_dict(dsn)
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({
-        "paths": {"data_dir": str(tmp_path / "data")},
-        "postgres": {"port": int(params["port"]), "database": params["dbname"]},
-        "redis": {"port": redis_port, "db": REDIS_DB},
-        "retention": {**NO_RULES, **retention},
-    }))  # fmt: skip
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "paths": {"data_dir": str(tmp_path / "data")},
+                "postgres": {"port": int(params["port"]), "database": params["dbname"]},
+                "redis": {"port": redis_port, "db": REDIS_DB},
+                "retention": {**NO_RULES, **retention},
+            }
+        )
+    )
     return path
 
 
 async def test_cli_prune_json_dry_run_and_exit_codes(
-    db: psycopg.AsyncConnection[Any], fresh_pg_dsn: str, redis_url: str, redis_service: Any,
-    free_port: Callable[[], int], tmp_path: Path,
-) -> None:  # fmt: skip
+    db: psycopg.AsyncConnection[Any],
+    fresh_pg_dsn: str,
+    redis_url: str,
+    redis_service: Any,
+    free_port: Callable[[], int],
+    tmp_path: Path,
+) -> None:
     await seed_run(db, "old", days_ago=100, messages=4, checkpoints=3)
-    path = _config_file(tmp_path, fresh_pg_dsn, redis_service.port, messages_ttl_days=90,
-                        checkpoints_keep_per_run=1, cache_max_entries=10)  # fmt: skip
+    path = _config_file(
+        tmp_path,
+        fresh_pg_dsn,
+        redis_service.port,
+        messages_ttl_days=90,
+        checkpoints_keep_per_run=1,
+        cache_max_entries=10,
+    )
 
     def invoke(*args: str) -> Any:
         return CliRunner().invoke(app, ["memory", "prune", *args, "--config", str(path)])
@@ -382,8 +428,13 @@ async def test_cli_prune_json_dry_run_and_exit_codes(
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert data["dry_run"] is True and data["ok"] is True
-    assert data["postgres"]["deleted"] == {"messages": 4, "tool_calls": 1, "routing_decisions": 1,
-                                           "events": 4, "checkpoints": 2}  # fmt: skip
+    assert data["postgres"]["deleted"] == {
+        "messages": 4,
+        "tool_calls": 1,
+        "routing_decisions": 1,
+        "events": 4,
+        "checkpoints": 2,
+    }
     assert data["redis"]["status"] == "ok" and data["vectors"]["status"] == "skipped"
     assert (await counts(db, "old"))["messages"] == 4
 
@@ -405,7 +456,5 @@ async def test_cli_prune_json_dry_run_and_exit_codes(
     # Bad configuration: exit 2, nothing done.
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"retention": {"max_messages": 0}}))
-    r = await asyncio.to_thread(
-        lambda: CliRunner().invoke(app, ["memory", "prune", "--config", str(bad)])
-    )
+    r = await asyncio.to_thread(lambda: CliRunner().invoke(app, ["memory", "prune", "--config", str(bad)]))
     assert r.exit_code == 2 and "retention.max_messages" in r.output

@@ -27,10 +27,12 @@ RECALL_AT_5_MIN = 0.75
 
 async def _load(path: Path, minilm: Any, memories: list[dict[str, Any]]) -> VectorMemory:
     root = VectorMemory(VectorConfig(path=str(path)), embedder=minilm)
-    await root.add_many([
-        MemoryItem(m["text"], m["kind"], m["scope"], m.get("run_id"), m.get("message_seq"), id=m["id"])
-        for m in memories
-    ])  # fmt: skip
+    await root.add_many(
+        [
+            MemoryItem(m["text"], m["kind"], m["scope"], m.get("run_id"), m.get("message_seq"), id=m["id"])
+            for m in memories
+        ]
+    )
     return root
 
 
@@ -64,8 +66,10 @@ async def test_recall_at_5(tmp_path: Path, minilm: Any, retrieval_set: Any, reco
     recall_min_score = sum(thresholded) / len(thresholded)
     record_property("recall_at_5", round(recall, 3))
     record_property("recall_at_5_with_min_score", round(recall_min_score, 3))
-    print(f"\nrecall@5 = {recall:.3f} (with min_score {root.config.min_score}: {recall_min_score:.3f}) "
-          f"over {len(queries)} queries; misses:\n  " + "\n  ".join(misses))  # fmt: skip
+    print(
+        f"\nrecall@5 = {recall:.3f} (with min_score {root.config.min_score}: {recall_min_score:.3f}) "
+        f"over {len(queries)} queries; misses:\n  " + "\n  ".join(misses)
+    )
     assert recall >= RECALL_AT_5_MIN, "\n".join(misses)
     assert recall_min_score >= RECALL_AT_5_MIN - 0.05
     await root.close()
@@ -78,8 +82,13 @@ async def test_off_topic_queries_retrieve_nothing_at_the_default_min_score(
     root = await _load(tmp_path, minilm, memories)
     # Not every off-topic text stays below 0.25: "what is the weather in Paris tomorrow?" scores
     # 0.26 against one memory, the price of keeping relevant paraphrases (0.2-0.6) above the bar.
-    off_topic = ["write a short poem about cats", "hello", "translate 'good morning' into German",
-                 "who won the football world cup in 2010?", "a recipe for chocolate cake"]  # fmt: skip
+    off_topic = [
+        "write a short poem about cats",
+        "hello",
+        "translate 'good morning' into German",
+        "who won the football world cup in 2010?",
+        "a recipe for chocolate cake",
+    ]
     for text in off_topic:
         assert await root.search(text) == [], text
     await root.close()

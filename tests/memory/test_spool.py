@@ -112,8 +112,12 @@ def dead_writer(spool_dir: Path, n: int) -> Path:
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     out = subprocess.run(
         [sys.executable, "-c", DEAD_WRITER, str(spool_dir), str(n)],
-        capture_output=True, text=True, env=env, timeout=120, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
+    )
     path = Path(out.stdout.strip())
     assert path.exists() and len(path.read_text().splitlines()) == n
     return path

@@ -43,8 +43,11 @@ def memory(path: Path, embedder: Any, **cfg: Any) -> VectorMemory:
 def test_config_defaults_and_validation() -> None:
     cfg = VectorConfig()
     assert (cfg.backend, cfg.collection, cfg.top_k, cfg.embedding.provider) == (
-        "persistent", "alina_memory", 5, "minilm"
-    )  # fmt: skip
+        "persistent",
+        "alina_memory",
+        5,
+        "minilm",
+    )
     with pytest.raises(ValidationError, match="got 'st'"):
         VectorConfig(collection="st")
     with pytest.raises(ValidationError):
@@ -159,10 +162,13 @@ async def test_memory_protocol_add_and_query_keep_provenance(
 ) -> None:
     mem = memory(tmp_path, hash_embedder).for_agent("trader")
     adapter = AgentMemory(mem)
-    await adapter.add(MemoryContent(
-        content="Closed the BTC long at 44,020 for +2.0%", mime_type=MemoryMimeType.TEXT,
-        metadata={"kind": "outcome", "run_id": "run-1", "message_seq": "7", "symbol": "BTC/USDT"},
-    ))  # fmt: skip
+    await adapter.add(
+        MemoryContent(
+            content="Closed the BTC long at 44,020 for +2.0%",
+            mime_type=MemoryMimeType.TEXT,
+            metadata={"kind": "outcome", "run_id": "run-1", "message_seq": "7", "symbol": "BTC/USDT"},
+        )
+    )
     json_content = MemoryContent(content={"decision": "halve SOL exposure"}, mime_type=MemoryMimeType.JSON)
     await adapter.add(json_content)
     result = await adapter.query("BTC long closed", top_k=1)

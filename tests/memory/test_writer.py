@@ -310,8 +310,9 @@ async def test_postgres_stopped_mid_burst_loses_nothing(
     try:
         store = RunStore(service.dsn, acquire_timeout=2.0)
         await store.open()
-        w = EventWriter(store, max_queue=10_000, batch_size=500, flush_interval_s=0.05,
-                        retry_backoff_s=(0.1, 0.5))  # fmt: skip
+        w = EventWriter(
+            store, max_queue=10_000, batch_size=500, flush_interval_s=0.05, retry_backoff_s=(0.1, 0.5)
+        )
         for i in range(4000):
             await w.emit("burst", _payload(i))
         await until(lambda: w.written >= 2000, "first batches written", polls=4000)

@@ -22,9 +22,21 @@ from alina.skills.builtin import instrument
 SECRET = "sk-proj-Zq8XvT3mLw9KpR2sYb7NcJ4hGf6DaE1u"
 
 _PROMQL_WORDS = {
-    "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
-    "offset", "inf", "nan", "le",
-}  # fmt: skip
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+    "le",
+}
 
 
 def promql_metric_names(expr: str) -> set[str]:

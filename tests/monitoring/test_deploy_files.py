@@ -59,8 +59,11 @@ def test_prometheus_config_loads_the_alert_rules_and_scrapes_alina() -> None:
 
 async def test_gen_ai_series_are_recorded_with_the_alina_ones() -> None:
     await scripted_calls(agent="t_genai")
-    chat = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": "llamacpp",
-            "gen_ai_request_model": "smollm2-135m-instruct-q4_1"}  # fmt: skip
+    chat = {
+        "gen_ai_operation_name": "chat",
+        "gen_ai_provider_name": "llamacpp",
+        "gen_ai_request_model": "smollm2-135m-instruct-q4_1",
+    }
     get = metrics.REGISTRY.get_sample_value
     assert get("gen_ai_client_operation_duration_seconds_count", {**chat, "error_type": ""}) >= 1
     assert get("gen_ai_client_operation_duration_seconds_count", {**chat, "error_type": "timeout"}) >= 1
@@ -144,9 +147,12 @@ async def test_readme_monitoring_names_only_exported_series() -> None:
     named = set(re.findall(r"`((?:gen_ai|alina_cost|alina_store|process)_[a-z_]+)", section))
     assert "gen_ai_client_token_usage" in named
     exported = {m.name for m in metrics.REGISTRY.collect()} | registry_sample_names()
-    exported |= {m.name for m in RunTotalsCollector("postgresql://x@127.0.0.1:1/x", 0, 1)._families(
-        [("completed", 1, 1, 1, 1, 1)]
-    )} | {"alina_store_up"}  # fmt: skip
+    exported |= {
+        m.name
+        for m in RunTotalsCollector("postgresql://x@127.0.0.1:1/x", 0, 1)._families(
+            [("completed", 1, 1, 1, 1, 1)]
+        )
+    } | {"alina_store_up"}
     exported |= {n + "_total" for n in exported}
     labels = {k for fam in metrics.REGISTRY.collect() for smp in fam.samples for k in smp.labels}
     named -= labels  # label names (gen_ai_request_model...) are checked by the series tests
@@ -171,7 +177,7 @@ def test_alert_rules_file_is_generated_from_the_config() -> None:
         a = alerts[rule.name]
         assert a["labels"]["severity"] == rule.severity
         assert a["expr"].startswith(f"alina:figure:{rule.figure} {rule.op} {rule.threshold:g} or ")
-        assert f"{rule.op} {rule.clear:g} and on(instance) ALERTS{{alertname=\"{rule.name}\"" in a["expr"]
+        assert f'{rule.op} {rule.clear:g} and on(instance) ALERTS{{alertname="{rule.name}"' in a["expr"]
 
 
 def test_alina_alerts_rules_prints_the_rule_file() -> None:
@@ -180,7 +186,9 @@ def test_alina_alerts_rules_prints_the_rule_file() -> None:
 
     p = subprocess.run(
         [sys.executable, "-m", "alina", "alerts", "rules", "--config", str(DEPLOY.parent / "config.yaml")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout == (DEPLOY / "alerts.yml").read_text()

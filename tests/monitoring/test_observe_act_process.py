@@ -51,12 +51,22 @@ class StubModel:
             await asyncio.sleep(30)
         if self.mode == "fail":
             return web.json_response({"error": {"message": "injected failure"}}, status=500)
-        return web.json_response({
-            "id": "c1", "object": "chat.completion", "created": 0, "model": body.get("model", "stub"),
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": "All fine."}}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
-        })  # fmt: skip
+        return web.json_response(
+            {
+                "id": "c1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body.get("model", "stub"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": "All fine."},
+                    }
+                ],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
+            }
+        )
 
     async def start(self) -> None:
         await self.runner.setup()
@@ -76,27 +86,54 @@ async def stub() -> AsyncIterator[StubModel]:
 def _config(tmp: Path, base: Path, dsn: str, stub_port: int) -> Path:
     doc = yaml.safe_load(base.read_text())
     doc["postgres"]["database"] = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
-    doc["models"] = {"stub": {"provider": "openai", "model": "stub", "base_url": f"http://127.0.0.1:{stub_port}/v1",
-                              "timeout_s": 0.5, "retries": 0}}  # fmt: skip
+    doc["models"] = {
+        "stub": {
+            "provider": "openai",
+            "model": "stub",
+            "base_url": f"http://127.0.0.1:{stub_port}/v1",
+            "timeout_s": 0.5,
+            "retries": 0,
+        }
+    }
     doc["agents"] = {name: {"model": "stub"} for name in (ORCHESTRATOR, *SPECIALISTS)}
     doc["memory"] = {"enabled": False}
     doc["cache"] = {"enabled": False}
     doc["team"] = {"max_concurrent_model_calls": CAP, "max_turns": 3, "check_answers": False}
     doc["alerts"] = {
-        "interval_s": 0.2, "window_s": 10.0, "verify_cycles": 3,
+        "interval_s": 0.2,
+        "window_s": 10.0,
+        "verify_cycles": 3,
         "rules": [
-            {"name": "t_timeouts", "figure": "timeouts_per_min", "threshold": 5.0, "clear": 1.0, "for_s": 0.0,
-             "action": "lower_concurrency"},
-            {"name": "t_errors", "figure": "model_error_rate", "threshold": 0.5, "clear": 0.2, "for_s": 0.0,
-             "severity": "critical", "action": "fallback_model"},
-            {"name": "t_am", "figure": "rss_mb", "threshold": 1e7, "clear": 1e6,
-             "action": "lower_concurrency"},
+            {
+                "name": "t_timeouts",
+                "figure": "timeouts_per_min",
+                "threshold": 5.0,
+                "clear": 1.0,
+                "for_s": 0.0,
+                "action": "lower_concurrency",
+            },
+            {
+                "name": "t_errors",
+                "figure": "model_error_rate",
+                "threshold": 0.5,
+                "clear": 0.2,
+                "for_s": 0.0,
+                "severity": "critical",
+                "action": "fallback_model",
+            },
+            {
+                "name": "t_am",
+                "figure": "rss_mb",
+                "threshold": 1e7,
+                "clear": 1e6,
+                "action": "lower_concurrency",
+            },
         ],
         "actions": {
             "lower_concurrency": {"limit": 1, "min_interval_s": 0.0},
             "fallback_model": {"approve": True, "min_interval_s": 0.0, "agents": [ORCHESTRATOR]},
         },
-    }  # fmt: skip
+    }
     path = tmp / "observe.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
@@ -130,9 +167,15 @@ async def _until(what: str, check: Callable[[], Any]) -> Any:
 
 async def _alina(*args: str, config: Path) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "alina", *args, "--config", str(config),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "alina",
+        *args,
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     return proc.returncode or 0, out.decode(), err.decode()
 
@@ -145,10 +188,19 @@ async def test_injected_faults_raise_alerts_that_alina_acts_on_waits_for_approva
     env = {**os.environ, "ALINA_ALLOW_MODEL_REQUESTS": "1"}
     env.pop("ALINA_CONFIG", None)
     chat = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "alina", "chat", "--config", str(config), "--metrics-port", str(port),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "alina",
+        "chat",
+        "--config",
+        str(config),
+        "--metrics-port",
+        str(port),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
         env=env,
-    )  # fmt: skip
+    )
     assert chat.stdin is not None and chat.stdout is not None
     base = f"http://127.0.0.1:{port}"
     output: list[str] = []
@@ -193,10 +245,12 @@ async def test_injected_faults_raise_alerts_that_alina_acts_on_waits_for_approva
         await _until("governor capped at 1", lambda: _eq(sample("alina_governor_limit"), 1.0))
         first = _actions(dsn, "t_timeouts")[0]
         assert first[1:] == ("lower_concurrency", "applied")
-        pending_id, action, status = (await _until(
-            "the error alert's action waits for approval",
-            lambda: _sync(lambda: _actions(dsn, "t_errors")),
-        ))[0]  # fmt: skip
+        pending_id, action, status = (
+            await _until(
+                "the error alert's action waits for approval",
+                lambda: _sync(lambda: _actions(dsn, "t_errors")),
+            )
+        )[0]
         assert (action, status) == ("fallback_model", "pending")
         code, out, _ = await _alina("alerts", "list", "--waiting", "--json", config=config)
         listed = json.loads(out)
@@ -289,8 +343,14 @@ def _alertmanager(rule: str, status: str) -> dict[str, Any]:
         "fingerprint": "5f1e0c3a9b7d2e41",
     }
     return {
-        "receiver": "alina", "status": status, "alerts": [alert],
-        "groupLabels": {"alertname": rule}, "commonLabels": alert["labels"],
-        "commonAnnotations": alert["annotations"], "externalURL": "http://alertmanager:9093",
-        "version": "4", "groupKey": f'{{}}:{{alertname="{rule}"}}', "truncatedAlerts": 0,
-    }  # fmt: skip
+        "receiver": "alina",
+        "status": status,
+        "alerts": [alert],
+        "groupLabels": {"alertname": rule},
+        "commonLabels": alert["labels"],
+        "commonAnnotations": alert["annotations"],
+        "externalURL": "http://alertmanager:9093",
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="{rule}"}}',
+        "truncatedAlerts": 0,
+    }

@@ -35,9 +35,7 @@ pytestmark = [
 DEADLINE_S = 90.0
 
 
-@pytest.mark.parametrize(
-    ("what", "path"), [("config", "prometheus.yml"), ("rules", "alerts.yml")]
-)  # fmt: skip
+@pytest.mark.parametrize(("what", "path"), [("config", "prometheus.yml"), ("rules", "alerts.yml")])
 def test_promtool_accepts_the_deploy_files(what: str, path: str) -> None:
     out = subprocess.run(
         ["promtool", "check", what, path], cwd=DEPLOY, capture_output=True, text=True, timeout=60
@@ -64,10 +62,15 @@ def prometheus(tmp_path: Path, free_port: Callable[[], int]) -> Iterator[tuple[s
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     log = (tmp_path / "prometheus.log").open("w")
     proc = subprocess.Popen(
-        ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
-         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            "prometheus",
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         yield f"http://127.0.0.1:{port}", target
     finally:

@@ -36,8 +36,12 @@ IMAGES = {  # notebook, cell tag -> the README's picture
 
 def test_the_five_notebooks_are_committed_without_outputs() -> None:
     assert [p.stem for p in NOTEBOOKS] == [
-        "01_quickstart", "02_memory", "03_trading", "04_optimization", "05_monitoring",
-    ]  # fmt: skip
+        "01_quickstart",
+        "02_memory",
+        "03_trading",
+        "04_optimization",
+        "05_monitoring",
+    ]
     for path in NOTEBOOKS:
         nb = json.loads(path.read_text())
         for cell in nb["cells"]:
@@ -153,8 +157,13 @@ def readme_example() -> str:
 @pytest.mark.slow
 @pytest.mark.integration
 def test_the_readme_python_example_runs(notebook_config: Path) -> None:
-    env = {**os.environ, "ALINA_CONFIG": str(notebook_config), "ALINA_ALLOW_MODEL_REQUESTS": "1",
-           "PYTHONPATH": str(REPO), "ANONYMIZED_TELEMETRY": "False"}  # fmt: skip
+    env = {
+        **os.environ,
+        "ALINA_CONFIG": str(notebook_config),
+        "ALINA_ALLOW_MODEL_REQUESTS": "1",
+        "PYTHONPATH": str(REPO),
+        "ANONYMIZED_TELEMETRY": "False",
+    }
     proc = subprocess.run(
         [sys.executable, "-c", readme_example()],
         capture_output=True,

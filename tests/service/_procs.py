@@ -75,29 +75,53 @@ def start_sim(
     return proc, url
 
 
-def write_config(path: Path, *, pg: Any, redis_host: str, redis_port: int, sim_url: str, data: Path,
-                 jobs: dict[str, Any] | None = None, serve: dict[str, Any] | None = None,
-                 pg_host: str | None = None, max_calls: int = 4) -> Path:  # fmt: skip
+def write_config(
+    path: Path,
+    *,
+    pg: Any,
+    redis_host: str,
+    redis_port: int,
+    sim_url: str,
+    data: Path,
+    jobs: dict[str, Any] | None = None,
+    serve: dict[str, Any] | None = None,
+    pg_host: str | None = None,
+    max_calls: int = 4,
+) -> Path:
     """A config whose every agent talks to the simulated server (fast, no CPU)."""
     sim = {"provider": "openai", "model": "sim", "base_url": sim_url, "timeout_s": 30.0, "retries": 1}
     cfg = {
         "paths": {"data_dir": str(data)},
         "models": {"sim": sim},
         "agents": {a: {"model": "sim"} for a in ("alina", "trader", "monitor", "optimizer")},
-        "team": {"check_answers": False, "max_turns": 6, "max_concurrent_model_calls": max_calls,
-                 "governor_lease_ttl_s": 3.0},
+        "team": {
+            "check_answers": False,
+            "max_turns": 6,
+            "max_concurrent_model_calls": max_calls,
+            "governor_lease_ttl_s": 3.0,
+        },
         "postgres": {"port": pg.port, "host": pg_host or pg.host},
         "redis": {"host": redis_host, "port": redis_port},
         "cache": {"enabled": False},
         "memory": {"enabled": False},
         "alerts": {"enabled": False},
         "resilience": {"store_outage_s": 60.0},
-        "serve": {"concurrency": 2, "grace_s": 8.0, "heartbeat_s": 0.5, "stalled_after_s": 2.0,
-                  "poll_s": 0.5, "misfire_grace_s": 30.0, **(serve or {})},
-        "jobs": jobs or {"optimizer_review": {"kind": "review", "cron": "0 * * * *", "enabled": False},
-                         "order_reconcile": {"kind": "reconcile", "every_s": 300, "enabled": False},
-                         "retention": {"kind": "retention", "cron": "30 3 * * *", "enabled": False}},
-    }  # fmt: skip
+        "serve": {
+            "concurrency": 2,
+            "grace_s": 8.0,
+            "heartbeat_s": 0.5,
+            "stalled_after_s": 2.0,
+            "poll_s": 0.5,
+            "misfire_grace_s": 30.0,
+            **(serve or {}),
+        },
+        "jobs": jobs
+        or {
+            "optimizer_review": {"kind": "review", "cron": "0 * * * *", "enabled": False},
+            "order_reconcile": {"kind": "reconcile", "every_s": 300, "enabled": False},
+            "retention": {"kind": "retention", "cron": "30 3 * * *", "enabled": False},
+        },
+    }
     path.write_text(yaml.safe_dump(cfg))
     return path
 
@@ -111,8 +135,14 @@ def alina(role: str, config: Path, log: Path, *args: str, netns: str | None = No
 
 
 def cli(config: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "alina", *args, "--config", str(config)],
-                          capture_output=True, text=True, timeout=timeout, env=env(), cwd=REPO)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "alina", *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env(),
+        cwd=REPO,
+    )
 
 
 def submit(config: Path, task: str = ORDER_TASK, *extra: str) -> str:
@@ -152,9 +182,9 @@ def check_runs_exactly_once(dsn: str, run_ids: list[str], task: str = ORDER_TASK
                 "SELECT status, attempts FROM job_occurrences WHERE run_id = %s", (run_id,)
             ).fetchall()
             assert len(occ) == 1 and occ[0][0] == "succeeded", f"run {run_id}: occurrences {occ}"
-            msgs = conn.execute("SELECT seq, source, type, content FROM messages WHERE run_id = %s "
-                                "ORDER BY seq",
-                                (run_id,)).fetchall()  # fmt: skip
+            msgs = conn.execute(
+                "SELECT seq, source, type, content FROM messages WHERE run_id = %s ORDER BY seq", (run_id,)
+            ).fetchall()
             assert [m[0] for m in msgs] == list(range(1, len(msgs) + 1)), f"run {run_id}: gap or repeat"
             assert msgs[0][1:] == ("user", "TextMessage", task)
             assert sum(m[1] == "user" for m in msgs) == 1
@@ -164,8 +194,9 @@ def check_runs_exactly_once(dsn: str, run_ids: list[str], task: str = ORDER_TASK
             )
             placed = conn.execute(
                 "SELECT count(*), count(DISTINCT request_id) FROM order_intents WHERE request_id LIKE %s "
-                "AND status = 'placed'", (run_id + ":%",),
-            ).fetchone()  # fmt: skip
+                "AND status = 'placed'",
+                (run_id + ":%",),
+            ).fetchone()
             assert placed is not None and placed[0] == placed[1] == reported, (
                 f"run {run_id}: {placed} placed intents, {reported} reported in its messages"
             )
@@ -174,7 +205,8 @@ def check_runs_exactly_once(dsn: str, run_ids: list[str], task: str = ORDER_TASK
             totals["orders"] += reported
             totals["resumes"] += row[1]
         # one intent per order request: a redone turn reuses its request, it never sends a second
-        dup = conn.execute("SELECT count(*) - count(DISTINCT request_id) FROM order_intents "
-                           "WHERE request_id IS NOT NULL").fetchone()  # fmt: skip
+        dup = conn.execute(
+            "SELECT count(*) - count(DISTINCT request_id) FROM order_intents WHERE request_id IS NOT NULL"
+        ).fetchone()
         assert dup is not None and dup[0] == 0, "an order request sent twice"
     return totals

@@ -44,9 +44,13 @@ def test_postgres_restarted_under_a_running_serve_runs_resume(
         sim, url = P.start_sim(tmp_path, 0.5)
         procs.append(sim)
         config = P.write_config(
-            tmp_path / "config.yaml", pg=_Pg(pg.host, pg.port), redis_host=redis_service.host,
-            redis_port=redis_service.port, sim_url=url, data=tmp_path / "data",
-        )  # fmt: skip
+            tmp_path / "config.yaml",
+            pg=_Pg(pg.host, pg.port),
+            redis_host=redis_service.host,
+            redis_port=redis_service.port,
+            sim_url=url,
+            data=tmp_path / "data",
+        )
         serve = P.alina("serve", config, tmp_path / "serve.log", "--port", "0")
         procs.append(serve)
         serve.wait_for(" ready: ", 90)
@@ -146,16 +150,28 @@ def test_workers_on_two_network_namespaces_share_the_queue_over_the_network(
     try:
         hsim, hurl = P.start_sim(tmp_path, 0.3, host=host)
         procs.append(hsim)
-        serve_cfg = P.write_config(tmp_path / "serve.yaml", pg=_Pg(host, port), redis_host=host,
-                                   redis_port=redis.port, sim_url=hurl, data=tmp_path / "data")  # fmt: skip
+        serve_cfg = P.write_config(
+            tmp_path / "serve.yaml",
+            pg=_Pg(host, port),
+            redis_host=host,
+            redis_port=redis.port,
+            sim_url=hurl,
+            data=tmp_path / "data",
+        )
         workers, sims = [], []
         for i, ns in enumerate(names):
             # each worker names its own model server (here: one inside its own namespace)
             sim, url = P.start_sim(tmp_path, 0.3, host=f"{net}.{11 + i}", netns=ns)
             procs.append(sim)
             sims.append(url)
-            cfg = P.write_config(tmp_path / f"worker-{i}.yaml", pg=_Pg(host, port), redis_host=host,
-                                 redis_port=redis.port, sim_url=url, data=tmp_path / f"data-{i}")  # fmt: skip
+            cfg = P.write_config(
+                tmp_path / f"worker-{i}.yaml",
+                pg=_Pg(host, port),
+                redis_host=host,
+                redis_port=redis.port,
+                sim_url=url,
+                data=tmp_path / f"data-{i}",
+            )
             workers.append(cfg)
         serve = P.alina("serve", serve_cfg, tmp_path / "serve.log", "--port", "0", "--concurrency", "1")
         procs.append(serve)
@@ -176,7 +192,7 @@ def test_workers_on_two_network_namespaces_share_the_queue_over_the_network(
                         "AND EXISTS (SELECT 1 FROM checkpoints c WHERE c.run_id = o.run_id) "
                         "AND EXISTS (SELECT 1 FROM runs r WHERE r.id = o.run_id AND r.status = 'running')",
                         (ns,),
-                    ).fetchone()  # fmt: skip
+                    ).fetchone()
                 if row and row[0]:
                     break
                 time.sleep(0.05)
@@ -187,9 +203,12 @@ def test_workers_on_two_network_namespaces_share_the_queue_over_the_network(
         P.wait_runs_done(pg.dsn, run_ids, timeout=240)
         totals = P.check_runs_exactly_once(pg.dsn, run_ids)
         with psycopg.connect(pg.dsn) as conn:
-            where = {r[0] for r in conn.execute(
-                "SELECT worker FROM job_occurrences WHERE run_id = ANY(%s)", (run_ids,)
-            ).fetchall()}  # fmt: skip
+            where = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT worker FROM job_occurrences WHERE run_id = ANY(%s)", (run_ids,)
+                ).fetchall()
+            }
         # a run killed on one machine may finish anywhere; at least one ran to its end in a
         # namespace, and both namespaces' workers worked (their own model servers were called)
         assert where & set(names), f"runs finished on {where}"

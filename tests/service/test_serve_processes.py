@@ -57,8 +57,15 @@ def _config(tmp: Path, dsn_db: str, pg: Any, redis: Any, sim_url: str, **kw: Any
         port = pg.port
         host = pg.host
 
-    path = P.write_config(tmp / "config.yaml", pg=_Pg, redis_host=redis.host, redis_port=redis.port,
-                          sim_url=sim_url, data=tmp / "data", **kw)  # fmt: skip
+    path = P.write_config(
+        tmp / "config.yaml",
+        pg=_Pg,
+        redis_host=redis.host,
+        redis_port=redis.port,
+        sim_url=sim_url,
+        data=tmp / "data",
+        **kw,
+    )
     # each test has its own database on the session's server
     import yaml
 
@@ -83,8 +90,10 @@ def test_two_serve_processes_run_every_scheduled_occurrence_exactly_once(
     free_port: Any,
 ) -> None:
     url = sim(0.05)
-    jobs = {"tick": {"kind": "team", "every_s": 2, "task": "Is the system healthy?", "misfire": "once"},
-            "optimizer_review": {"kind": "review", "cron": "0 * * * *", "enabled": False}}  # fmt: skip
+    jobs = {
+        "tick": {"kind": "team", "every_s": 2, "task": "Is the system healthy?", "misfire": "once"},
+        "optimizer_review": {"kind": "review", "cron": "0 * * * *", "enabled": False},
+    }
     config = _config(tmp_path, fresh_pg_dsn, pg_service, redis_service, url, jobs=jobs)
     port = free_port()
     a = P.alina("serve", config, tmp_path / "serve-a.log", "--port", str(port))
@@ -147,8 +156,9 @@ def test_sigterm_finishes_the_turn_exits_0_and_the_run_resumes_elsewhere(
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # both runs have a committed turn
         with psycopg.connect(fresh_pg_dsn) as conn:
-            row = conn.execute("SELECT count(DISTINCT run_id) FROM checkpoints WHERE run_id = ANY(%s)",
-                               (run_ids,)).fetchone()  # fmt: skip
+            row = conn.execute(
+                "SELECT count(DISTINCT run_id) FROM checkpoints WHERE run_id = ANY(%s)", (run_ids,)
+            ).fetchone()
         if row and row[0] == 2:
             break
         time.sleep(0.2)
@@ -191,8 +201,14 @@ def test_sigkill_of_serve_and_workers_loses_nothing_and_repeats_nothing(
     def start(role: str) -> None:
         starts[role] += 1
         extra = ["--port", "0"] if role == "serve" else []
-        proc = P.alina("serve" if role == "serve" else "worker", config,
-                       tmp_path / f"{role}-{starts[role]}.log", "--name", role, *extra)  # fmt: skip
+        proc = P.alina(
+            "serve" if role == "serve" else "worker",
+            config,
+            tmp_path / f"{role}-{starts[role]}.log",
+            "--name",
+            role,
+            *extra,
+        )
         procs.append(proc)
         live[role] = proc
 
@@ -206,10 +222,15 @@ def test_sigkill_of_serve_and_workers_loses_nothing_and_repeats_nothing(
     while kills < KILLS and time.monotonic() < deadline:
         # kill a process while it holds a run: mid-turn, inside a model call or a commit
         with psycopg.connect(fresh_pg_dsn) as conn:
-            holders = {r[0] for r in conn.execute(
-                "SELECT worker FROM job_occurrences WHERE status = 'running'").fetchall()}  # fmt: skip
-            left = conn.execute("SELECT count(*) FROM job_occurrences WHERE status IN ('queued', 'running')"
-                                ).fetchone()  # fmt: skip
+            holders = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT worker FROM job_occurrences WHERE status = 'running'"
+                ).fetchall()
+            }
+            left = conn.execute(
+                "SELECT count(*) FROM job_occurrences WHERE status IN ('queued', 'running')"
+            ).fetchone()
         ready = [r for r in sorted(holders & set(roles)) if live[r].alive() and " ready: " in live[r].text()]
         if not ready:
             if left and left[0] == 0:  # everything finished before the dice were done: more work
@@ -225,9 +246,20 @@ def test_sigkill_of_serve_and_workers_loses_nothing_and_repeats_nothing(
     totals = P.check_runs_exactly_once(fresh_pg_dsn, run_ids)
     stats = _stats(url)
     with psycopg.connect(fresh_pg_dsn) as conn:
-        attempts = conn.execute("SELECT sum(attempts) FROM job_occurrences WHERE run_id = ANY(%s)",
-                                (run_ids,)).fetchone()  # fmt: skip
-    print(json.dumps({"seed": seed, "kills": kills, **totals, "attempts": attempts[0] if attempts else None,
-                      "model_requests": stats["requests"], "peak_in_flight": stats["peak"]}))  # fmt: skip
+        attempts = conn.execute(
+            "SELECT sum(attempts) FROM job_occurrences WHERE run_id = ANY(%s)", (run_ids,)
+        ).fetchone()
+    print(
+        json.dumps(
+            {
+                "seed": seed,
+                "kills": kills,
+                **totals,
+                "attempts": attempts[0] if attempts else None,
+                "model_requests": stats["requests"],
+                "peak_in_flight": stats["peak"],
+            }
+        )
+    )
     assert kills >= KILLS
     assert stats["peak"] <= cap, f"{stats['peak']} model calls at once; the cap is {cap}"

@@ -14,6 +14,7 @@ from alina.skills.recorder import MASK, PostgresToolCallRecorder, ToolCallRecord
 
 pytestmark = pytest.mark.integration
 
+
 def lookup(symbol: str, api_key: str = "") -> str:
     """Look a symbol up.
 

@@ -20,15 +20,30 @@ def _result() -> RunResult:
         MessageRow(3, "trader", "ToolCallExecutionEvent", done, latency_ms=5.0),
         MessageRow(4, "trader", "ToolCallSummaryMessage", "BTC/USDT 24h: -1.2%", None, None, 1.0),
         MessageRow(
-            5, "alina", "TextMessage", "BTC/USDT fell 1.2% over the last day.", 200, 20, 1500.0,
+            5,
+            "alina",
+            "TextMessage",
+            "BTC/USDT fell 1.2% over the last day.",
+            200,
+            20,
+            1500.0,
             evaluations=(Evaluation("answer_check", "alina", 1.0, True, {"outcome": "passed"}),),
         ),
-    ]  # fmt: skip
+    ]
     return RunResult(
-        run_id="r1", task="What is the BTC/USDT trend?", status="completed", stop_reason="answer",
-        turns=2, model_calls=2, prompt_tokens=320, completion_tokens=34, wall_s=2.5,
-        answer="BTC/USDT fell 1.2% over the last day.", answer_check={"outcome": "passed"}, events=events,
-    )  # fmt: skip
+        run_id="r1",
+        task="What is the BTC/USDT trend?",
+        status="completed",
+        stop_reason="answer",
+        turns=2,
+        model_calls=2,
+        prompt_tokens=320,
+        completion_tokens=34,
+        wall_s=2.5,
+        answer="BTC/USDT fell 1.2% over the last day.",
+        answer_check={"outcome": "passed"},
+        events=events,
+    )
 
 
 def test_report_reads_the_run() -> None:

@@ -93,8 +93,13 @@ def test_a_checked_answer_that_differs_from_the_stream_is_shown_as_replacing_it(
 
 def test_tool_calls_are_one_short_line_and_results_are_cut_to_the_width() -> None:
     view, buf = _view(60)
-    view.event(_event("trader", '[{"name": "get_price", "arguments": "{\\"symbol\\": \\"BTC/USDT\\"}"}]',
-                      "ToolCallRequestEvent"))  # fmt: skip
+    view.event(
+        _event(
+            "trader",
+            '[{"name": "get_price", "arguments": "{\\"symbol\\": \\"BTC/USDT\\"}"}]',
+            "ToolCallRequestEvent",
+        )
+    )
     view.event(_event("trader", "get_price: " + "x " * 200, "ToolCallExecutionEvent"))
     lines = buf.getvalue().splitlines()
     assert "get_price(symbol='BTC/USDT')" in lines[0]
@@ -179,8 +184,15 @@ def test_the_commands_that_take_seconds_show_their_progress_through_step() -> No
     from alina import cli
     from alina.runtime import backtest_cli
 
-    for command in (cli.up, cli.db_migrate, cli._run_task, cli.memory_add, cli.memory_search,
-                    cli.memory_prune, backtest_cli.backtest):  # fmt: skip
+    for command in (
+        cli.up,
+        cli.db_migrate,
+        cli._run_task,
+        cli.memory_add,
+        cli.memory_search,
+        cli.memory_prune,
+        backtest_cli.backtest,
+    ):
         source = inspect.getsource(command)
         assert "with step(" in source, command.__name__
         assert "as_json" not in inspect.signature(command).parameters or "quiet=as_json" in source

@@ -193,4 +193,3 @@ def test_env_overrides_take_yaml_values_and_refuse_an_unknown_section(tmp_path: 
     assert problems(write(tmp_path, {}), {"ALINA__NOSUCH__KEY": "1"}) == [
         "nosuch: unknown field (check the spelling; secrets belong in the environment) (got ***)"
     ]
-

@@ -119,8 +119,10 @@ def test_readme_states_the_committed_bench_figures_and_defaults() -> None:
     readme = " ".join((root / "README.md").read_text(encoding="utf-8").split())
     rows = json.loads((root / "bench/results/optimizer_gate.json").read_text())["summary"]["rows"]
     n12 = len(load_eval_set("alina", "heldout"))
-    sign, boot, anchor = (next(r for r in rows if r[0] == n12 and r[1].startswith(k)) for k in
-                          ("ours (sign", "ours (boot", "GEPA"))  # fmt: skip
+    sign, boot, anchor = (
+        next(r for r in rows if r[0] == n12 and r[1].startswith(k))
+        for k in ("ours (sign", "ours (boot", "GEPA")
+    )
     sign40 = next(r for r in rows if r[0] == 40 and r[1].startswith("ours (sign"))
     assert f"on ALINA's {n12} held-out cases the sign test falsely promotes {sign[2]:.3f}" in readme
     assert f"the bootstrap {boot[2]:.3f}" in readme and f"GEPA-style rule {anchor[2]:.3f}" in readme

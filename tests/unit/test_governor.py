@@ -46,8 +46,12 @@ class Gate(ReplayChatCompletionClient):
             await asyncio.sleep(0)  # let the others pile up behind the cap
         finally:
             self.running -= 1
-        return CreateResult(finish_reason="stop", content="ok", usage=RequestUsage(prompt_tokens=1,
-                            completion_tokens=1), cached=False)  # fmt: skip
+        return CreateResult(
+            finish_reason="stop",
+            content="ok",
+            usage=RequestUsage(prompt_tokens=1, completion_tokens=1),
+            cached=False,
+        )
 
 
 async def settle() -> None:
@@ -80,8 +84,15 @@ async def test_waiting_callers_are_admitted_by_priority_class_then_fifo() -> Non
     model.release.set()
     await asyncio.gather(holder, *tasks)
     assert model.started[1:] == [
-        "risk#4", "trader#3", "trader#6", "monitor#2", "alina#1", "selector#5", "optimizer#0", "optimizer#7",
-    ]  # fmt: skip
+        "risk#4",
+        "trader#3",
+        "trader#6",
+        "monitor#2",
+        "alina#1",
+        "selector#5",
+        "optimizer#0",
+        "optimizer#7",
+    ]
     assert model.max_running == 1
 
 
@@ -128,8 +139,13 @@ async def test_queue_wait_and_in_flight_are_exported() -> None:
 
 def test_agents_map_to_priority_classes() -> None:
     assert [priority_for(a) for a in ("trader", "monitor", "alina", "selector", "optimizer", "risk")] == [
-        "trading", "monitoring", "chat", "chat", "optimization", "risk",
-    ]  # fmt: skip
+        "trading",
+        "monitoring",
+        "chat",
+        "chat",
+        "optimization",
+        "risk",
+    ]
     assert ResilientClient("risk", Gate(), priority=None).priority == "risk"
     assert ResilientClient("alina", Gate(), priority="risk").priority == "risk"
 

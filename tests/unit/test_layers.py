@@ -26,8 +26,9 @@ def test_loading_the_config_loads_no_agent_framework_and_no_numpy() -> None:
         "import json, sys; from alina.config import load_config; load_config(environ={}); "
         f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         timeout=120)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
     assert json.loads(out.stdout) == []
 
 

@@ -53,8 +53,12 @@ async def test_every_agent_turn_is_recorded_with_its_outcome() -> None:
 async def test_retries_are_counted_by_reason() -> None:
     labels = {"agent": "t_retry", "reason": "timeout"}
     before = get("alina_model_retries_total", labels) or 0.0
-    client = ResilientClient("t_retry", Scripted("p", ["slow", "fine"], timeout_s=0.02), retries=1,
-                             governor=Governor(2, name="t-retry"))  # fmt: skip
+    client = ResilientClient(
+        "t_retry",
+        Scripted("p", ["slow", "fine"], timeout_s=0.02),
+        retries=1,
+        governor=Governor(2, name="t-retry"),
+    )
     await client.create(ASK)
     assert get("alina_model_retries_total", labels) == before + 1
 
@@ -115,8 +119,9 @@ def test_rule_file_has_a_figure_for_every_figure_and_an_alert_per_rule() -> None
     assert records == {f"alina:figure:{f}" for f in FIGURE_PROMQL}
     alerts = [r for r in doc["groups"][1]["rules"]]
     assert [a["alert"] for a in alerts] == [r.name for r in cfg.rules]
-    assert all("[5m]" in e["expr"] or "[" not in e["expr"] or "[1m]" in e["expr"]
-               for e in doc["groups"][0]["rules"])  # fmt: skip
+    assert all(
+        "[5m]" in e["expr"] or "[" not in e["expr"] or "[1m]" in e["expr"] for e in doc["groups"][0]["rules"]
+    )
 
 
 def test_every_series_the_monitoring_issue_lists_is_registered() -> None:
@@ -128,15 +133,33 @@ def test_every_series_the_monitoring_issue_lists_is_registered() -> None:
     import alina.trading.desk  # noqa: F401
 
     wanted = {
-        "gen_ai_client_operation_duration_seconds", "gen_ai_client_token_usage",
-        "gen_ai_invoke_agent_duration_seconds", "gen_ai_execute_tool_duration_seconds",
-        "alina_mode", "alina_model_calls_in_flight", "alina_governor_limit", "alina_model_queue_wait_seconds",
-        "alina_model_retries", "alina_model_calls", "alina_cache_requests", "alina_routing_decisions",
-        "alina_memory_retrieval_seconds", "alina_events_persisted", "alina_events_dropped",
-        "alina_evaluation_score", "alina_alerts_firing", "alina_alert_actions", "alina_orders",
-        "alina_risk_rejections", "alina_paper_equity", "alina_paper_pnl", "alina_paper_drawdown_ratio",
-        "process_cpu_seconds", "process_resident_memory_bytes", "alina_cost_estimated",
-    }  # fmt: skip
+        "gen_ai_client_operation_duration_seconds",
+        "gen_ai_client_token_usage",
+        "gen_ai_invoke_agent_duration_seconds",
+        "gen_ai_execute_tool_duration_seconds",
+        "alina_mode",
+        "alina_model_calls_in_flight",
+        "alina_governor_limit",
+        "alina_model_queue_wait_seconds",
+        "alina_model_retries",
+        "alina_model_calls",
+        "alina_cache_requests",
+        "alina_routing_decisions",
+        "alina_memory_retrieval_seconds",
+        "alina_events_persisted",
+        "alina_events_dropped",
+        "alina_evaluation_score",
+        "alina_alerts_firing",
+        "alina_alert_actions",
+        "alina_orders",
+        "alina_risk_rejections",
+        "alina_paper_equity",
+        "alina_paper_pnl",
+        "alina_paper_drawdown_ratio",
+        "process_cpu_seconds",
+        "process_resident_memory_bytes",
+        "alina_cost_estimated",
+    }
     registered = {fam.name for fam in metrics.REGISTRY.collect()}
     assert wanted <= registered, wanted - registered
 

@@ -39,8 +39,14 @@ def config(*rules: AlertRule, **actions: ActionConfig) -> AlertsConfig:
     return AlertsConfig(rules=list(rules), actions=acts, verify_cycles=2)  # type: ignore[arg-type]
 
 
-TIMEOUTS = AlertRule(name="t_timeouts", figure="timeouts_per_min", threshold=3.0, clear=1.0, for_s=30.0,
-                     action="lower_concurrency")  # fmt: skip
+TIMEOUTS = AlertRule(
+    name="t_timeouts",
+    figure="timeouts_per_min",
+    threshold=3.0,
+    clear=1.0,
+    for_s=30.0,
+    action="lower_concurrency",
+)
 
 
 def make(rule: AlertRule = TIMEOUTS, **actions: ActionConfig) -> tuple[Observer, Figures, Clock, Governor]:
@@ -127,8 +133,15 @@ async def test_undo_keeps_a_cap_someone_else_set_meanwhile() -> None:
 
 
 async def test_approve_flow_pending_then_taken_then_undone() -> None:
-    rule = AlertRule(name="t_quality", figure="evaluation_score", op="<", threshold=0.5, clear=0.6, for_s=0.0,
-                     action="fallback_model")  # fmt: skip
+    rule = AlertRule(
+        name="t_quality",
+        figure="evaluation_score",
+        op="<",
+        threshold=0.5,
+        clear=0.6,
+        for_s=0.0,
+        action="fallback_model",
+    )
     obs, figs, _, _ = make(rule, fallback_model=ActionConfig(approve=True, agents=["obs_agent"]))
     figs.values["evaluation_score"] = 0.3
     assert await obs.evaluate() == ["fired:t_quality"]
@@ -163,8 +176,15 @@ async def test_a_pending_action_is_cancelled_when_its_alert_clears() -> None:
 
 
 async def test_safe_mode_without_a_system_mode_is_recorded_unavailable() -> None:
-    rule = AlertRule(name="t_errors", figure="model_error_rate", threshold=0.5, clear=0.2, for_s=0.0,
-                     severity="critical", action="safe_mode")  # fmt: skip
+    rule = AlertRule(
+        name="t_errors",
+        figure="model_error_rate",
+        threshold=0.5,
+        clear=0.2,
+        for_s=0.0,
+        severity="critical",
+        action="safe_mode",
+    )
     obs, figs, _, _ = make(rule, safe_mode=ActionConfig())
     figs.values["model_error_rate"] = 0.9
     await obs.evaluate()

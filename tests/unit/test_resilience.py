@@ -75,10 +75,13 @@ class Scripted(ReplayChatCompletionClient):
 
 def metric(outcome: str, agent: str) -> float:
     return sum(
-        REGISTRY.get_sample_value("alina_model_calls_total", {"agent": agent, "provider": "scripted",
-                                                              "model": m, "outcome": outcome}) or 0.0
+        REGISTRY.get_sample_value(
+            "alina_model_calls_total",
+            {"agent": agent, "provider": "scripted", "model": m, "outcome": outcome},
+        )
+        or 0.0
         for m in ("primary", "fallback")
-    )  # fmt: skip
+    )
 
 
 OUTCOMES = ("ok", "timeout", "unreachable", "malformed", "repaired", "overflow", "fallback", "exhausted")
@@ -107,9 +110,12 @@ async def test_slow_model_two_retries_then_slow_fallback_then_exhausted() -> Non
 
     assert (primary.attempts, fallback.attempts) == (3, 1)  # the call + 2 retries, then the fallback once
     assert [(r.model, r.outcome) for r in records] == [
-        ("primary", "timeout"), ("primary", "timeout"), ("primary", "timeout"),
-        ("fallback", "timeout"), ("primary", "exhausted"),
-    ]  # fmt: skip
+        ("primary", "timeout"),
+        ("primary", "timeout"),
+        ("primary", "timeout"),
+        ("fallback", "timeout"),
+        ("primary", "exhausted"),
+    ]
     assert grew() == {"timeout": 4, "exhausted": 1}
     # on_exhausted ran once, after every attempt was recorded and before the error was raised
     assert len(exhausted) == 1 and exhausted[0][0] == "t_slow" and exhausted[0][2] == len(records)
@@ -166,8 +172,10 @@ async def test_malformed_twice_is_not_retried_blindly_but_falls_back() -> None:
 async def test_context_overflow_trims_the_oldest_history_once() -> None:
     history: list[LLMMessage] = [SystemMessage(content="You are the trader.")]
     for i in range(3):
-        history += [UserMessage(content=f"question {i}", source="user"),
-                    AssistantMessage(content=f"answer {i}", source="trader")]  # fmt: skip
+        history += [
+            UserMessage(content=f"question {i}", source="user"),
+            AssistantMessage(content=f"answer {i}", source="trader"),
+        ]
     history.append(UserMessage(content="latest question", source="user"))
     primary = Scripted("primary", [ContextOverflowError("exceed context window"), "short enough"])
     records: list[CallRecord] = []

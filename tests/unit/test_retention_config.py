@@ -26,8 +26,9 @@ def test_defaults_bound_every_store_but_vectors() -> None:
 
 
 def test_null_means_unlimited_and_fractional_days_are_fine(tmp_path: Path) -> None:
-    unlimited = dict.fromkeys(["messages_ttl_days", "max_messages", "checkpoints_keep_per_run",
-                               "cache_max_entries"])  # fmt: skip
+    unlimited = dict.fromkeys(
+        ["messages_ttl_days", "max_messages", "checkpoints_keep_per_run", "cache_max_entries"]
+    )
     rc = load(tmp_path, {**unlimited, "events_ttl_days": 0.5, "vectors_ttl_days": 365}).retention
     assert rc.messages_ttl_days is None and rc.max_messages is None and rc.checkpoints_keep_per_run is None
     assert rc.events_ttl_days == 0.5 and rc.vectors_ttl_days == 365

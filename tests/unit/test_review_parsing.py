@@ -89,8 +89,12 @@ async def test_a_failed_model_call_is_tried_once_more_then_counted_as_an_error()
                 self.failures -= 1
                 raise TimeoutError("did not answer within 60s")
             call = FunctionCall(id="c", name="candle_summary", arguments='{"hours": 1}')
-            return CreateResult(finish_reason="function_calls", content=[call], cached=False,
-                                usage=RequestUsage(prompt_tokens=3, completion_tokens=2))  # fmt: skip
+            return CreateResult(
+                finish_reason="function_calls",
+                content=[call],
+                cached=False,
+                usage=RequestUsage(prompt_tokens=3, completion_tokens=2),
+            )
 
     case = load_eval_set("trader", "tune")[0]
     meter = _Meter()

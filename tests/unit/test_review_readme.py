@@ -22,8 +22,10 @@ def test_readme_states_each_review_cycle_and_the_no_op_figures() -> None:
     for path, data in results:
         for agent, rv in data["raw"]["reviews"].items():
             reviews += 1
-            line = (f"{agent} ({rv['model_before']}, {rv['heldout_cases']} held-out cases): "
-                    f"{rv['score_before']:.3f} → {rv['score_after']:.3f}")  # fmt: skip
+            line = (
+                f"{agent} ({rv['model_before']}, {rv['heldout_cases']} held-out cases): "
+                f"{rv['score_before']:.3f} → {rv['score_after']:.3f}"
+            )
             assert line in readme and path in readme, line
             spent = rv["spent"]
             assert f"{spent['model_calls']} model calls ({spent['critic_calls']} critic)" in readme

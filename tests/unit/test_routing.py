@@ -318,9 +318,14 @@ def test_one_turn_per_agent_for_consecutive_asks() -> None:
 
 @pytest.mark.parametrize(
     "task",
-    ["Hello!", "Thanks, that's all for now.", "Who are you?", "Explain what a candlestick chart is.",
-     "What does volatility mean in trading?"],
-)  # fmt: skip
+    [
+        "Hello!",
+        "Thanks, that's all for now.",
+        "Who are you?",
+        "Explain what a candlestick chart is.",
+        "What does volatility mean in trading?",
+    ],
+)
 def test_alina_answers_directly_when_no_specialist_is_needed(task: str) -> None:
     assert next_of(U(task)) == ("alina", "done")
 
@@ -589,7 +594,9 @@ def test_the_router_without_the_model_is_accurate_on_the_labeled_set() -> None:
     hits = [ok for oks in per_split.values() for ok in oks]
     accuracy = sum(hits) / len(hits)
     report = {k: f"{sum(v)}/{len(v)}" for k, v in per_split.items()}
-    print(f"labeled set without the model: {accuracy:.3f} {report}; "
-          f"{len(rows) - len(scored)} snapshots marked needs_model excluded")  # fmt: skip
+    print(
+        f"labeled set without the model: {accuracy:.3f} {report}; "
+        f"{len(rows) - len(scored)} snapshots marked needs_model excluded"
+    )
     assert accuracy >= 0.95, report
     assert all(sum(v) / len(v) >= 0.9 for v in per_split.values()), report

@@ -30,9 +30,13 @@ from alina.team._similarity import SemanticScorer, shared_embedder
 NAMES = ("alina", "trader", "monitor", "optimizer")
 SET_PATH = Path(__file__).resolve().parents[2] / "alina" / "team" / "routing_set.jsonl"
 INFO = {
-    "vision": False, "function_calling": True, "json_output": True,
-    "family": ModelFamily.UNKNOWN, "structured_output": True, "multiple_system_messages": True,
-}  # fmt: skip
+    "vision": False,
+    "function_calling": True,
+    "json_output": True,
+    "family": ModelFamily.UNKNOWN,
+    "structured_output": True,
+    "multiple_system_messages": True,
+}
 
 # One axis per topic; a text's vector counts its topic words (plus a small constant axis so no
 # vector is zero). Deterministic, and close enough to "meaning" for the router's logic.

@@ -161,8 +161,9 @@ async def test_a_broken_embedder_disables_retrieval_once_and_the_call_goes_on(
 
 async def test_a_slow_retrieval_is_skipped_and_three_in_a_row_disable_it(tmp_path: Path) -> None:
     slow = FakeEmbedder(delay_s=1.0)
-    view = VectorMemory(VectorConfig(path=str(tmp_path / "c"), retrieval_timeout_s=0.02),
-                        embedder=slow).for_agent("trader")  # fmt: skip
+    view = VectorMemory(
+        VectorConfig(path=str(tmp_path / "c"), retrieval_timeout_s=0.02), embedder=slow
+    ).for_agent("trader")
     ctx = RetrievalContext(buffer_size=4)
     await ctx.add_message(UserMessage(content="BTC trend?", source="user"))
     for n in range(2):
@@ -235,8 +236,11 @@ async def test_memories_of_a_run_outcome_shared_and_reports_in_each_specialists_
     outcome = by_id["run1-outcome"]
     answer = next(e for e in r.events if e.source == "alina" and e.type == "TextMessage")
     assert (outcome.kind, outcome.scope, outcome.run_id, outcome.message_seq) == (
-        "outcome", SHARED, "run1", answer.seq
-    )  # fmt: skip
+        "outcome",
+        SHARED,
+        "run1",
+        answer.seq,
+    )
     assert outcome.text.startswith(f"Task: {TASK} | Outcome (completed): BTC/USDT fell 4.25%")
     reports = [e for e in r.events if e.type == "ToolCallSummaryMessage"]
     assert [(i.scope, i.kind, i.message_seq) for i in items if i.kind != "outcome"] == [
@@ -276,9 +280,13 @@ def paper_desk() -> Any:
 
 async def test_an_order_is_a_decision_in_memory_and_in_the_graph(paper_desk: Any) -> None:
     args = '{"symbol": "BTC/USDT", "side": "buy", "amount": 0.001, "api_key": "sk-secret"}'
-    runner = TeamRunner(AlinaConfig(), clients=clients(
-        trader=[call("place_order", args)], alina=["Bought 0.001 BTC/USDT."],
-    ))  # fmt: skip
+    runner = TeamRunner(
+        AlinaConfig(),
+        clients=clients(
+            trader=[call("place_order", args)],
+            alina=["Bought 0.001 BTC/USDT."],
+        ),
+    )
     r = await runner.run("Buy 0.001 BTC/USDT at market", run_id="run2")
     assert r.status == "completed", r.error
     [decided] = [f for f in run_facts(r) if f.rel == "decided" and f.dst == ("asset", "BTC/USDT")]
@@ -294,9 +302,13 @@ SKIPPED = "skipped the trader: the task wanted it only if healthy; the monitor's
 
 async def test_a_skipped_conditional_step_records_what_caused_it() -> None:
     degraded = "degraded (memory 95% > 90%; trader p95 31.0s > 30s): cpu 3%"
-    runner = TeamRunner(AlinaConfig(), clients=clients(
-        monitor=[degraded], alina=["The system is degraded, so I did not look at the market."],
-    ))  # fmt: skip
+    runner = TeamRunner(
+        AlinaConfig(),
+        clients=clients(
+            monitor=[degraded],
+            alina=["The system is degraded, so I did not look at the market."],
+        ),
+    )
     r = await runner.run("Check the system health, then if healthy summarise the BTC/USDT trend", run_id="r3")
     assert r.status == "completed", r.error
     assert [e.source for e in r.events if e.source != "user"] == ["monitor", "alina"]  # no trader turn
@@ -314,19 +326,29 @@ async def test_a_skipped_conditional_step_records_what_caused_it() -> None:
 
 
 async def test_an_answer_against_a_specialists_report_is_recorded_as_a_contradiction() -> None:
-    scripts = {"trader": [call("candle_summary", '{"symbol": "BTC/USDT", "hours": 24}')],
-               "monitor": ["healthy: process cpu 3.1%, memory 40%"]}  # fmt: skip
+    scripts = {
+        "trader": [call("candle_summary", '{"symbol": "BTC/USDT", "hours": 24}')],
+        "monitor": ["healthy: process cpu 3.1%, memory 40%"],
+    }
     unchecked = AlinaConfig.model_validate({"team": {"check_answers": False}})  # the raw answers
-    agreeing = await TeamRunner(unchecked, clients=clients(
-        **scripts, alina=["BTC/USDT is in a downtrend and the system is healthy."],
-    )).run(TASK, run_id="agree")  # fmt: skip
+    agreeing = await TeamRunner(
+        unchecked,
+        clients=clients(
+            **scripts,
+            alina=["BTC/USDT is in a downtrend and the system is healthy."],
+        ),
+    ).run(TASK, run_id="agree")
     [report] = [e for e in agreeing.events if e.type == "ToolCallSummaryMessage" and e.source == "trader"]
     assert "downtrend" in report.content  # the packaged data's last day
     assert not [f for f in run_facts(agreeing) if f.rel == "contradicted"]
 
-    r = await TeamRunner(unchecked, clients=clients(
-        **scripts, alina=["BTC/USDT is bullish today; the system looks degraded."],
-    )).run(TASK, run_id="wrong")  # fmt: skip
+    r = await TeamRunner(
+        unchecked,
+        clients=clients(
+            **scripts,
+            alina=["BTC/USDT is bullish today; the system looks degraded."],
+        ),
+    ).run(TASK, run_id="wrong")
     answer = next(e.seq for e in r.events if e.source == "alina")
     trader = next(e.seq for e in r.events if e.source == "trader" and e.type == "ToolCallSummaryMessage")
     monitor = next(e.seq for e in r.events if e.source == "monitor")
@@ -348,9 +370,13 @@ async def test_an_answer_against_a_specialists_report_is_recorded_as_a_contradic
     await RunMemoryWriter(None, None)(r)
     assert {a: counted(a) - before[a] for a in before} == {"trader": 1.0, "monitor": 1.0}
 
-    hedged = await TeamRunner(AlinaConfig(), clients=clients(
-        **scripts, alina=["BTC/USDT was rising early, then fell into a downtrend."],
-    )).run(TASK, run_id="hedged")  # fmt: skip
+    hedged = await TeamRunner(
+        AlinaConfig(),
+        clients=clients(
+            **scripts,
+            alina=["BTC/USDT was rising early, then fell into a downtrend."],
+        ),
+    ).run(TASK, run_id="hedged")
     assert not [f for f in run_facts(hedged) if f.rel == "contradicted"]  # two trend states: ambiguous
 
 
@@ -369,29 +395,45 @@ def test_tool_uses_pair_requests_and_results_even_for_several_calls() -> None:
 
     events = [
         RunEvent(1, "user", "TextMessage", "go"),
-        RunEvent(2, "trader", "ToolCallRequestEvent",
-                 '[{"name": "get_price", "arguments": "{\\"symbol\\": \\"eth/usdt\\"}"},'
-                 ' {"name": "ticker", "arguments": "{}"}]'),
-        RunEvent(3, "trader", "ToolCallExecutionEvent",
-                 "get_price: ETH/USDT last price 1,650.0\nline two\nticker: SOL/USDT last 22.1"),
+        RunEvent(
+            2,
+            "trader",
+            "ToolCallRequestEvent",
+            '[{"name": "get_price", "arguments": "{\\"symbol\\": \\"eth/usdt\\"}"},'
+            ' {"name": "ticker", "arguments": "{}"}]',
+        ),
+        RunEvent(
+            3,
+            "trader",
+            "ToolCallExecutionEvent",
+            "get_price: ETH/USDT last price 1,650.0\nline two\nticker: SOL/USDT last 22.1",
+        ),
         RunEvent(4, "monitor", "ToolCallRequestEvent", '[{"name": "system_health", "arguments": ""}]'),
-        RunEvent(5, "monitor", "ToolCallExecutionEvent",
-                 "system_health: degraded (memory 95% > 90%; trader p95 31.0s > 30s): cpu 3%"),
+        RunEvent(
+            5,
+            "monitor",
+            "ToolCallExecutionEvent",
+            "system_health: degraded (memory 95% > 90%; trader p95 31.0s > 30s): cpu 3%",
+        ),
         RunEvent(6, "optimizer", "ToolCallRequestEvent", '[{"name": "score_answer", "arguments": "{}"}]'),
-    ]  # fmt: skip
+    ]
     uses = tool_uses(events)
     assert [(u.agent, u.tool, u.call_seq, u.result_seq) for u in uses] == [
-        ("trader", "get_price", 2, 3), ("trader", "ticker", 2, 3), ("monitor", "system_health", 4, 5),
+        ("trader", "get_price", 2, 3),
+        ("trader", "ticker", 2, 3),
+        ("monitor", "system_health", 4, 5),
         ("optimizer", "score_answer", 6, None),
-    ]  # fmt: skip
+    ]
     assert uses[0].result == "ETH/USDT last price 1,650.0\nline two"
     assert uses[1].result == "SOL/USDT last 22.1"
     run = RunResult("r", "t", "stopped", "cut", events=events)
     facts = {(f.src[1], f.rel, f.dst) for f in run_facts(run)}
     assert ("trader", "observed", ("asset", "ETH/USDT")) in facts  # named in the arguments
     assert ("trader", "observed", ("asset", "SOL/USDT")) in facts  # defaulted: the result's lead pair
-    assert {("monitor", "observed", ("alert", "memory-high")),
-            ("monitor", "observed", ("alert", "latency-high"))} <= facts  # fmt: skip
+    assert {
+        ("monitor", "observed", ("alert", "memory-high")),
+        ("monitor", "observed", ("alert", "latency-high")),
+    } <= facts
     assert ("optimizer", "used", ("tool", "score_answer")) in facts
     outcome = next(i for i in run_memories(run) if i.kind == "outcome")
     assert "Outcome (stopped): no answer (cut)" in outcome.text and outcome.message_seq == 6
@@ -408,29 +450,41 @@ async def test_the_writer_fails_open_per_store_and_resumed_runs_read_earlier_mes
 
     class Store:
         async def get_run(self, run_id: str) -> dict[str, Any]:
-            return {"messages": [
-                {"seq": 1, "source": "user", "type": "TextMessage", "content": TASK},
-                {"seq": 2, "source": "trader", "type": "ToolCallRequestEvent",
-                 "content": '[{"name": "get_price", "arguments": "{}"}]'},
-                {"seq": 3, "source": "trader", "type": "ToolCallExecutionEvent",
-                 "content": "get_price: BTC/USDT last price 21,925.7"},
-            ]}  # fmt: skip
+            return {
+                "messages": [
+                    {"seq": 1, "source": "user", "type": "TextMessage", "content": TASK},
+                    {
+                        "seq": 2,
+                        "source": "trader",
+                        "type": "ToolCallRequestEvent",
+                        "content": '[{"name": "get_price", "arguments": "{}"}]',
+                    },
+                    {
+                        "seq": 3,
+                        "source": "trader",
+                        "type": "ToolCallExecutionEvent",
+                        "content": "get_price: BTC/USDT last price 21,925.7",
+                    },
+                ]
+            }
 
     broken = VectorMemory(VectorConfig(path="/nonexistent/never"), embedder=FakeEmbedder(fail=OSError("x")))
     graph = Graph()
     writer = RunMemoryWriter(broken, graph, store=Store())  # type: ignore[arg-type]
     from alina.team import RunEvent
 
-    resumed = RunResult("r9", TASK, "completed", "", answer="ok",
-                        events=[RunEvent(4, "alina", "TextMessage", "ok")])  # fmt: skip
+    resumed = RunResult(
+        "r9", TASK, "completed", "", answer="ok", events=[RunEvent(4, "alina", "TextMessage", "ok")]
+    )
     resumed.resumed_from_turn = 1
     await writer(resumed)  # the vector write fails, the graph write still happens
     assert writer.errors and writer.errors[0].startswith("vectors: OSError")
     [(relations, attrs)] = graph.calls
     assert attrs == {("run", "r9"): {"task": TASK, "status": "completed"}}
     assert {(r.rel, r.dst, r.message_seq) for r in relations} >= {
-        ("observed", ("asset", "BTC/USDT"), 3), ("decided", ("run", "r9"), 4)
-    }  # fmt: skip
+        ("observed", ("asset", "BTC/USDT"), 3),
+        ("decided", ("run", "r9"), 4),
+    }
 
 
 # -- one MiniLM per process ------------------------------------------------------------------------

@@ -12,8 +12,15 @@ from alina.models import rungs
 from alina.models.rungs import QWEN15, ChecksumMismatch, PartsMissing, Rung, assemble, find_parts
 
 FAKE = Rung(
-    key="fake", title="Fake 3-part model", filename="fake.gguf", sha256="", size=0,
-    package="fake_model_part", parts=3, requirements="requirements-fake.txt", license_file="",
+    key="fake",
+    title="Fake 3-part model",
+    filename="fake.gguf",
+    sha256="",
+    size=0,
+    package="fake_model_part",
+    parts=3,
+    requirements="requirements-fake.txt",
+    license_file="",
 )
 CHUNKS = [b"GGUF" + b"a" * 1000, b"b" * 1000, b"c" * 10]
 GOOD = hashlib.sha256(b"".join(CHUNKS)).hexdigest()

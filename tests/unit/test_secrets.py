@@ -45,14 +45,39 @@ NOT_KEYS = [
 
 
 # -- names and shapes ----------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["api_key", "apiKey", "X-MBX-APIKEY", "db_password", "access_token",
-                                  "secret", "passphrase", "Authorization", "private_key"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name",
+    [
+        "api_key",
+        "apiKey",
+        "X-MBX-APIKEY",
+        "db_password",
+        "access_token",
+        "secret",
+        "passphrase",
+        "Authorization",
+        "private_key",
+    ],
+)
 def test_secret_names(name: str) -> None:
     assert is_secret_name(name)
 
 
-@pytest.mark.parametrize("name", ["max_tokens", "keyword", "author", "monkey", "symbol", "api_key_env",
-                                  "password_env", "secret_env", "key_file", "token_id"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name",
+    [
+        "max_tokens",
+        "keyword",
+        "author",
+        "monkey",
+        "symbol",
+        "api_key_env",
+        "password_env",
+        "secret_env",
+        "key_file",
+        "token_id",
+    ],
+)
 def test_names_that_are_not_secret(name: str) -> None:
     assert not is_secret_name(name)
 
@@ -98,8 +123,11 @@ def test_redacted_json_stays_json_at_two_levels_of_quoting() -> None:
 def test_mask_secrets_masks_names_and_shapes_at_any_depth() -> None:
     args = {"symbol": "BTC/USDT", "api_key": "x", "note": ["see sk-abcdefgh1"], "deep": {"token": {"a": 1}}}
     assert mask_secrets(args) == {
-        "symbol": "BTC/USDT", "api_key": MASK, "note": [f"see {MASK}"], "deep": {"token": MASK},
-    }  # fmt: skip
+        "symbol": "BTC/USDT",
+        "api_key": MASK,
+        "note": [f"see {MASK}"],
+        "deep": {"token": MASK},
+    }
     assert args["api_key"] == "x"
 
 
@@ -109,8 +137,19 @@ def test_conventional_env_names_are_accepted(name: str) -> None:
     assert env_name_problem(name) is None
 
 
-@pytest.mark.parametrize("value", ["sk-abc123", "hunter2", "lower_case", "2ABC", "A-B",
-                                   "AKIAIOSFODNN7EXAMPLE", "KEY_Zq8RkT2mWp4XvL9nB7cY3h", ""])  # fmt: skip
+@pytest.mark.parametrize(
+    "value",
+    [
+        "sk-abc123",
+        "hunter2",
+        "lower_case",
+        "2ABC",
+        "A-B",
+        "AKIAIOSFODNN7EXAMPLE",
+        "KEY_Zq8RkT2mWp4XvL9nB7cY3h",
+        "",
+    ],
+)
 def test_env_names_that_are_keys_or_unconventional_are_refused_without_echo(value: str) -> None:
     problem = env_name_problem(value)
     assert problem is not None and "must name an environment variable" in problem
@@ -150,17 +189,20 @@ def test_a_secret_value_under_a_secret_name_nested_in_a_bad_value_is_masked(tmp_
 
 
 def test_env_overrides_with_secret_values_are_never_quoted(tmp_path: Path) -> None:
-    environ = {"ALINA__MODELS__EMBEDDED__API_KEY": "hunter2",
-               "ALINA__POSTGRES__PASSWORD": "sk-abc123",
-               "ALINA__TEAM__MAX_TURNS__X": "ghp_16C7e42F292c6912E7710c838347Ae178B4a"}  # fmt: skip
+    environ = {
+        "ALINA__MODELS__EMBEDDED__API_KEY": "hunter2",
+        "ALINA__POSTGRES__PASSWORD": "sk-abc123",
+        "ALINA__TEAM__MAX_TURNS__X": "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+    }
     text = _problems(tmp_path, {}, environ)
     assert "models.embedded.api_key: unknown field" in text and "postgres.password: unknown field" in text
     for value in environ.values():
         assert value not in text
 
 
-@pytest.mark.parametrize("field", ["models.r.api_key_env", "postgres.password_env", "trading.api_key_env",
-                                   "trading.secret_env"])  # fmt: skip
+@pytest.mark.parametrize(
+    "field", ["models.r.api_key_env", "postgres.password_env", "trading.api_key_env", "trading.secret_env"]
+)
 @pytest.mark.parametrize("value", ["hunter2", "sk-abc123", "AKIAIOSFODNN7EXAMPLE"])
 def test_env_fields_refuse_keys_and_odd_names_without_echo(tmp_path: Path, field: str, value: str) -> None:
     data: dict = {"models": {"r": {"provider": "openai", "base_url": "http://x/v1"}}}
@@ -253,8 +295,10 @@ def test_exchange_error_texts_lose_held_and_foreign_keys() -> None:
     from alina.trading.errors import ExchangeUnavailable, OrderRejected
     from alina.trading.exchange import _Secrets
 
-    text = ("binance GET https://api.binance.com/api/v3/account?timestamp=1&signature=9f8e7d&apiKey=abc "
-            "held-key-value key AKIAIOSFODNN7EXAMPLE")  # fmt: skip
+    text = (
+        "binance GET https://api.binance.com/api/v3/account?timestamp=1&signature=9f8e7d&apiKey=abc "
+        "held-key-value key AKIAIOSFODNN7EXAMPLE"
+    )
     safe = _Secrets("held-key-value").redact(text)
     assert "held-key-value" not in safe and "AKIAIOSFODNN7EXAMPLE" not in safe
     assert "signature=***&apiKey=***" in safe

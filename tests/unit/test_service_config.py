@@ -50,15 +50,21 @@ def test_an_occurrence_has_one_run_id_on_every_attempt_and_process() -> None:
 
 
 def test_bad_jobs_are_reported_with_their_path(tmp_path: Path) -> None:
-    problems = jobs_problems({
-        "both": JobConfig(kind="retention", cron="* * * * *", every_s=60),
-        "neither": JobConfig(kind="retention"),
-        "badcron": JobConfig(kind="retention", cron="every hour"),
-        "uneven": JobConfig(kind="retention", every_s=45),
-        "notask": JobConfig(kind="team", every_s=60),
-        "models": JobConfig(kind="team", every_s=60, task="x", models={"trader": "nope", "bob": "embedded"}),
-        "review": JobConfig(kind="review", every_s=60, task="x"),
-    }, {"embedded"}, {"alina", "trader"})  # fmt: skip
+    problems = jobs_problems(
+        {
+            "both": JobConfig(kind="retention", cron="* * * * *", every_s=60),
+            "neither": JobConfig(kind="retention"),
+            "badcron": JobConfig(kind="retention", cron="every hour"),
+            "uneven": JobConfig(kind="retention", every_s=45),
+            "notask": JobConfig(kind="team", every_s=60),
+            "models": JobConfig(
+                kind="team", every_s=60, task="x", models={"trader": "nope", "bob": "embedded"}
+            ),
+            "review": JobConfig(kind="review", every_s=60, task="x"),
+        },
+        {"embedded"},
+        {"alina", "trader"},
+    )
     text = "\n".join(problems)
     for line in (
         "jobs.both: give exactly one of cron or every_s",

@@ -163,9 +163,13 @@ async def test_cancel_order_cancels_the_order_the_request_names(desk: TradingDes
     await desk.place_order("BTC/USDT", "buy", "limit", 0.01, round(last * 0.98, 2))
     await desk.place_order("BTC/USDT", "buy", "limit", 0.01, round(last * 0.97, 2))
     [first, second] = [o.id for o in await desk.open_orders()]
-    with run_context(RunContext(f"Cancel order {second}", run_id="r", mandate=Mandate.from_request(
-        f"Cancel order {second}", packaged_symbols()
-    ))):  # fmt: skip
+    with run_context(
+        RunContext(
+            f"Cancel order {second}",
+            run_id="r",
+            mandate=Mandate.from_request(f"Cancel order {second}", packaged_symbols()),
+        )
+    ):
         out = await trading_skills.cancel_order("12345678901234567890")  # the model's made-up id
     assert out.startswith(f"canceled order {second}"), out
     assert [o.id for o in await desk.open_orders()] == [first]

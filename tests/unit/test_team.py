@@ -56,8 +56,12 @@ async def test_trend_and_health_task_routes_by_rules_without_selector_calls() ->
     assert r.answer.startswith("BTC/USDT fell")
     run = sink.runs[r.run_id]
     assert (run["task"], run["status"], run["turns"], run["model_calls"], run["tool_calls"]) == (
-        TASK, "completed", 3, 3, 2,
-    )  # fmt: skip
+        TASK,
+        "completed",
+        3,
+        3,
+        2,
+    )
     assert [m.seq for m in sink.messages(r.run_id)] == list(range(1, len(r.events) + 1))
     # one checkpoint per turn, each with the team state and the prompts the agents ran with
     assert [c.turn for c in sink.commits] == [1, 2, 3] and r.checkpoints == 3

@@ -108,10 +108,13 @@ def test_llamacpp_engine_compiles_the_schema_in_declared_order(monkeypatch: pyte
 def _chat_completion(content: str) -> dict[str, Any]:
     message = {"role": "assistant", "content": content}
     return {
-        "id": "x", "object": "chat.completion", "created": 0, "model": "m",
+        "id": "x",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "m",
         "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-    }  # fmt: skip
+    }
 
 
 @pytest.mark.parametrize("style", ["json_schema", "llamacpp"])
@@ -126,9 +129,11 @@ async def test_openai_request_keeps_tool_before_arguments(style: str) -> None:
 
     client = OpenAICompatClient(base_url="http://127.0.0.1:9/v1", model="m", json_schema_style=style)  # type: ignore[arg-type]
     client._client = openai.AsyncOpenAI(
-        base_url="http://127.0.0.1:9/v1", api_key="k", max_retries=0,
+        base_url="http://127.0.0.1:9/v1",
+        api_key="k",
+        max_retries=0,
         http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
-    )  # fmt: skip
+    )
     done = await client._complete(
         [{"role": "user", "content": "hi"}], schema=CALL, max_tokens=8, deadline=1e18
     )
@@ -149,11 +154,18 @@ async def test_ollama_request_keeps_tool_before_arguments() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         sent.append(request.content)
-        return httpx.Response(200, json={
-            "model": "m", "created_at": "2024-01-01T00:00:00Z", "done": True, "done_reason": "stop",
-            "message": {"role": "assistant", "content": '{"tool": "trend", "arguments": {}}'},
-            "prompt_eval_count": 1, "eval_count": 1,
-        })  # fmt: skip
+        return httpx.Response(
+            200,
+            json={
+                "model": "m",
+                "created_at": "2024-01-01T00:00:00Z",
+                "done": True,
+                "done_reason": "stop",
+                "message": {"role": "assistant", "content": '{"tool": "trend", "arguments": {}}'},
+                "prompt_eval_count": 1,
+                "eval_count": 1,
+            },
+        )
 
     client = OllamaClient(base_url="http://127.0.0.1:9", model="m")
     client._client = ollama.AsyncClient(host="http://127.0.0.1:9", transport=httpx.MockTransport(handler))

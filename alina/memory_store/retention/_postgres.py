@@ -72,9 +72,10 @@ class _PgPruner:
                 "DELETE FROM {t} t WHERE t.ctid = ANY(ARRAY(SELECT t.ctid FROM {t} t WHERE {w}{o} LIMIT %s)) "
                 "AND {w}"
             ).format(
-                t=sql.Identifier(table), w=sql.SQL(where),  # type: ignore[arg-type]
+                t=sql.Identifier(table),
+                w=sql.SQL(where),  # type: ignore[arg-type]
                 o=sql.SQL(f" ORDER BY {order_by}" if order_by else ""),  # type: ignore[arg-type]
-            )  # fmt: skip
+            )
             cur = await self.conn.execute(query, (*params, n, *params))
             if cur.rowcount <= 0:
                 break

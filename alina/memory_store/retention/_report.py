@@ -47,9 +47,13 @@ class BackendReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "status": self.status, "location": self.location, "error": self.error,
-            "deleted": self.deleted(), "rules": [c.__dict__ for c in self.counts], "notes": self.notes,
-        }  # fmt: skip
+            "status": self.status,
+            "location": self.location,
+            "error": self.error,
+            "deleted": self.deleted(),
+            "rules": [c.__dict__ for c in self.counts],
+            "notes": self.notes,
+        }
 
 
 @dataclass
@@ -72,9 +76,11 @@ class PruneReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "dry_run": self.dry_run, "ok": self.ok, "duration_s": round(self.duration_s, 3),
+            "dry_run": self.dry_run,
+            "ok": self.ok,
+            "duration_s": round(self.duration_s, 3),
             **{b.backend: b.to_dict() for b in self.backends()},
-        }  # fmt: skip
+        }
 
 
 def error_text(exc: BaseException) -> str:

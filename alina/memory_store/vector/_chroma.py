@@ -100,9 +100,11 @@ class Collections:
             # embedding_function=None: vectors always come from our embedder; Chroma's default
             # function would download its ONNX model on first use.
             col = client.get_or_create_collection(
-                name, configuration={"hnsw": {"space": "cosine"}}, metadata={"embedder": self.embedder_name},
+                name,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata={"embedder": self.embedder_name},
                 embedding_function=None,
-            )  # fmt: skip
+            )
         else:
             from chromadb.errors import NotFoundError
 

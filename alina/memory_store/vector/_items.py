@@ -50,8 +50,11 @@ class MemoryItem:
 
     def metadata(self) -> dict[str, str | int | float | bool]:
         meta: dict[str, str | int | float | bool] = {
-            **self.extra, "kind": self.kind, "scope": self.scope, "created_at": self.created_at,
-        }  # fmt: skip
+            **self.extra,
+            "kind": self.kind,
+            "scope": self.scope,
+            "created_at": self.created_at,
+        }
         if self.run_id is not None:  # Chroma rejects None values
             meta["run_id"] = self.run_id
         if self.message_seq is not None:
@@ -82,11 +85,16 @@ class MemoryHit:
         ts = meta.pop("created_at", None)
         seq = meta.pop("message_seq", None)
         return cls(
-            id=id_, text=text or "", score=min(1.0, max(-1.0, 1.0 - float(distance))),  # float noise
-            kind=str(meta.pop("kind", "note")), scope=str(meta.pop("scope", SHARED)),
-            run_id=meta.pop("run_id", None), message_seq=int(seq) if seq is not None else None,
-            created_at=datetime.fromtimestamp(float(ts), UTC) if ts is not None else None, extra=meta,
-        )  # fmt: skip
+            id=id_,
+            text=text or "",
+            score=min(1.0, max(-1.0, 1.0 - float(distance))),  # float noise
+            kind=str(meta.pop("kind", "note")),
+            scope=str(meta.pop("scope", SHARED)),
+            run_id=meta.pop("run_id", None),
+            message_seq=int(seq) if seq is not None else None,
+            created_at=datetime.fromtimestamp(float(ts), UTC) if ts is not None else None,
+            extra=meta,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (``created_at`` as ISO 8601)."""

@@ -43,8 +43,10 @@ class _Health:
         set_memory_available(False)
         log.warning(
             "memory retrieval disabled, runs go on without it: %s (%s, embedder %s)",
-            self.disabled, memory.location(), memory.embedder.name,
-        )  # fmt: skip
+            self.disabled,
+            memory.location(),
+            memory.embedder.name,
+        )
 
     def timed_out(self, memory: VectorMemory, limit_s: float) -> None:
         self.consecutive_timeouts += 1
@@ -137,9 +139,12 @@ class VectorMemory:
                 col, step = self._cols.get(scope, create=True), self._cols.max_batch
                 for s in range(0, len(rows), step):
                     part = rows[s : s + step]
-                    col.upsert(ids=[items[r].id for r in part], embeddings=vecs[part],
-                               documents=[texts[r] for r in part],
-                               metadatas=[mask_secrets(items[r].metadata()) for r in part])  # fmt: skip
+                    col.upsert(
+                        ids=[items[r].id for r in part],
+                        embeddings=vecs[part],
+                        documents=[texts[r] for r in part],
+                        metadatas=[mask_secrets(items[r].metadata()) for r in part],
+                    )
 
         await self._cols.run(upsert)
         return [i.id for i in items]
@@ -199,10 +204,19 @@ class VectorMemory:
                 col = self._cols.get(scope, create=False)
                 if col is None:
                     continue
-                res = col.query(query_embeddings=[vector], n_results=k, where=where,
-                                include=["documents", "metadatas", "distances"])  # fmt: skip
-                hits += map(MemoryHit.from_chroma, res["ids"][0], res["documents"][0], res["metadatas"][0],
-                            res["distances"][0])  # fmt: skip
+                res = col.query(
+                    query_embeddings=[vector],
+                    n_results=k,
+                    where=where,
+                    include=["documents", "metadatas", "distances"],
+                )
+                hits += map(
+                    MemoryHit.from_chroma,
+                    res["ids"][0],
+                    res["documents"][0],
+                    res["metadatas"][0],
+                    res["distances"][0],
+                )
             hits.sort(key=lambda h: -h.score)
             return hits[:k]
 

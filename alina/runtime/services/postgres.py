@@ -230,10 +230,17 @@ class PostgresService:
     def _initdb(self, bindir: Path) -> None:
         cmd = self._as_os_user(
             [
-                str(bindir / "initdb"), "-D", str(self.data_dir), "-U", self.user,
-                "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8",
+                str(bindir / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                self.user,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
             ]
-        )  # fmt: skip
+        )
         result = run(cmd, timeout=self.timeout, what="initdb")
         if result.returncode != 0:
             raise ServiceError(
@@ -258,10 +265,19 @@ class PostgresService:
         wait = max(5, int(self.timeout))
         cmd = self._as_os_user(
             [
-                str(bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
-                "-w", "-t", str(wait), "-o", self._server_options(), "start",
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-w",
+                "-t",
+                str(wait),
+                "-o",
+                self._server_options(),
+                "start",
             ]
-        )  # fmt: skip
+        )
         result = run(cmd, timeout=wait + 15, what="pg_ctl start")
         if result.returncode == 0 and self.is_running():
             return
@@ -278,9 +294,13 @@ class PostgresService:
     def _ensure_database(self) -> None:
         try:
             with psycopg.connect(
-                host=self.host, port=self.port, user=self.user, dbname="postgres",
-                connect_timeout=5, autocommit=True,
-            ) as conn:  # fmt: skip
+                host=self.host,
+                port=self.port,
+                user=self.user,
+                dbname="postgres",
+                connect_timeout=5,
+                autocommit=True,
+            ) as conn:
                 exists = conn.execute(
                     "SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)
                 ).fetchone()

@@ -113,10 +113,24 @@ class RedisService:
         self.pid_file.unlink(missing_ok=True)  # stale: its process is gone
         log_start = self.log_file.stat().st_size if self.log_file.exists() else 0
         cmd = [
-            server, "--port", str(self.port), "--bind", self.host, "--daemonize", "yes",
-            "--save", "", "--appendonly", "no", "--dir", str(self.data_dir),
-            "--pidfile", str(self.pid_file), "--logfile", str(self.log_file),
-        ]  # fmt: skip
+            server,
+            "--port",
+            str(self.port),
+            "--bind",
+            self.host,
+            "--daemonize",
+            "yes",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.data_dir),
+            "--pidfile",
+            str(self.pid_file),
+            "--logfile",
+            str(self.log_file),
+        ]
         result = run(cmd, timeout=self.timeout, what="redis-server")
         if result.returncode != 0:
             raise ServiceError(

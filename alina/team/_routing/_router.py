@@ -274,9 +274,12 @@ class Router:
         sem = self.semantic.rank(task, among=open_specialists)
         if sem is not None and sem[1] >= self.semantic_decide_threshold:
             return RouteDecision(
-                sem[0][0][0], "semantic", round(sem[1], 3), tuple(n for n, _ in sem[0]),
+                sem[0][0][0],
+                "semantic",
+                round(sem[1], 3),
+                tuple(n for n, _ in sem[0]),
                 "closest in meaning to the agent's description and examples",
-            )  # fmt: skip
+            )
         # ALINA is a model candidate only when the request reads most like her examples (small
         # models pick "alina" for almost anything when offered). Listed best match first
         # (semantic when the embedder is at hand, else lexical): a small model leans to the first
@@ -291,15 +294,21 @@ class Router:
             how: Method = "lexical" if sem is None else "semantic"
             return RouteDecision(candidates[0], how, round(conf, 3), candidates, "the only candidate")
         return RouteDecision(
-            None, "model", round(conf, 3), candidates,
+            None,
+            "model",
+            round(conf, 3),
+            candidates,
             f"no confident rule or match for {plan.unknown[0] if plan.unknown else task!r:.80}",
-        )  # fmt: skip
+        )
 
     def _safe_stop(self) -> RouteDecision:
         return RouteDecision(
-            ORCHESTRATOR, "safe", 1.0, (ORCHESTRATOR,),
+            ORCHESTRATOR,
+            "safe",
+            1.0,
+            (ORCHESTRATOR,),
             "safe mode: placing orders is disabled, ALINA reports it instead of the trader",
-        )  # fmt: skip
+        )
 
     def _mentions(self, task: str) -> list[str]:
         found: list[str] = []
@@ -352,9 +361,13 @@ class Router:
             if skipped:
                 reason += f"; condition not met: skipped {', '.join(k.agent for k in skipped)}"
             return RouteDecision(
-                step.agent, m, 1.0 if m == "mention" else step.confidence,
-                tuple(dict.fromkeys(s.agent for s in pending)), reason, tuple(skipped),
-            )  # fmt: skip
+                step.agent,
+                m,
+                1.0 if m == "mention" else step.confidence,
+                tuple(dict.fromkeys(s.agent for s in pending)),
+                reason,
+                tuple(skipped),
+            )
         if plan.dropped_for_safety:
             return self._safe_stop()
         reason = "every needed specialist has answered"
@@ -414,16 +427,22 @@ class Router:
         except ModelError as exc:
             log.warning("router model call failed (%s): falling back to the best similarity match", exc)
             return RouteDecision(
-                candidates[0], "fallback", pending.confidence, tuple(candidates),
+                candidates[0],
+                "fallback",
+                pending.confidence,
+                tuple(candidates),
                 f"model failed ({type(exc).__name__}): best similarity match",
-            )  # fmt: skip
+            )
         reply = result.content if isinstance(result.content, str) else ""
         name = match_name(reply, candidates)
         if name is None:
             return RouteDecision(
-                candidates[0], "fallback", pending.confidence, tuple(candidates),
+                candidates[0],
+                "fallback",
+                pending.confidence,
+                tuple(candidates),
                 f"model named no candidate ({reply[:60]!r}): best similarity match",
-            )  # fmt: skip
+            )
         return RouteDecision(name, "model", 0.5, tuple(candidates), pending.reason + "; the model chose")
 
     def _record(self, d: RouteDecision) -> RouteDecision:
