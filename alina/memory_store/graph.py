@@ -88,9 +88,9 @@ def _edge(row: dict[str, object]) -> Edge:
         (str(row["s_kind"]), str(row["s_name"])),
         str(row["rel"]),
         (str(row["d_kind"]), str(row["d_name"])),
-        row["fact"],
-        row["run_id"],
-        row["message_seq"],
+        row["fact"],  # type: ignore[arg-type]
+        row["run_id"],  # type: ignore[arg-type]
+        row["message_seq"],  # type: ignore[arg-type]
         row["created_at"],  # type: ignore[arg-type]
     )
 
