@@ -215,11 +215,7 @@ class Alina:
             from alina.runtime.modes import SystemMode
 
             cfg = self.config
-            modes = SystemMode(
-                redis_url=cfg.redis.url(),
-                dsn=cfg.postgres.dsn(),
-                recover_after_s=cfg.resilience.recover_after_s,
-            )
+            modes = SystemMode.for_config(cfg)
             self._stack.push_async_callback(modes.close)
             await modes.refresh()
             self.monitor_status.mode = lambda: modes.current

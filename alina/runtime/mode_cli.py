@@ -35,9 +35,7 @@ def _open(config: Path | None) -> tuple[Any, Any]:
     from alina.runtime.modes import SystemMode
 
     cfg = _load(config)
-    return cfg, SystemMode(
-        redis_url=cfg.redis.url(), dsn=cfg.postgres.dsn(), recover_after_s=cfg.resilience.recover_after_s
-    )
+    return cfg, SystemMode.for_config(cfg)
 
 
 async def _migrated(cfg: Any) -> None:

@@ -10,7 +10,9 @@
 * **halt** (kill switch): safe, plus open orders are cancelled and no scheduled run starts,
   until an operator resumes.
 
-The current mode lives in Redis (``alina:mode``), so every process sees one value; Postgres keeps
+The current mode lives in Redis (``alina:mode:<database>``: one per deployment, named after its
+Postgres database, so two deployments sharing a Redis never share a kill switch), so every
+process sees one value; Postgres keeps
 the history (``mode_transitions``: from, to, who, why) and is the fallback when Redis is away.
 Each process also holds a local *floor* that never persists: ``alina run --mode safe`` and "the
 run store is unreachable, state cannot be saved" raise the mode of this process only.
@@ -138,8 +140,10 @@ class SystemMode:
         recover_after_s: float = 60.0,
         clock: Callable[[], float] = time.time,
         timeout_s: float = 1.0,
+        key: str = REDIS_KEY,
     ) -> None:
         self.dsn = dsn
+        self.key = key
         self.recover_after_s = recover_after_s
         self._clock = clock
         self._timeout_s = timeout_s
@@ -155,6 +159,18 @@ class SystemMode:
         self._healthy_since: float | None = None
         self._warned: set[str] = set()
         self._export()
+
+    @classmethod
+    def for_config(cls, config: Any, *, redis: bool = True, postgres: bool = True) -> SystemMode:
+        """The deployment's shared mode as ``config`` (an AlinaConfig) names it: its Redis and
+        Postgres (either left out with ``redis=False``/``postgres=False``, e.g. when known to
+        be down), its recovery time, and the Redis key of its database."""
+        return cls(
+            redis_url=config.redis.url() if redis else None,
+            dsn=config.postgres.dsn() if postgres else None,
+            recover_after_s=config.resilience.recover_after_s,
+            key=f"{REDIS_KEY}:{config.postgres.database}",
+        )
 
     # ------------------------------------------------------------------ reading
 
@@ -184,18 +200,18 @@ class SystemMode:
     async def refresh(self) -> ModeState:
         """Re-read the shared mode (Redis, else the last transition in Postgres); on failure keep
         the last known value. Returns the effective state."""
-        raw = await self._redis_call("read", self._redis.get(REDIS_KEY)) if self._redis else None
+        raw = await self._redis_call("read", self._redis.get(self.key)) if self._redis else None
         if isinstance(raw, str):
             try:
                 self.shared = ModeState.from_json(raw)
             except (ValueError, KeyError, TypeError):
-                self._warn_once("corrupt", f"ignoring a corrupt {REDIS_KEY} value in Redis")
+                self._warn_once("corrupt", f"ignoring a corrupt {self.key} value in Redis")
         else:  # Redis away, or it lost the key (restarted without persistence): Postgres knows
             last = await self._last_transition()
             if last is not None:
                 self.shared = last
                 if raw is None and self._redis is not None:
-                    await self._redis_call("write", self._redis.set(REDIS_KEY, last.to_json()))
+                    await self._redis_call("write", self._redis.set(self.key, last.to_json()))
         self._export()
         return self.state
 
@@ -219,7 +235,7 @@ class SystemMode:
         self._healthy_since = None
         await self._record(before, self.shared, run_id)
         if self._redis is not None:
-            await self._redis_call("write", self._redis.set(REDIS_KEY, self.shared.to_json()))
+            await self._redis_call("write", self._redis.set(self.key, self.shared.to_json()))
         MODE_TRANSITIONS.labels(to=target, actor=safe_label(actor)).inc()
         log = logger.warning if _LEVEL[target] >= _LEVEL["safe"] else logger.info
         log("system mode %s -> %s by %s: %s", before, target, actor, reason)

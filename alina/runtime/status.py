@@ -95,7 +95,7 @@ async def gather_status(
     status["stores"] = {"postgres": pg, "redis": rd}
     pg_down = _down("Postgres is down (stores.postgres says why)")
     try:
-        modes = SystemMode(redis_url=cfg.redis.url() if rd["ok"] else None, dsn=dsn if pg["ok"] else None)
+        modes = SystemMode.for_config(cfg, redis=rd["ok"], postgres=pg["ok"])
         status["mode"] = await _mode_section(modes, pg["ok"], rd["ok"])
         if conn is None:
             for key in ("transitions", "alerts", "actions", "usage", "scores", "paper", "runs"):

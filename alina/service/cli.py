@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,9 @@ def _logging() -> None:
 def _process(
     role: str, config: Path | None, port: int | None, concurrency: int | None, name: str | None = None
 ) -> None:
+    # A SIGTERM while the process still starts (imports, config, before run_process installs its
+    # own handler) is a clean stop too: nothing has been taken from the queue yet.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     cli = _cli()
     overrides = {"serve.concurrency": concurrency} if concurrency else None
     cfg = cli._guarded(lambda: cli.load_config(config, overrides=overrides))

@@ -144,9 +144,7 @@ class Service:
         t = self.template
         # Its own mode object: a job's `mode: safe` (a local floor) must not reach other runs;
         # the shared mode (Redis) is read before every turn as everywhere else.
-        modes = SystemMode(
-            redis_url=cfg.redis.url(), dsn=cfg.postgres.dsn(), recover_after_s=cfg.resilience.recover_after_s
-        )
+        modes = SystemMode.for_config(cfg)
         await modes.refresh()
         runner = TeamRunner(
             cfg,

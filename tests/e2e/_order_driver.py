@@ -188,7 +188,7 @@ async def main(args: argparse.Namespace) -> int:
     cfg = load_config(Path(args.config))
     store = RunStore(cfg.postgres.dsn())
     await store.open()
-    modes = SystemMode(redis_url=cfg.redis.url(), dsn=cfg.postgres.dsn())
+    modes = SystemMode.for_config(cfg)
     async with PgIntentStore(cfg.postgres.dsn()) as intents:
         desk = await open_desk(cfg.trading, intents=intents, mode_source=lambda: modes.current)
         trading_skills.configure(desk, mode=lambda: modes.current)

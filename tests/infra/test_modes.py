@@ -242,3 +242,34 @@ async def test_a_running_run_rereads_the_mode_before_every_turn(dsn: str, redis_
     assert result.mode == "safe" and runner.team.router.mode == "safe"
     for m in (mine, operator):
         await m.close()
+
+
+async def test_two_deployments_sharing_a_redis_keep_their_own_mode(
+    pg_service: Any, redis_service: Any, fresh_pg_dsn: str
+) -> None:
+    """The Redis key is named after the deployment's Postgres database: a kill switch in one
+    deployment does not stop another that shares the Redis server (and database index)."""
+    from alina.config import AlinaConfig
+
+    def config(database: str) -> Any:
+        return AlinaConfig.model_validate(
+            {
+                "postgres": {"port": pg_service.port, "database": database},
+                "redis": {"port": redis_service.port, "db": 6},
+            }
+        )
+
+    database = fresh_pg_dsn.rsplit("/", 1)[1]
+    store = RunStore(fresh_pg_dsn)
+    await store.open()
+    await store.close()
+    one = SystemMode.for_config(config(database))
+    other = SystemMode.for_config(config(database + "_other"), postgres=False)
+    await one.set("halt", "incident in this deployment", actor="operator")
+    assert (await other.refresh()).mode == "normal" and not other.blocks_side_effects
+    again = SystemMode.for_config(config(database))  # a new process of the first deployment
+    assert (await again.refresh()).mode == "halt"
+    assert one.key != other.key and one.key.startswith("alina:mode:")
+    await one.set("normal", "resolved", actor="operator")
+    for m in (one, other, again):
+        await m.close()

@@ -157,6 +157,9 @@ def test_workers_on_two_network_namespaces_share_the_queue_over_the_network(
             redis_port=redis.port,
             sim_url=hurl,
             data=tmp_path / "data",
+            # the scheduler works its own queue here, so the submitted runs go to the two
+            # namespaces' workers (2 slots each for 6 runs: both are busy from the start)
+            serve={"queue": "scheduler"},
         )
         workers, sims = [], []
         for i, ns in enumerate(names):
@@ -181,7 +184,7 @@ def test_workers_on_two_network_namespaces_share_the_queue_over_the_network(
             procs.append(live[i])
         for p in [serve, *live.values()]:
             p.wait_for(" ready: ", 120)
-        run_ids = [P.submit(serve_cfg) for _ in range(6)]
+        run_ids = [P.submit(workers[0]) for _ in range(6)]
         kills = 0
         for i, ns in enumerate(names):  # a machine dies mid-run; another one (or it, back) resumes
             deadline = time.monotonic() + 30

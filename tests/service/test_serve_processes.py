@@ -172,6 +172,7 @@ def test_sigterm_finishes_the_turn_exits_0_and_the_run_resumes_elsewhere(
     assert queued is not None and queued[0] == sum(s[0] == "stopped" for s in stopped)
     worker = P.alina("worker", config, tmp_path / "worker.log")
     procs.append(worker)
+    worker.wait_for(" ready: ", 90)  # (both runs may have finished within the grace period)
     P.wait_runs_done(fresh_pg_dsn, run_ids, timeout=120)
     P.check_runs_exactly_once(fresh_pg_dsn, run_ids)
     assert worker.term(30) == 0
