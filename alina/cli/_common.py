@@ -136,7 +136,7 @@ def _services(cfg: AlinaConfig) -> tuple[Any, Any]:
     return pg, redis
 
 
-# --------------------------------------------------------------------------- config
+# --------------------------------------------------------------------------- Postgres and the application
 
 
 async def _with_pg(cfg: AlinaConfig, fn: Callable[[Any], Coroutine[Any, Any, T]]) -> T:

@@ -118,6 +118,3 @@ def doctor(config: Path | None = ConfigOption, as_json: bool = typer.Option(Fals
             )
         out.print(table)
     raise typer.Exit(EXIT_OK if all(c.ok for c in checks) else EXIT_FAILURE)
-
-
-# --------------------------------------------------------------------------- runs

@@ -250,6 +250,3 @@ def chat(
     from alina.chat import chat_command
 
     raise typer.Exit(chat_command(_load(config), live, metrics_port, resume, list_sessions))
-
-
-# --------------------------------------------------------------------------- runs & memory
