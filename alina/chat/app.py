@@ -73,7 +73,7 @@ async def _replay(chat: ChatSession, store: Any) -> None:
 
 async def _one_task(chat: ChatSession, line: str) -> None:
     """Run one task (Ctrl-C meanwhile cancels it: see :func:`_sigint`)."""
-    from alina.cli import _run_recorded
+    from alina.cli._team import _run_recorded
 
     result = await _run_recorded(chat.runner, line)
     chat.tokens[0] += result.prompt_tokens

@@ -30,7 +30,7 @@ ConfigOption = typer.Option(
 
 def _go(config: Path | None, fn: Any) -> Any:
     """``fn(connection)`` on the configured Postgres, migrations applied first."""
-    from alina.cli import _apply_migrations, _load, _run_async, _with_pg
+    from alina.cli._common import _apply_migrations, _load, _run_async, _with_pg
 
     cfg = _load(config)
 
@@ -102,7 +102,7 @@ def list_cmd(
 
 
 def _decide(action_id: int, approve: bool, config: Path | None) -> None:
-    from alina.cli import CommandFailed, _fail
+    from alina.cli._common import CommandFailed, _fail
     from alina.monitoring.action_store import ActionDecisionError, decide
 
     who = f"operator:{getpass.getuser()}"
@@ -135,7 +135,7 @@ def reject(
 @app.command("rules")
 def rules(config: Path | None = ConfigOption) -> None:
     """Print the Prometheus rule file for the configured alert rules (deploy/alerts.yml)."""
-    from alina.cli import _load
+    from alina.cli._common import _load
     from alina.monitoring.rules import render_rules
 
     sys.stdout.write(render_rules(_load(config).alerts))

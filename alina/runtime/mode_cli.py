@@ -31,7 +31,7 @@ class SettableMode(StrEnum):
 
 
 def _open(config: Path | None) -> tuple[Any, Any]:
-    from alina.cli import _load
+    from alina.cli._common import _load
     from alina.runtime.modes import SystemMode
 
     cfg = _load(config)
@@ -40,13 +40,13 @@ def _open(config: Path | None) -> tuple[Any, Any]:
 
 async def _migrated(cfg: Any) -> None:
     """The mode tables exist (a fresh database gets its migrations, as every command does)."""
-    from alina.cli import _apply_migrations, _with_pg
+    from alina.cli._common import _apply_migrations, _with_pg
 
     await _with_pg(cfg, _apply_migrations)
 
 
 def _run(coro: Any) -> Any:
-    from alina.cli import _run_async
+    from alina.cli._common import _run_async
 
     return _run_async(coro)
 
@@ -117,7 +117,7 @@ def set_mode(
 ) -> None:
     """Set the mode for every process. halt also cancels every open order at once."""
     if not reason.strip():
-        from alina.cli import _fail
+        from alina.cli._common import _fail
 
         _fail(typer.BadParameter("--reason is empty: say why (it is recorded)"))
     cfg, modes = _open(config)
@@ -144,7 +144,7 @@ def resume(
     config: Path | None = ConfigOption,
 ) -> None:
     """Back to normal. The health checks (Postgres, Redis, the model) must pass unless --force."""
-    from alina.cli import CommandFailed, _fail
+    from alina.cli._common import CommandFailed, _fail
 
     cfg, modes = _open(config)
     failing = [] if force else _failing_checks(cfg)
@@ -170,7 +170,7 @@ def resume(
 
 def _failing_checks(cfg: Any) -> list[str]:
     """The doctor's checks that fail, as 'name: detail' (disk is not a reason to stay read-only)."""
-    from alina.cli import _doctor_checks
+    from alina.cli._common import _doctor_checks
 
     return [f"{c.name}: {c.detail}" for c in _doctor_checks(cfg) if not c.ok and c.name != "disk"]
 

@@ -69,7 +69,7 @@ def review(
 ) -> None:
     """Review agents: critic and few-shot candidates, the held-out gate, the model ladder,
     automatic rollbacks. Every candidate is stored with its figures (`alina prompts list`)."""
-    from alina.cli import _apply_migrations, _fail, _load, _run_async, _with_pg
+    from alina.cli._common import _apply_migrations, _fail, _load, _run_async, _with_pg
     from alina.config import ORCHESTRATOR, SPECIALISTS
     from alina.memory_store.prompts import PromptVersionError
     from alina.team.review import ReviewError, review_all
@@ -123,7 +123,7 @@ def queue(
     config: Path | None = ConfigOption,
 ) -> None:
     """Reviews queued by low evaluation scores (the next review takes them)."""
-    from alina.cli import _apply_migrations, _load, _run_async, _with_pg
+    from alina.cli._common import _apply_migrations, _load, _run_async, _with_pg
     from alina.memory_store.optimizer import OptimizerStore
 
     cfg = _load(config)

@@ -26,7 +26,7 @@ T = TypeVar("T")
 def _call(config: Path | None, fn: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
     """``fn(versions)`` against the configured Postgres (migrated first). An unknown agent or
     version, or a refused transition, exits 2 with the reason; an unreachable server exits 1."""
-    from alina.cli import _apply_migrations, _fail, _load, _run_async, _with_pg
+    from alina.cli._common import _apply_migrations, _fail, _load, _run_async, _with_pg
     from alina.memory_store.prompts import PromptVersionError, PromptVersions
 
     cfg = _load(config)
@@ -137,7 +137,7 @@ def rollback(
     """Put an earlier version back into use now (as a new version); agents take it on their next
     run, without a restart."""
     if not reason.strip():
-        from alina.cli import _fail
+        from alina.cli._common import _fail
 
         _fail(typer.BadParameter("--reason is empty: say why (it is recorded)"))
     v = _call(config, lambda versions: versions.rollback(agent, version, reason=reason))

@@ -192,7 +192,7 @@ def status(
 ) -> None:
     """The system at a glance: mode, model calls in flight, alerts, transitions, tokens and cost,
     scores per agent, paper PnL, runs. Exit 1 if Postgres is down (the other sections still show)."""
-    from alina.cli import CommandFailed, _fail, _load, _print_json, _run_async, _with_app, out
+    from alina.cli._common import CommandFailed, _fail, _load, _print_json, _run_async, _with_app, out
 
     cfg = _load(config)
 
@@ -226,7 +226,7 @@ async def _watch(cfg: Any, every_s: float, window: float, last_n: int, usd_per_1
     from rich.live import Live
 
     from alina.api import Alina
-    from alina.cli import err, out
+    from alina.cli._common import err, out
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -22,7 +22,7 @@ ConfigOption = typer.Option(
 
 
 def _cli() -> Any:
-    import alina.cli as cli
+    import alina.cli._common as cli
 
     return cli
 

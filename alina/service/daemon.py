@@ -297,7 +297,7 @@ async def run_process(
 ) -> int:
     """Run `alina serve` (``role="serve"``) or `alina worker` until SIGTERM/SIGINT; returns the
     exit code (0 after a clean shutdown)."""
-    from alina.cli import _team_session  # the same session `alina run` and `alina chat` use
+    from alina.cli._team import _team_session  # the same session `alina run` and `alina chat` use
 
     s = config.serve
     name = name or f"{socket.gethostname()}:{os.getpid()}"
@@ -380,7 +380,7 @@ async def _serve_extras(
     announce: Callable[[str], None],
 ) -> None:
     """The observer (alert rules -> actions), health watching, and the metrics server."""
-    from alina.cli import _healthy
+    from alina.cli._common import _healthy
     from alina.models._governor import process_governors
     from alina.monitoring.observer import Observer
     from alina.monitoring.server import MetricsServer, RunTotalsCollector

@@ -1,0 +1,3 @@
+from alina.cli import main
+
+main()
