@@ -136,3 +136,10 @@ def test_the_top_says_what_it_is_gives_two_commands_and_a_table_of_contents() ->
         if section != "Contents":
             assert f"(#{slug(section)})" in contents, f"the contents do not list {section!r}"
     assert "(docs/configuration.md)" in contents
+
+
+def test_the_autogen_sentence_names_the_contracts_packages() -> None:
+    (autogen,) = [c for c in contracts() if c["id"] == "autogen"]
+    sentence = " ".join(README.split("AutoGen stays", 1)[1].split("never import it", 1)[0].split())
+    named = set(re.findall(r"`(\w+)`", sentence))
+    assert named == {top(m) for m in autogen["source_modules"]} - {"_secrets"}
