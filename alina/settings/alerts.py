@@ -54,7 +54,7 @@ class ActionConfig(_Strict):
     """How one action may be taken: ``approve`` (wait for an operator) and a rate limit."""
 
     approve: bool = False
-    """true: the action is recorded as pending until ``Observer.approve(action_id)``."""
+    """true: the action is recorded as pending until an operator approves it (``alina alerts approve ID``)."""
     min_interval_s: float = Field(300.0, ge=0, le=7 * 86400)
     """At least this long between two firings of this action (no flapping)."""
     limit: int = Field(1, ge=1, le=1024)
