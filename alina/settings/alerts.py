@@ -33,20 +33,28 @@ class AlertRule(_Strict):
     action is undone) only once the figure is past ``clear`` the other way (hysteresis)."""
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    """The rule's name: the alert's kind, and the Prometheus alert name in deploy/alerts.yml."""
     figure: Literal[FIGURES] = "model_error_rate"  # type: ignore[valid-type]
+    """What the rule watches (see ``FIGURES``): a rate, p95, mean or level of this process."""
     op: Literal[">", "<"] = ">"
+    """Fires when the figure is above (>) or below (<) the threshold."""
     threshold: float = Field(allow_inf_nan=False)
+    """The value past which the rule starts to fire (after ``for_s``)."""
     clear: float = Field(allow_inf_nan=False)
+    """The value past which, the other way, a firing rule clears (hysteresis)."""
     for_s: float = Field(60.0, ge=0, le=86400)
+    """How long the figure must stay past the threshold before the rule fires."""
     severity: Literal["info", "warning", "critical"] = "warning"
+    """Stored with the alert; a label in deploy/alerts.yml."""
     action: Literal[ACTIONS] | None = None  # type: ignore[valid-type]
+    """What the observer does when the rule fires (a key of ``alerts.actions``); null: alert only."""
 
 
 class ActionConfig(_Strict):
     """How one action may be taken: ``approve`` (wait for an operator) and a rate limit."""
 
     approve: bool = False
-    """true: the action is recorded as pending until ``Observer.approve(action_id)``."""
+    """true: the action is recorded as pending until an operator approves it (``alina alerts approve ID``)."""
     min_interval_s: float = Field(300.0, ge=0, le=7 * 86400)
     """At least this long between two firings of this action (no flapping)."""
     limit: int = Field(1, ge=1, le=1024)
@@ -122,6 +130,7 @@ class AlertsConfig(_Strict):
     may take (see README, "Alerts and actions")."""
 
     enabled: bool = True
+    """false: no observer (no alerts, no actions)."""
     interval_s: float = Field(5.0, gt=0, le=3600)
     """How often the rules are evaluated."""
     window_s: float = Field(300.0, gt=0, le=86400)
@@ -130,7 +139,9 @@ class AlertsConfig(_Strict):
     """After an action, the figure must recover within this many evaluations or it is logged and
     counted as not_recovered."""
     rules: list[AlertRule] = Field(default_factory=_default_rules)
+    """The alert rules (names unique)."""
     actions: dict[Literal[ACTIONS], ActionConfig] = Field(default_factory=_default_actions)  # type: ignore[valid-type]
+    """How each action may be taken: lower_concurrency, fallback_model, safe_mode, halt."""
 
     @field_validator("rules")
     @classmethod
@@ -168,6 +179,8 @@ class MonitoringConfig(_Strict):
     """How long the totals of finished runs read from Postgres (``alina_store_*``) are reused
     between scrapes before the ``runs`` table is read again."""
     cost_per_1k_prompt_tokens: float = Field(0.0, ge=0, allow_inf_nan=False)
+    """Price of 1,000 prompt tokens in ``alina_cost_estimated_total``."""
     cost_per_1k_completion_tokens: float = Field(0.0, ge=0, allow_inf_nan=False)
+    """Price of 1,000 completion tokens."""
     cost_per_cpu_second: float = Field(0.0, ge=0, allow_inf_nan=False)
     """Process CPU seconds since the previous model call are charged to the agent of that call."""

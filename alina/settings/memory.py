@@ -33,7 +33,9 @@ class EmbeddingConfig(StrictModel):
     base_url: str = "http://127.0.0.1:11434"
     """ollama only: the server address."""
     batch_size: int = Field(64, ge=1, le=4096)
+    """Texts embedded per call."""
     timeout_s: float = Field(30.0, gt=0, le=600)
+    """Deadline of one embedding request."""
 
 
 class VectorConfig(StrictModel):

@@ -90,6 +90,7 @@ class JobConfig(_Strict):
     """An occurrence that could not start on time (everything down, the previous one still
     running): once = run it late, once (missed occurrences collapse into one); skip = drop it."""
     enabled: bool = True
+    """false: the job is not scheduled."""
 
     def cron_expression(self) -> str:
         """The cron expression the queue schedules (``every_s`` converted)."""

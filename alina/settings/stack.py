@@ -27,12 +27,17 @@ class PathsConfig(_Strict):
 
 class PostgresConfig(_Strict):
     host: str = "127.0.0.1"
+    """Postgres server address (``alina up`` starts one on loopback)."""
     port: int = Field(55432, ge=1, le=65535)
+    """Postgres port."""
     database: str = "alina"
+    """Database name."""
     user: str = "postgres"
+    """Role to connect as."""
     password_env: str = "ALINA_POSTGRES_PASSWORD"
     """Environment variable holding the password (none needed for the local trust setup)."""
     connect_timeout_s: float = Field(5.0, gt=0, le=120)
+    """Deadline of one connection attempt."""
 
     def dsn(self) -> str:
         """The connection string, with the password (if any) taken from the environment."""
@@ -47,8 +52,11 @@ class PostgresConfig(_Strict):
 
 class RedisConfig(_Strict):
     host: str = "127.0.0.1"
+    """Redis server address (``alina up`` starts one on loopback)."""
     port: int = Field(56379, ge=1, le=65535)
+    """Redis port."""
     db: int = Field(0, ge=0, le=15)
+    """Redis database number."""
 
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/{self.db}"
@@ -58,6 +66,7 @@ class CacheConfig(_Strict):
     enabled: bool = True
     """Answer identical deterministic (temperature 0) model calls from Redis."""
     ttl_s: int = Field(86400, ge=1, le=30 * 86400)
+    """Seconds a cached model response lives."""
 
 
 class ResilienceConfig(_Strict):

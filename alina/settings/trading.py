@@ -76,7 +76,7 @@ class RiskConfig(_Strict):
 
 
 class TradingConfig(_Strict):
-    """The ``trading:`` section. The lead wires it into ``AlinaConfig`` as ``trading:``."""
+    """``trading:`` — the trading desk: paper or live, the exchange, the paper account, risk limits."""
 
     mode: Literal["paper", "live"] = "paper"
     """paper: simulated fills on real data. live: real orders, which also need the API keys in
