@@ -10,10 +10,14 @@ A file may hold a ``protected`` section (risk rules, tool permissions, output co
 ``protected_sha256``: the section is always the end of the system prompt, under
 :data:`PROTECTED_HEADER`, and :func:`check_candidate` refuses a revision that changes it. The
 versions in use live in Postgres (:class:`alina.memory_store.prompts.PromptVersions`).
+
+The routing role of an agent is data here too: ``reports`` (the :data:`REPORT_DOMAINS` whose
+conditions its report decides), ``scores_others`` and ``side_effects`` (see :class:`Prompt`).
 """
 
 from alina.meta_prompts._prompts import (
     PROTECTED_HEADER,
+    REPORT_DOMAINS,
     Prompt,
     PromptError,
     compose,
@@ -27,6 +31,7 @@ from alina.meta_prompts.guard import check_candidate
 
 __all__ = [
     "PROTECTED_HEADER",
+    "REPORT_DOMAINS",
     "Prompt",
     "PromptError",
     "check_candidate",

@@ -13,6 +13,11 @@ PROMPT_DIR = Path(__file__).parent / "prompts"
 _REQUIRED = ("name", "version", "description", "system")
 _OPTIONAL = ("keywords", "examples")
 _CLAIMS = "claims"
+_ROLE = ("reports", "scores_others", "side_effects")
+REPORT_DOMAINS = ("health", "trend")
+"""What an agent's report can speak for: the states the router reads from reports and a task's
+conditions name ("if the system is healthy", "unless it is a downtrend")."""
+"""The agent's role in routing (see :class:`Prompt`): data, so a team's roles live in its prompt files."""
 _PROTECTED = ("protected", "protected_sha256")
 PROTECTED_HEADER = "Fixed rules (no revision of this prompt may change them):"
 """The line that starts a prompt's protected section; the section is always the end of ``system``."""
@@ -39,6 +44,15 @@ class Prompt:
     """Cues for clauses this agent takes even when they name another agent or use its keywords
     (e.g. "rewrite the trader's prompt" is the optimizer's); ``<agent>`` stands for any agent's
     name. Lower-case."""
+    reports: tuple[str, ...] = ()
+    """The report domains this agent's report decides (``health``, ``trend``): a task's
+    condition on one ("if the system is healthy") waits for this agent's report."""
+    scores_others: bool = False
+    """This agent scores what the others produce: it speaks after the producers (the agents
+    with ``reports``) unless what it must score is given."""
+    side_effects: bool = False
+    """This agent acts on the world (orders): in safe mode a task that asks for an order never
+    reaches it (the desk and the tool gate refuse in code anyway)."""
     protected: str = ""
     """The protected section (risk rules, tool permissions, output contract): always the end of
     ``system``, after :data:`PROTECTED_HEADER`; a candidate revision must keep it byte for byte."""
@@ -110,7 +124,7 @@ def load_prompt(name: str) -> Prompt:
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
         raise PromptError(f"{path}: missing keys {missing}")
-    unknown = sorted(set(data) - {*_REQUIRED, *_OPTIONAL, _CLAIMS, *_PROTECTED})
+    unknown = sorted(set(data) - {*_REQUIRED, *_OPTIONAL, _CLAIMS, *_ROLE, *_PROTECTED})
     if unknown:
         raise PromptError(f"{path}: unknown keys {unknown}")
     if data["name"] != name:
@@ -122,6 +136,17 @@ def load_prompt(name: str) -> Prompt:
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
             raise PromptError(f"{path}: {key} must be a list of non-empty strings (got {value!r:.80})")
     claims = _claims(path, data.get(_CLAIMS, []))
+    reports = data.get("reports", [])
+    if not isinstance(reports, list) or not all(isinstance(v, str) and v.strip() for v in reports):
+        raise PromptError(f"{path}: reports must be a list of report domains (got {reports!r:.80})")
+    unknown_domains = sorted({r.strip().lower() for r in reports} - set(REPORT_DOMAINS))
+    if unknown_domains:
+        raise PromptError(
+            f"{path}: reports names {unknown_domains}; report domains are {', '.join(REPORT_DOMAINS)}"
+        )
+    for key in ("scores_others", "side_effects"):
+        if not isinstance(data.get(key, False), bool):
+            raise PromptError(f"{path}: {key} must be true or false (got {data[key]!r:.80})")
     protected = _protected(path, data)
     body = str(data["system"]).strip()
     if PROTECTED_HEADER in body:
@@ -135,6 +160,9 @@ def load_prompt(name: str) -> Prompt:
         keywords=tuple(k.strip().lower() for k in data.get("keywords", ())),
         examples=tuple(e.strip() for e in data.get("examples", ())),
         claims=claims,
+        reports=tuple(r.strip().lower() for r in reports),
+        scores_others=data.get("scores_others", False),
+        side_effects=data.get("side_effects", False),
     )
 
 

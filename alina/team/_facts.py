@@ -12,10 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from alina.config import ORCHESTRATOR
+from alina.config import ORCHESTRATOR, SPECIALISTS
 from alina.memory_store.graph import Relation
+from alina.meta_prompts import load_prompt
 from alina.skills.context import ChatMessage
-from alina.team._routing import REPORTERS, RouteDecision, report_states
+from alina.team._routing import RouteDecision, report_states, reporters_of
 
 __all__ = [
     "HEALTH_TOOLS",
@@ -29,6 +30,7 @@ __all__ = [
     "contradictions",
     "last_answer",
     "one_line",
+    "reporters",
     "run_facts",
     "symbols_of",
     "tool_uses",
@@ -195,7 +197,16 @@ def _masked(arguments: dict[str, Any]) -> dict[str, Any]:
     return mask_secrets(arguments)
 
 
-def run_facts(run: RunLike, *, models: Mapping[str, str] | None = None) -> list[Relation]:
+def reporters(prompts: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Report domain -> the agent whose report decides it, read from the prompt files
+    (``prompts``: agent -> prompt file name; default: each agent's own file)."""
+    names = prompts or {n: n for n in (ORCHESTRATOR, *SPECIALISTS)}
+    return reporters_of(load_prompt(p) for p in names.values())
+
+
+def run_facts(
+    run: RunLike, *, models: Mapping[str, str] | None = None, reporting: Mapping[str, str] | None = None
+) -> list[Relation]:
     """The graph facts of ``run`` (see the module docstring), each with run id and message seq."""
     rid = run.run_id
     run_ref = ("run", rid)
@@ -248,7 +259,7 @@ def run_facts(run: RunLike, *, models: Mapping[str, str] | None = None) -> list[
                 answer.seq,
             )
         )
-        facts += contradictions(run, answer)
+        facts += contradictions(run, answer, reporting)
     return list(dict.fromkeys(facts))
 
 
@@ -296,12 +307,15 @@ def _causes(run: RunLike) -> list[Relation]:
     return facts
 
 
-def contradictions(run: RunLike, answer: EventLike) -> list[Relation]:
-    """``alina contradicted AGENT``: the answer names one health (or trend) state and the
-    monitor's (trader's) latest report before it names one other state. A text naming several
-    states ("healthy, though memory was degraded earlier") is ambiguous and never counts."""
+def contradictions(
+    run: RunLike, answer: EventLike, reporting: Mapping[str, str] | None = None
+) -> list[Relation]:
+    """``alina contradicted AGENT``: the answer names one health (or trend) state and the latest
+    report before it of the agent that reports on that domain (``reporting``: domain -> agent,
+    default :func:`reporters`) names one other state. A text naming several states ("healthy,
+    though memory was degraded earlier") is ambiguous and never counts."""
     facts: list[Relation] = []
-    for domain, agent in REPORTERS.items():
+    for domain, agent in (reporters() if reporting is None else reporting).items():
         said = report_states(answer.content, domain)
         found = _latest_report(run.events, agent, domain, before=answer.seq)
         if len(said) != 1 or found is None or len(found[1]) != 1 or found[1] == said:

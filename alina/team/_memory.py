@@ -49,6 +49,7 @@ from alina.team._facts import (
     contradictions,
     last_answer,
     one_line,
+    reporters,
     run_facts,
     tool_uses,
 )
@@ -126,12 +127,16 @@ class RunMemoryWriter:
         store: _RunStoreLike | None = None,
         models: Mapping[str, str] | None = None,
         specialists: Sequence[str] = SPECIALISTS,
+        reporting: Mapping[str, str] | None = None,
     ) -> None:
+        """``reporting``: report domain -> the agent whose report decides it (default: the
+        shipped prompt files' ``reports``)."""
         self.memory = memory
         self.graph = graph
         self.store = store
         self.models = dict(models or {})
         self.specialists = tuple(specialists)
+        self.reporting = dict(reporters() if reporting is None else reporting)
         self.written = 0
         """Vector memories written so far."""
         self.recorded = 0
@@ -155,6 +160,7 @@ class RunMemoryWriter:
             graph if enabled and config.memory.graph else None,
             store=store,
             models=models,
+            reporting=reporters({name: a.prompt or name for name, a in config.agents.items()}),
         )
 
     async def __call__(self, run: RunLike) -> None:
@@ -169,12 +175,11 @@ class RunMemoryWriter:
         self._count_contradictions(view)
         await asyncio.gather(self._write_vectors(view), self._record_graph(view))
 
-    @staticmethod
-    def _count_contradictions(run: RunLike) -> None:
+    def _count_contradictions(self, run: RunLike) -> None:
         """``alina_answer_contradictions_total``, whether or not the graph is recorded."""
         try:
             answer = last_answer(run.events)
-            for fact in contradictions(run, answer) if answer is not None else []:
+            for fact in contradictions(run, answer, self.reporting) if answer is not None else []:
                 observe_contradiction(fact.dst[1])
         except Exception as exc:  # a metric never fails the write
             log.debug("run %s: contradictions not counted: %s", run.run_id, exc)
@@ -208,7 +213,7 @@ class RunMemoryWriter:
         if self.graph is None:
             return
         try:
-            facts = run_facts(run, models=self.models)
+            facts = run_facts(run, models=self.models, reporting=self.reporting)
             attrs: dict[tuple[str, str], dict[str, object]] = {
                 ("run", run.run_id): {"task": one_line(run.task, 200), "status": run.status}
             }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -290,6 +291,58 @@ def test_claims_are_data_from_the_prompt_files() -> None:
     assert r.claimant("what is the price") is None
     assert load_prompt("optimizer").claims and load_prompt("monitor").claims
     assert not load_prompt("trader").claims  # nothing in code names the claiming agents
+
+
+def test_roles_are_data_a_team_with_other_names_routes_the_same_way() -> None:
+    """Who reports on health and on trends, who scores the others and who places orders come
+    from the profiles (``reports``, ``scores_others``, ``side_effects`` in the prompt files),
+    never from agent names in the router: a team named differently behaves the same."""
+    profiles = [
+        AgentProfile("alina", "the lead", ("hello",)),
+        AgentProfile("broker", "markets", ("price", "buy", "trend"), reports=("trend",), side_effects=True),
+        AgentProfile("watcher", "the machine", ("health", "cpu"), reports=("health",)),
+        AgentProfile("critic", "quality", ("score", "rate"), scores_others=True),
+    ]
+
+    def nxt(r: Router, *turns: Turn) -> tuple[str | None, str]:
+        d = r.decide(list(turns))
+        return d.speaker, d.method
+
+    r = Router(profiles, embedder=None)
+    assert r.reporters == {"trend": "broker", "health": "watcher"}
+    cond = U("If the system is healthy, buy 0.01 BTC")
+    assert nxt(r, cond) == ("watcher", "rules")  # the health reporter decides the condition first
+    assert nxt(r, cond, Turn("watcher", HEALTHY)) == ("broker", "rules")
+    assert nxt(r, cond, Turn("watcher", DEGRADED)) == ("alina", "done")
+    assert nxt(r, U("rate the BTC price summary")) == ("broker", "rules")  # the critic waits for it
+    assert nxt(r, U("rate the BTC price summary"), Turn("broker", TREND)) == ("critic", "rules")
+    safe = Router(profiles, embedder=None, mode="safe")
+    assert nxt(safe, U("buy 0.01 BTC now")) == ("alina", "safe")  # side_effects, whatever its name
+    assert nxt(safe, U("what is the BTC price?")) == ("broker", "rules")  # reading is fine
+    # without a health reporter a health condition is no condition: nobody is asked to report
+    plain = Router([profiles[0], replace(profiles[1], reports=())], embedder=None)
+    assert plain.reporters == {} and nxt(plain, U("If the system is healthy, buy BTC")) == ("broker", "rules")
+    with pytest.raises(ValueError, match="one agent decides a domain"):
+        Router([*profiles, AgentProfile("other", "x", ("y",), reports=("health",))], embedder=None)
+    shipped = {n: load_prompt(n) for n in NAMES}
+    assert [n for n, p in shipped.items() if p.side_effects] == ["trader"]
+    assert {d: n for n, p in shipped.items() for d in p.reports} == {"health": "monitor", "trend": "trader"}
+    assert [n for n, p in shipped.items() if p.scores_others] == ["optimizer"]
+
+
+def test_a_prompt_file_with_a_bad_role_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (prompts_module.PROMPT_DIR / "monitor.yaml").read_text()
+    monkeypatch.setattr(prompts_module, "PROMPT_DIR", tmp_path)
+    for bad, match in (
+        ("reports: [weather]", "report domains are health, trend"),
+        ("reports: health", "must be a list"),
+        ("side_effects: maybe", "side_effects must be true or false"),
+    ):
+        (tmp_path / "monitor.yaml").write_text(text.replace("reports: [health]", bad))
+        load_prompt.cache_clear()
+        with pytest.raises(PromptError, match=match):
+            load_prompt("monitor")
+    load_prompt.cache_clear()
 
 
 def test_text_after_an_evaluation_colon_is_material_not_requests() -> None:

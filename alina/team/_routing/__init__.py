@@ -7,8 +7,8 @@ turns) and names who acts next. In order, the first that applies decides:
 1. **tool** — the last item is a tool call or tool result: it returns to the agent that made
    the call. (AutoGen runs a tool round inside the agent's turn, so inside the team this never
    fires; it keeps snapshots from other sources honest.)
-2. **safe** — in safe mode an order-placing task never reaches the trader; its other steps
-   still run and ALINA reports that placing orders is disabled.
+2. **safe** — in safe mode an order-placing task never reaches an agent with side effects
+   (the trader); its other steps still run and ALINA reports that placing orders is disabled.
 3. **mention** — ``@agent`` in the latest user message (case-insensitive, plural tolerant)
    wins; several mentions speak in the order written.
 4. **rules** — a plan from the latest user message: it is cut into clauses ("and", "then",
@@ -20,6 +20,10 @@ turns) and names who acts next. In order, the first that applies decides:
    goes after whoever must first produce what it scores; ``if healthy``/``if it's a downtrend``
    makes the following steps depend on the monitor's or trader's report, and the agent whose
    report decides the condition is added first when the task does not ask for it.
+
+   The roles are data in the prompt files, not names in this code: ``reports: [health]``
+   (whose report decides a domain's conditions), ``scores_others: true`` (speaks after the
+   reporting agents), ``side_effects: true`` (kept from order tasks in safe mode).
 5. **lexical** / **semantic** — a clause without keywords is scored against each agent's
    description and ``examples``: BM25 over word stems first, then, when that is not confident,
    the cosine similarity of sentence embeddings (MiniLM, :mod:`alina.team._similarity`); a
@@ -54,7 +58,6 @@ from alina.team._routing._lexical import (
     words,
 )
 from alina.team._routing._plans import (
-    REPORTERS,
     Condition,
     Plan,
     Step,
@@ -72,6 +75,7 @@ from alina.team._routing._types import (
     LEXICAL_THRESHOLD,
     MODES,
     ORCHESTRATOR,
+    REPORT_DOMAINS,
     SEMANTIC_DECIDE_THRESHOLD,
     SEMANTIC_THRESHOLD,
     TURN_KINDS,
@@ -83,6 +87,7 @@ from alina.team._routing._types import (
     SnapshotError,
     Turn,
     TurnKind,
+    reporters_of,
 )
 
 __all__ = [
@@ -96,7 +101,7 @@ __all__ = [
     "Mode",
     "ORCHESTRATOR",
     "Plan",
-    "REPORTERS",
+    "REPORT_DOMAINS",
     "RouteDecision",
     "Router",
     "SELECTOR_PROMPT",
@@ -111,6 +116,7 @@ __all__ = [
     "match_name",
     "parse_snapshot",
     "profiles_from_prompts",
+    "reporters_of",
     "report_states",
     "stem",
     "terms",

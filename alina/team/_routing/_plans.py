@@ -4,7 +4,7 @@ that mark an order, advice, a follow-up or a question ALINA answers herself."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,32 +24,20 @@ _INLINE = re.compile(r":\s*(.{8,})$", re.S)
 _MENTION = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)")
 _CONDITION = re.compile(r"\b(only if|if|unless|provided|in case)\b(?P<body>[^,;.]*)", re.I)
 _OTHERWISE = re.compile(r"^\s*(?:otherwise|else|if not)\b", re.I)
-REPORTERS: dict[str, str] = {"health": "monitor", "trend": "trader"}
-"""Whose report speaks for each domain of :func:`report_states` (and of a task's conditions)."""
-_PREDICATES: tuple[tuple[str, str, bool, re.Pattern[str]], ...] = (
-    # (domain, agent whose report decides it, wanted value, words)
+_PREDICATES: tuple[tuple[str, bool, re.Pattern[str]], ...] = (
+    # (report domain, wanted value, words); the agent whose report decides a domain is named by
+    # ``reports:`` in its prompt file
     (
         "health",
-        REPORTERS["health"],
         False,
         re.compile(
             r"\b(unhealthy|degraded|not (?:healthy|ok|okay|fine)|overloaded|struggling|slow|down|broken"
             r"|bad)\b"
         ),
     ),
-    (
-        "health",
-        REPORTERS["health"],
-        True,
-        re.compile(r"\b(healthy|ok|okay|fine|good|green|stable|normal|running)\b"),
-    ),
-    ("trend", REPORTERS["trend"], True, re.compile(r"\b(up ?trend|uptrend|rising|going up|bullish|up)\b")),
-    (
-        "trend",
-        REPORTERS["trend"],
-        False,
-        re.compile(r"\b(down ?trend|downtrend|falling|dropping|going down|bearish|down)\b"),
-    ),
+    ("health", True, re.compile(r"\b(healthy|ok|okay|fine|good|green|stable|normal|running)\b")),
+    ("trend", True, re.compile(r"\b(up ?trend|uptrend|rising|going up|bullish|up)\b")),
+    ("trend", False, re.compile(r"\b(down ?trend|downtrend|falling|dropping|going down|bearish|down)\b")),
 )
 _ORDER_INTENT = re.compile(
     r"\b(?:buy|sell|purchase|short|dump)\b(?!\s+(?:signal|pressure|side|volume|wall)s?\b)"
@@ -91,8 +79,6 @@ _OUTPUT_NOUN = re.compile(
     re.I,
 )
 _PROMPT_NOUN = re.compile(r"\b(?:prompts?|instructions?|system message|evaluation set|rubric)\b", re.I)
-_PRODUCERS = ("trader", "monitor")
-_EVALUATOR = "optimizer"
 
 
 @dataclass(frozen=True)
@@ -176,15 +162,17 @@ def _clauses(task: str) -> list[str]:
     return ordered + pending_before
 
 
-def _condition_of(clause: str) -> tuple[Condition | None, str]:
-    """A condition ("if healthy", "unless it's a downtrend") and the clause without it."""
+def _condition_of(clause: str, reporters: Mapping[str, str]) -> tuple[Condition | None, str]:
+    """A condition ("if healthy", "unless it's a downtrend") and the clause without it; only a
+    domain some agent reports on (``reporters``: domain -> agent) can be a condition."""
     m = _CONDITION.search(clause)
     if not m:
         return None, clause
     body = m.group("body")
-    for domain, agent, wanted, pattern in _PREDICATES:
-        pm = pattern.search(body)
-        if pm:
+    for domain, wanted, pattern in _PREDICATES:
+        agent = reporters.get(domain)
+        pm = pattern.search(body) if agent is not None else None
+        if agent is not None and pm:
             negate = m.group(1).lower() == "unless"
             cond = Condition(domain, agent, wanted != negate)
             rest = clause[: m.start()] + " " + body[pm.end() :]
@@ -206,14 +194,24 @@ def compile_claim(claim: Sequence[Sequence[str]], names: Sequence[str]) -> list[
     return groups
 
 
-def order_in_clause(agents: list[str], clause: str, material: bool, reported: set[str]) -> list[str]:
-    """Order within one clause: the optimizer scores what the others produce, unless the
-    thing to score is given (quoted, after a colon), already in the conversation, or a prompt."""
-    if _EVALUATOR not in agents or len(agents) == 1:
+def order_in_clause(
+    agents: list[str],
+    clause: str,
+    material: bool,
+    reported: set[str],
+    *,
+    scorers: Collection[str],
+    producers: Sequence[str],
+) -> list[str]:
+    """Order within one clause: an agent that scores the others' output (``scorers``) speaks
+    after the ``producers`` it would score, unless the thing to score is given (quoted, after a
+    colon), already in the conversation, or a prompt."""
+    scorer = next((a for a in agents if a in scorers), None)
+    if scorer is None or len(agents) == 1:
         return agents
-    others = [a for a in agents if a != _EVALUATOR]
-    producers = [a for a in others if a in _PRODUCERS and a not in reported]
+    others = [a for a in agents if a != scorer]
+    waiting = [a for a in others if a in producers and a not in reported]
     named = {w for w in words(clause)} & set(others)  # "the trader's prompt": a topic
     if material or _PROMPT_NOUN.search(clause) or not _OUTPUT_NOUN.search(clause) or named:
-        return [_EVALUATOR]
-    return [*producers, _EVALUATOR]
+        return [scorer]
+    return [*waiting, scorer]

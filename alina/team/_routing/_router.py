@@ -16,7 +16,6 @@ from alina.team._routing._plans import (
     _ADVICE,
     _CONCEPT,
     _DATA_CUE,
-    _EVALUATOR,
     _FOLLOW_UP,
     _INLINE,
     _MENTION,
@@ -52,6 +51,7 @@ from alina.team._routing._types import (
     RouteDecision,
     Skip,
     Turn,
+    reporters_of,
 )
 from alina.team._similarity import SemanticScorer, shared_embedder
 
@@ -97,6 +97,11 @@ class Router:
         self.decisions: list[RouteDecision] = []
         self._keywords = {p.name: {stem(k) for k in (*p.keywords, p.name)} for p in profiles}
         self._claims = {p.name: [compile_claim(c, names) for c in p.claims] for p in profiles if p.claims}
+        self.reporters = reporters_of(profiles)
+        """Report domain -> the agent whose report decides it (``reports:`` in the prompt files)."""
+        self._scorers = {p.name for p in profiles if p.scores_others}
+        self._producers = [p.name for p in profiles if p.reports]
+        self._acting = {p.name for p in profiles if p.side_effects}
 
     @property
     def specialists(self) -> list[str]:
@@ -107,7 +112,7 @@ class Router:
         return list(self.profiles)
 
     def set_mode(self, mode: str) -> None:
-        """Switch between ``normal`` and ``safe`` (no order reaches the trader)."""
+        """Switch between ``normal`` and ``safe`` (no order reaches an agent with side effects)."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {list(MODES)} (got {mode!r})")
         self.mode = mode  # type: ignore[assignment]
@@ -151,7 +156,7 @@ class Router:
             return plan
         reported = {t.source for t in history if t.kind == "text"}
         head, colon, rest = task.partition(":")
-        if colon and rest.strip() and _EVALUATOR in self._hits(head):
+        if colon and rest.strip() and self._scorers & self._hits(head).keys():
             task = head + ": (the text to evaluate)"  # what follows is material, not requests
         condition: Condition | None = None
         greeting_only = True
@@ -160,7 +165,7 @@ class Router:
             if _OTHERWISE.match(raw) and condition is not None:
                 condition = condition.negated()
                 raw = _OTHERWISE.sub("", raw)
-            cond, clause = _condition_of(raw)
+            cond, clause = _condition_of(raw, self.reporters)
             if cond is not None:
                 condition = cond
                 if not any(s.agent == cond.agent for s in plan.steps):
@@ -179,7 +184,10 @@ class Router:
             if specialists:
                 greeting_only = False
                 planned = reported | {s.agent for s in plan.steps}
-                for agent in order_in_clause(specialists, scan, material, planned):
+                ordered = order_in_clause(
+                    specialists, scan, material, planned, scorers=self._scorers, producers=self._producers
+                )
+                for agent in ordered:
                     plan.steps.append(Step(agent, "rules", 0.9, condition))
                 continue
             if ORCHESTRATOR in hits or not terms(scan):
@@ -195,8 +203,8 @@ class Router:
                 greeting_only = False
                 plan.unknown.append(clause)
         plan.direct = greeting_only and not plan.steps and not plan.unknown
-        if self.mode == "safe" and plan.order_intent and any(s.agent == "trader" for s in plan.steps):
-            plan.steps = [s for s in plan.steps if s.agent != "trader"]
+        if self.mode == "safe" and plan.order_intent and any(s.agent in self._acting for s in plan.steps):
+            plan.steps = [s for s in plan.steps if s.agent not in self._acting]
             plan.dropped_for_safety = True
         # A turn handles its whole request: consecutive asks of one agent are one step.
         merged: list[Step] = []
@@ -244,8 +252,8 @@ class Router:
             if ORCHESTRATOR in mentioned and len(mentioned) == 1:
                 return RouteDecision(ORCHESTRATOR, "mention", 1.0, (ORCHESTRATOR,), "@alina in the task")
             steps = [Step(a, "rules", 1.0) for a in mentioned if a != ORCHESTRATOR]
-            if self.mode == "safe" and plan.order_intent and any(s.agent == "trader" for s in steps):
-                steps = [s for s in steps if s.agent != "trader"]
+            if self.mode == "safe" and plan.order_intent and any(s.agent in self._acting for s in steps):
+                steps = [s for s in steps if s.agent not in self._acting]
                 plan.dropped_for_safety = True
             return self._next(steps, spoken, turns, "mention", plan)
 

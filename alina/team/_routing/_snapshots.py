@@ -69,7 +69,16 @@ def parse_snapshot(data: Any, names: Collection[str]) -> list[Turn]:
 def profiles_from_prompts(prompts: Mapping[str, Any]) -> list[AgentProfile]:
     """Router profiles from loaded prompts (``name -> Prompt``)."""
     return [
-        AgentProfile(name, p.description, tuple(p.keywords), tuple(p.examples), tuple(p.claims))
+        AgentProfile(
+            name,
+            p.description,
+            tuple(p.keywords),
+            tuple(p.examples),
+            tuple(p.claims),
+            reports=tuple(p.reports),
+            scores_others=p.scores_others,
+            side_effects=p.side_effects,
+        )
         for name, p in prompts.items()
     ]
 

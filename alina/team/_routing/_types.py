@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
+
+from alina.meta_prompts import REPORT_DOMAINS
 
 ORCHESTRATOR = "alina"
 Mode = Literal["normal", "safe"]
@@ -55,6 +58,36 @@ class AgentProfile:
     claims: tuple[tuple[tuple[str, ...], ...], ...] = ()
     """Cues (groups of alternative words or phrases) for clauses this agent takes even when
     they name another agent; ``<agent>`` stands for any agent's name."""
+    reports: tuple[str, ...] = ()
+    """Report domains (:data:`REPORT_DOMAINS`) this agent's report decides."""
+    scores_others: bool = False
+    """It scores what the others produce (it speaks after the reporting agents)."""
+    side_effects: bool = False
+    """It acts on the world: in safe mode an order task never reaches it."""
+
+
+class _Reporting(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def reports(self) -> tuple[str, ...]: ...
+
+
+def reporters_of(agents: Iterable[_Reporting]) -> dict[str, str]:
+    """Report domain -> the agent whose report decides it, from the agents' ``reports`` (their
+    prompt files or router profiles). ValueError for an unknown domain or two agents claiming one."""
+    out: dict[str, str] = {}
+    for a in agents:
+        for domain in a.reports:
+            if domain not in REPORT_DOMAINS:
+                known = ", ".join(REPORT_DOMAINS)
+                raise ValueError(f"{a.name}: reports on {domain!r}, which is not a report domain ({known})")
+            if domain in out and out[domain] != a.name:
+                raise ValueError(
+                    f"both {out[domain]} and {a.name} report on {domain!r}: one agent decides a domain"
+                )
+            out[domain] = a.name
+    return out
 
 
 AGENT_PLACEHOLDER = "<agent>"
