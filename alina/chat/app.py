@@ -140,14 +140,15 @@ async def run_chat(
         # alert rules on this process's live figures (actions undone on clear) + /metrics, the
         # same entry point alina serve uses
         from alina.monitoring.live import observability, paper_refresh
-        from alina.skills import trading as trading_skills
+        from alina.skills.bindings import current_bindings
 
+        bound = current_bindings()  # the session's application: its desk
         obs = await stack.enter_async_context(
             observability(
                 cfg,
                 modes=runner.modes,
                 port=metrics_port,
-                refresh=paper_refresh(lambda: getattr(trading_skills, "_desk", None)),
+                refresh=paper_refresh(bound.desk if bound is not None else None),
             )
         )
         if obs.server is not None:

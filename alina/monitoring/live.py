@@ -38,25 +38,33 @@ class Observability:
 
 
 def paper_refresh(
-    desk: Callable[[], Any], *, every_s: float = 30.0, timeout_s: float = 5.0
+    desk: Callable[[], Awaitable[Any]] | None, *, every_s: float = 30.0, timeout_s: float = 5.0
 ) -> Callable[[], Awaitable[None]]:
     """A ``refresh`` that exports the paper desk's equity, PnL and drawdown before an evaluation,
     at most every ``every_s`` seconds and for at most ``timeout_s`` (a live price feed may be
-    slow; the observer then uses the last figures). ``desk()`` returns the process's
-    :class:`~alina.trading.desk.TradingDesk` or None."""
+    slow; the observer then uses the last figures). ``desk``: the application's desk opener
+    (:attr:`alina.skills.bindings.SkillBindings.desk`, ``Alina.desk``); None: nothing to export."""
     last = [-math.inf]
 
     async def refresh() -> None:
-        d = desk()
-        if d is None or time.monotonic() - last[0] < every_s:
+        if desk is None or time.monotonic() - last[0] < every_s:
             return
         last[0] = time.monotonic()
         try:
-            await asyncio.wait_for(d.export_figures(), timeout_s)
+            await asyncio.wait_for(_export(desk), timeout_s)
         except TimeoutError:
             log.warning("paper figures not refreshed within %gs", timeout_s)
 
     return refresh
+
+
+async def _export(desk: Callable[[], Awaitable[Any]]) -> None:
+    try:
+        opened = await desk()
+    except Exception as exc:  # the desk's own errors are its business; the figures wait
+        log.warning("paper figures not exported: the desk did not open (%s)", type(exc).__name__)
+        return
+    await opened.export_figures()
 
 
 @asynccontextmanager

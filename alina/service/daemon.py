@@ -379,29 +379,25 @@ async def _serve_extras(
     port: int | None,
     announce: Callable[[str], None],
 ) -> None:
-    """The observer (alert rules -> actions), health watching, and the metrics server."""
+    """Health watching, then the same observability as ``alina chat``: the observer (alert
+    rules -> actions, the paper account's figures refreshed before each evaluation) and the
+    metrics server (``/metrics``, ``/healthz``, ``POST /alerts``) on ``serve.host``."""
     from alina.cli._common import _healthy
-    from alina.models._governor import process_governors
-    from alina.monitoring.observer import Observer
-    from alina.monitoring.server import MetricsServer, RunTotalsCollector
+    from alina.monitoring.live import observability, paper_refresh
     from alina.runtime.modes import watch_health
+    from alina.skills.bindings import current_bindings
 
     watcher = asyncio.create_task(watch_health(runner.modes, lambda: _healthy(config)))
     stack.callback(watcher.cancel)
-    observer = Observer(
-        config.alerts, mode=runner.modes, dsn=config.postgres.dsn(), governors=process_governors
+    bound = current_bindings()  # the session's application: its desk
+    obs = await stack.enter_async_context(
+        observability(
+            config,
+            modes=runner.modes,
+            port=port if port is not None else (config.serve.port or config.monitoring.port),
+            host=config.serve.host,
+            refresh=paper_refresh(bound.desk if bound is not None else None),
+        )
     )
-    if config.alerts.enabled:
-        observer.start()
-    stack.push_async_callback(observer.stop)
-    totals = RunTotalsCollector(config.postgres.dsn(), config.monitoring.run_totals_cache_s)
-    port = port if port is not None else (config.serve.port or config.monitoring.port)
-    server = MetricsServer(
-        config.serve.host,
-        port,
-        run_totals=totals,
-        on_alerts=observer.handle_alertmanager,
-        mode=lambda: runner.modes.current,
-    )
-    await stack.enter_async_context(server)
-    announce(f"metrics: {server.url}/metrics")
+    if obs.server is not None:  # (a port is always given here)
+        announce(f"metrics: {obs.server.url}/metrics")

@@ -177,8 +177,17 @@ async def test_paper_refresh_is_throttled_and_bounded() -> None:
             await asyncio.sleep(10)  # a slow live feed
 
     desk = Desk()
-    refresh = paper_refresh(lambda: desk, every_s=3600, timeout_s=0.01)
+
+    async def opener() -> Desk:  # the application's desk opener (Alina.desk)
+        return desk
+
+    refresh = paper_refresh(opener, every_s=3600, timeout_s=0.01)
     await refresh()  # gives up after timeout_s
     await refresh()  # within every_s: skipped
     assert Desk.calls == 1
-    await paper_refresh(lambda: None)()  # no desk in this process: nothing to do
+    await paper_refresh(None)()  # no desk in this application: nothing to do
+
+    async def broken() -> Desk:
+        raise ConnectionError("exchange away")
+
+    await paper_refresh(broken)()  # a desk that cannot open is logged, never raised
