@@ -14,19 +14,24 @@ text is refused (:class:`PromptVersionError`): bump the file's version above the
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from alina.memory_store._prompt_rows import (
+    _COLUMNS,
+    PromptVersion,
+    PromptVersionError,
+    Source,
+    Status,
+    unified_diff,
+)
 from alina.memory_store.runs import unavailable_error
 from alina.meta_prompts import Prompt, check_candidate, load_prompt, prompt_names, split_protected
 from alina.meta_prompts._prompts import protected_hash, system_digest
@@ -34,49 +39,6 @@ from alina.meta_prompts._prompts import protected_hash, system_digest
 __all__ = ["PromptVersion", "PromptVersionError", "PromptVersions", "unified_diff"]
 
 logger = logging.getLogger(__name__)
-
-Source = Literal["file", "candidate", "rollback"]
-Status = Literal["active", "candidate", "rejected", "promoted", "rolled_back"]
-
-_COLUMNS = (
-    "agent, version, parent_version, system, digest, protected_hash, source, status, scores, p_value, "
-    "reason, diff, created_at, decided_at, activated"
-)
-
-
-class PromptVersionError(ValueError):
-    """An unknown agent or version, or a transition that is not allowed (the caller must act)."""
-
-
-@dataclass(frozen=True)
-class PromptVersion:
-    """One stored version of an agent's system prompt."""
-
-    agent: str
-    version: int
-    parent_version: int | None
-    system: str
-    digest: str
-    protected_hash: str
-    source: Source
-    status: Status
-    scores: dict[str, Any]
-    p_value: float | None
-    reason: str | None
-    diff: str | None
-    created_at: datetime
-    decided_at: datetime | None
-    activated: int | None
-    in_use: bool = False
-    """True for the version the agent runs with now."""
-
-
-def unified_diff(a: str, b: str, *, from_name: str, to_name: str) -> str:
-    """The ``difflib`` unified diff of two system texts ('' when they are equal)."""
-    lines = difflib.unified_diff(
-        a.splitlines(keepends=True), b.splitlines(keepends=True), fromfile=from_name, tofile=to_name
-    )
-    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
 class PromptVersions:

@@ -6,17 +6,25 @@ section fails open: a store that is down (or a table that is missing) leaves its
 
 :func:`monitor_status_line` is the monitor's one-line view (mode and open alerts) for the
 ``system_health`` tool; a running team registers its mode and Postgres with
-:func:`configure_monitor_status`.
+:func:`configure_monitor_status`. Both live in ``runtime/_monitor_line.py`` and are re-exported
+here.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
+
+from alina.runtime._monitor_line import (
+    MonitorStatus,
+    _reason,
+    configure_monitor_status,
+    monitor_alerts_detail,
+    monitor_status_line,
+)
 
 __all__ = [
     "MonitorStatus",
@@ -29,11 +37,6 @@ __all__ = [
 
 GOVERNOR_PREFIX = "alina:governor:"
 _EPS = 1e-12
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 async def _section(fn: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
@@ -348,109 +351,3 @@ async def _model_calls(cfg: Any, redis: Any, rd: dict[str, Any]) -> dict[str, An
         return {**base, "in_flight": sum(servers.values()), "per_server": servers}
 
     return await _section(read)
-
-
-# --------------------------------------------------------------------------- the monitor's line
-
-MONITOR_CACHE_S = 15.0
-
-
-class MonitorStatus:
-    """The monitor's one-line view (mode and open alerts) of one application: its mode (read
-    without I/O) and the Postgres holding the alerts; the alert count is cached."""
-
-    def __init__(self, mode: Callable[[], str] | None = None, dsn: str | None = None) -> None:
-        self.mode, self.dsn = mode, dsn
-        self._cache: tuple[float, str] | None = None
-        self._detail: tuple[float, str] | None = None
-
-    def line(self, timeout_s: float = 1.0) -> str:
-        """``status: mode M, N open alert(s)``; a part that cannot be read says ``unavailable``
-        (with the reason). The alert count is cached for ``MONITOR_CACHE_S`` seconds and read
-        with a ``timeout_s`` timeout, so the tool stays fast."""
-        mode_fn, dsn = self.mode, self.dsn
-        if mode_fn is None and dsn is None:
-            return "status: mode and alerts unavailable (no stores configured in this process)"
-        try:
-            mode = f"mode {mode_fn()}" if mode_fn is not None else "mode unavailable"
-        except Exception as exc:  # fails open
-            mode = f"mode unavailable ({_reason(exc)})"
-        cached = self._cache
-        now = time.monotonic()
-        if cached is not None and now - cached[0] < MONITOR_CACHE_S:
-            alerts = cached[1]
-        else:
-            if dsn is None:
-                alerts = "open alerts unavailable (no Postgres)"
-            else:
-                try:
-                    n = _open_alerts(dsn, timeout_s)
-                    alerts = f"{n} open alert{'s' if n != 1 else ''}"
-                except Exception as exc:  # fails open
-                    alerts = f"open alerts unavailable ({_reason(exc)})"
-            self._cache = (now, alerts)
-        return f"status: {mode}, {alerts}"
-
-    def detail(self, timeout_s: float = 1.0, limit: int = 3) -> str:
-        """``open: <alert> (<severity>, since HH:MM UTC): <message>; ...; action N ... waits for
-        an operator`` - the newest ``limit`` open alerts and pending actions, or "" when there are
-        none or they cannot be read (:meth:`line` says why). Cached like it."""
-        if self.dsn is None:
-            return ""
-        cached, now = self._detail, time.monotonic()
-        if cached is not None and now - cached[0] < MONITOR_CACHE_S:
-            return cached[1]
-        try:
-            text = _open_detail(self.dsn, timeout_s, limit)
-        except Exception:  # fails open
-            text = ""
-        self._detail = (now, text)
-        return text
-
-
-_monitor = MonitorStatus()  # direct calls outside an application (see alina.skills.bindings)
-
-
-def configure_monitor_status(mode: Callable[[], str] | None = None, dsn: str | None = None) -> None:
-    """Give :func:`monitor_status_line` the running process's mode (read without I/O) and the
-    Postgres holding the alerts; no arguments: back to unconfigured."""
-    global _monitor
-    _monitor = MonitorStatus(mode, dsn)
-
-
-def _open_alerts(dsn: str, timeout_s: float) -> int:
-    with psycopg.connect(dsn, autocommit=True, connect_timeout=max(1, int(timeout_s))) as conn:
-        conn.execute(f"SET statement_timeout = '{int(timeout_s * 1000)}ms'")
-        row = conn.execute("SELECT count(*) FROM alerts WHERE resolved_at IS NULL").fetchone()
-        return int(row[0]) if row else 0
-
-
-def _open_detail(dsn: str, timeout_s: float, limit: int) -> str:
-    with psycopg.connect(dsn, autocommit=True, connect_timeout=max(1, int(timeout_s))) as conn:
-        conn.execute(f"SET statement_timeout = '{int(timeout_s * 1000)}ms'")
-        alerts = conn.execute(
-            "SELECT kind, severity, message, created_at FROM alerts WHERE resolved_at IS NULL "
-            "ORDER BY id DESC LIMIT %s",
-            (limit,),
-        ).fetchall()
-        try:
-            waiting = conn.execute(
-                "SELECT id, action, rule FROM alert_actions WHERE status = 'pending' ORDER BY id LIMIT %s",
-                (limit,),
-            ).fetchall()
-        except psycopg.errors.UndefinedTable:
-            waiting = []
-    parts = [f"{k} ({sev}, since {at:%H:%M} UTC): {msg[:80]}" for k, sev, msg, at in alerts]
-    parts += [f"action {i} {a} for {r} waits for an operator" for i, a, r in waiting]
-    return ("open: " + "; ".join(parts)) if parts else ""
-
-
-def monitor_alerts_detail(timeout_s: float = 1.0, limit: int = 3) -> str:
-    """The open alerts and waiting actions of what :func:`configure_monitor_status` set (see
-    :meth:`MonitorStatus.detail`)."""
-    return _monitor.detail(timeout_s, limit)
-
-
-def monitor_status_line(timeout_s: float = 1.0) -> str:
-    """The status line of what :func:`configure_monitor_status` set (see :meth:`MonitorStatus.line`)."""
-    return _monitor.line(timeout_s)

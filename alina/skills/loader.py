@@ -16,50 +16,37 @@ the named skills. :meth:`SkillLoader.reload` re-scans everything without a resta
 Each tool call runs under the skill's timeout (a late call answers ``error: ... timed out``;
 a synchronous function runs in its own daemon thread, which Python cannot kill, so it finishes
 in the background), is timed into the metrics by :func:`alina.skills.builtin.instrument`, and
-is recorded, arguments masked, by the configured :class:`~alina.skills.recorder.ToolCallRecorder`.
+is recorded, arguments masked, by the configured :class:`~alina.skills.recorder.ToolCallRecorder`
+(the wrapper, :func:`guarded`, lives in ``skills/_guard.py`` and is re-exported here).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import functools
 import importlib
 import importlib.metadata
-import inspect
 import logging
 import os
 import sys
 import threading
-import time
 import types
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import Counter
-
-from alina.monitoring.metrics import REGISTRY, safe_label
 from alina.skills._contract import Skill, SkillDeclarationError, SkillRegistry, Source
-from alina.skills._schema import ERROR_PREFIX
+from alina.skills._guard import SIDE_EFFECTS_REFUSED, _describe, guarded, side_effect_refusal
 from alina.skills.bindings import current_bindings
 from alina.skills.builtin import BUILTIN_SKILLS
-from alina.skills.context import current_run_context
-from alina.skills.recorder import (
-    Outcome,
-    ToolCallRecord,
-    ToolCallRecorder,
-    current_run_id,
-    mask_secrets,
-    summarize_result,
-)
+from alina.skills.recorder import ToolCallRecorder
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "BUILTIN_PLUGINS",
     "ENV_ALLOW",
     "PluginProblem",
+    "SIDE_EFFECTS_REFUSED",
     "Skill",
     "SkillDeclarationError",
     "SkillRegistry",
@@ -67,9 +54,11 @@ __all__ = [
     "SkillSet",
     "default_loader",
     "discover",
+    "guarded",
     "register_builtin",
     "reload",
     "set_default_loader",
+    "side_effect_refusal",
 ]
 
 logger = logging.getLogger(__name__)
@@ -77,13 +66,6 @@ logger = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "alina.skills"
 ENV_ALLOW = "ALINA_SKILLS"
 FOLDER_MODULE_PREFIX = "alina_skill_plugins"
-_CANCEL_GRACE_S = 1.0
-SIDE_EFFECTS_REFUSED = Counter(
-    "alina_side_effects_refused_total",
-    "Calls of side-effect skills refused in code (safe/halt mode, or not asked for by the user).",
-    ["skill"],
-    registry=REGISTRY,
-)
 BUILTIN_PLUGINS: dict[str, str] = {
     "builtin": "alina.skills.loader:register_builtin",
     "trading": "alina.skills.trading",
@@ -242,130 +224,6 @@ def _load_plugin(cand: _Candidate, taken: dict[str, Skill]) -> tuple[list[Skill]
             owner = f"{other.plugin!r}, {other.source}"
             return [], f"duplicate skill name {skill.name!r} (already registered by {owner})"
     return registry.skills, ""
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
-# --------------------------------------------------------------------------- tools
-
-
-def _run_in_thread(func: Callable[..., Any], kwargs: dict[str, Any], name: str) -> asyncio.Future[Any]:
-    """Run ``func(**kwargs)`` in a new daemon thread; the future resolves on the running loop."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-    context = contextvars.copy_context()
-
-    def settle(result: Any, exc: BaseException | None) -> None:
-        if future.cancelled():
-            return
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
-
-    def work() -> None:
-        try:
-            outcome: tuple[Any, BaseException | None] = (context.run(func, **kwargs), None)
-        except BaseException as exc:  # handed to the awaiting task
-            outcome = (None, exc)
-        try:
-            loop.call_soon_threadsafe(settle, *outcome)
-        except RuntimeError:  # the loop closed while the call ran past its timeout
-            pass
-
-    threading.Thread(target=work, name=f"skill-{name}", daemon=True).start()
-    return future
-
-
-def side_effect_refusal(skill: Skill) -> str | None:
-    """Why ``skill`` may not run now, or None. Only skills that declare side effects are ever
-    refused: inside a run, when the system mode forbids side effects (safe, halt), or when the
-    user's own request asks for no order or other action (a model, a tool result or a recalled
-    memory saying otherwise changes nothing). Outside a run (a notebook calling a skill
-    directly) the skill's own checks apply (the desk refuses orders in safe mode)."""
-    if not skill.side_effects:
-        return None
-    ctx = current_run_context()
-    if ctx is None:
-        return None
-    refusal = ctx.side_effect_refusal()
-    if refusal is None and not ctx.mandate.allows_side_effects:
-        refusal = "the user's request asks for no order or other action with side effects"
-    if refusal is not None:
-        SIDE_EFFECTS_REFUSED.labels(skill=safe_label(skill.name)).inc()
-    return refusal
-
-
-def guarded(skill: Skill, agent: str, recorder: ToolCallRecorder | None = None) -> Callable[..., Any]:
-    """``skill.func`` as an async function with its timeout enforced and each call recorded.
-
-    A call past ``skill.timeout_s`` returns ``"error: NAME timed out after Ns"``; a raised
-    exception is recorded and propagates (AutoGen turns it into an error result). The
-    wrapper keeps the function's signature, docstring and annotations.
-    """
-    func = skill.func
-
-    @functools.wraps(func)
-    async def call(**kwargs: Any) -> Any:
-        start, summary = time.perf_counter(), ""
-        outcome: Outcome = "error"
-        task: asyncio.Future[Any] | None = None
-        try:
-            refusal = side_effect_refusal(skill)
-            if refusal is not None:
-                summary = f"{ERROR_PREFIX} {skill.name} refused: {refusal}. Nothing was done."
-                return summary
-            if inspect.iscoroutinefunction(func):
-                task = asyncio.ensure_future(func(**kwargs))
-            else:
-                task = _run_in_thread(func, kwargs, skill.name)
-            done, _ = await asyncio.wait({task}, timeout=skill.timeout_s)
-            if not done:
-                task.cancel()
-                if isinstance(task, asyncio.Task):  # let it run its cleanup, as wait_for does
-                    await asyncio.wait({task}, timeout=_CANCEL_GRACE_S)
-                outcome = "timeout"
-                summary = f"{ERROR_PREFIX} {skill.name} timed out after {skill.timeout_s:g}s"
-                return summary
-            result = task.result()
-            is_error = isinstance(result, str) and result.startswith(ERROR_PREFIX)
-            outcome, summary = ("error" if is_error else "ok"), summarize_result(result)
-            return result
-        except asyncio.CancelledError:
-            if task is not None:
-                task.cancel()
-            summary = "cancelled"
-            raise
-        except Exception as exc:
-            summary = summarize_result(_describe(exc))
-            raise
-        finally:
-            if recorder is not None:
-                await _record(
-                    recorder,
-                    ToolCallRecord(
-                        run_id=current_run_id(),
-                        agent=agent,
-                        tool=skill.name,
-                        arguments=mask_secrets(kwargs),
-                        result_summary=summary,
-                        duration_ms=(time.perf_counter() - start) * 1000,
-                        outcome=outcome,
-                    ),
-                )
-
-    call.__name__ = call.__qualname__ = skill.name
-    return call
-
-
-async def _record(recorder: ToolCallRecorder, record: ToolCallRecord) -> None:
-    try:
-        await recorder.record(record)
-    except Exception as exc:  # recording fails open
-        logger.warning("tool call %s/%s not recorded: %s", record.agent, record.tool, exc)
 
 
 class SkillLoader:

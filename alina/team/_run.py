@@ -18,7 +18,6 @@ and ``on_store_state`` tells the caller to pause orders until a commit succeeds 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 import uuid
@@ -29,18 +28,19 @@ from typing import Any
 from autogen_core import CancellationToken
 from autogen_core.models import ChatCompletionClient
 
-from alina.config import ORCHESTRATOR, AlinaConfig
-from alina.memory_store.checkpoints import MessageRow, PromptRef, TurnCommit
+from alina.config import AlinaConfig
+from alina.memory_store.checkpoints import MessageRow, TurnCommit
 from alina.memory_store.hot import HotState
 from alina.memory_store.vector import VectorMemory
 from alina.memory_store.writer import EventWriter
 from alina.meta_prompts import Prompt
-from alina.models import CallRecord, ResilientClient
+from alina.models import CallRecord
 from alina.monitoring import metrics
 from alina.runtime.modes import SystemMode
 from alina.skills.context import RunContext, run_context
 from alina.skills.loader import default_loader
 from alina.team._committer import StoreStateCallback, TurnCommitter
+from alina.team._prompt_swap import _PromptSwap
 from alina.team._result import _POSITION_FIELDS, RunResult, _error_text, _Progress, _thread_messages
 from alina.team._routing import Mode
 from alina.team._sink import AlreadyCompleted, ModeGate, ResumeError, RunEvent, RunSink
@@ -51,7 +51,7 @@ from alina.trading.mandate import Mandate, packaged_symbols
 logger = logging.getLogger(__name__)
 
 
-class TeamRunner(_TurnTaker):
+class TeamRunner(_PromptSwap, _TurnTaker):
     """Runs tasks on one ALINA team, checkpoints every turn, and resumes interrupted runs."""
 
     def __init__(
@@ -273,76 +273,6 @@ class TeamRunner(_TurnTaker):
         await self.team.team.load_state(point.team_state)
         self._earlier = _thread_messages(point.team_state)
         return len(self._earlier)
-
-    async def refresh_prompts(self) -> dict[str, Prompt]:
-        """Put the prompts of ``prompt_source`` into use without a restart: when an agent's
-        version or text differs from the one it runs with, the team is rebuilt with them (same
-        clients, cache, mode) and gets its conversation back, and the agent's response-cache
-        namespace follows the new version. Returns the changed prompts. Fails open: when the
-        source cannot answer (Postgres away, a bad prompt file) the agents keep their prompts
-        and a warning is logged."""
-        if self.prompt_source is None:
-            return {}
-        try:
-            wanted = await self.prompt_source()
-        except Exception as exc:  # never fail a run for this
-            logger.warning("prompt versions unavailable (%s): the agents keep the prompts they run with", exc)
-            return {}
-        changed = {
-            name: p
-            for name, p in wanted.items()
-            if name in self.team.prompts
-            and (p.version, p.digest) != (self.team.prompts[name].version, self.team.prompts[name].digest)
-        }
-        if not changed:
-            return {}
-        for name, p in changed.items():
-            logger.info("agent %s now runs prompt v%d (%s)", name, p.version, p.digest)
-        state = await self.team.team.save_state()
-        self.team = build_team(
-            self.config,
-            clients=self.team.clients,
-            mode=self.team.router.mode,
-            prompts={**self.team.prompts, **changed},
-            cache=self.team.cache,
-            memory=self.team.memory,
-            stream=self.team.stream,
-        )
-        await self.team.team.load_state(state)
-        self._routing_seen = 0
-        for name, p in changed.items():  # cache entries of the old version are never served
-            labels = (name, "selector") if name == ORCHESTRATOR else (name,)
-            for label in labels:
-                client = self.team.clients.get(label)
-                if isinstance(client, ResilientClient):
-                    client.prompt_version = f"v{p.version}-{p.digest}"
-        return changed
-
-    def _rebuild(self, prompts: dict[str, PromptRef]) -> None:
-        """A fresh AutoGen team (same clients, cache and mode) with the checkpointed prompts."""
-        overrides: dict[str, Prompt] = {}
-        for name, current in self.team.prompts.items():
-            ref = prompts.get(name)
-            if ref is not None and ref.digest != current.digest:
-                logger.warning(
-                    "agent %s resumes with its checkpointed prompt v%d (%s), not the current v%d (%s)",
-                    name,
-                    ref.version,
-                    ref.digest,
-                    current.version,
-                    current.digest,
-                )
-                overrides[name] = dataclasses.replace(current, version=ref.version, system=ref.system)
-        self.team = build_team(
-            self.config,
-            clients=self.team.clients,
-            mode=self.team.router.mode,
-            prompts=overrides,
-            cache=self.team.cache,
-            memory=self.team.memory,
-            stream=self.team.stream,
-        )
-        self._routing_seen = 0
 
     async def _drive(
         self, result: RunResult, task: str | None, *, turn: int, position: dict[str, Any]
