@@ -7,21 +7,37 @@ another agent framework touches this adapter only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from autogen_core import CancellationToken
 from autogen_core.tools import FunctionTool
 
 from alina.skills._contract import Skill
 from alina.skills._schema import description_of, instrument
 from alina.skills.builtin import BUILTIN_SKILLS
 from alina.skills.loader import SkillLoader, default_loader, guarded
-from alina.skills.recorder import ToolCallRecorder
+from alina.skills.recorder import ToolCallRecorder, call_scope
 
-__all__ = ["build_tool", "tools_for", "tools_for_agent"]
+__all__ = ["SkillTool", "build_tool", "tools_for", "tools_for_agent"]
+
+
+class SkillTool(FunctionTool):
+    """A ``FunctionTool`` that tells the skill's guard which call it executes: AutoGen passes
+    the id the model gave the call, which pairs a structured result with the stored call."""
+
+    async def run_json(
+        self, args: Mapping[str, Any], cancellation_token: CancellationToken, call_id: str | None = None
+    ) -> Any:
+        with call_scope(call_id):
+            return await super().run_json(args, cancellation_token, call_id=call_id)
 
 
 def build_tool(skill: Skill, agent: str, recorder: ToolCallRecorder | None = None) -> FunctionTool:
-    """One AutoGen ``FunctionTool`` for ``agent``: the skill behind its guard (timeout, side-effect
-    rules, recording), timed into the metrics, described by its docstring."""
-    return FunctionTool(
+    """One AutoGen tool for ``agent``: the skill behind its guard (timeout, side-effect rules,
+    recording, structured results kept by call id), timed into the metrics, described by its
+    docstring."""
+    return SkillTool(
         instrument(guarded(skill, agent, recorder), agent), description=skill.description, name=skill.name
     )
 

@@ -3,7 +3,7 @@ tokens, timings, scores), with ``to_frame()`` for pandas."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,9 @@ class ToolCall:
     arguments: dict[str, Any]
     result: str | None
     """The tool's result text (None if the call has no recorded result)."""
+    data: Mapping[str, Any] | None = None
+    """The tool's structured result (a skill's ``ToolOutput``: e.g. the pair, the health verdict
+    and its alerts), when it returned one."""
 
     @property
     def failed(self) -> bool:
@@ -128,7 +131,7 @@ class RunReport:
             completion_tokens=result.completion_tokens,
             wall_s=result.wall_s,
             messages=messages,
-            tool_calls=tool_calls_of(messages),
+            tool_calls=tool_calls_of(messages, result.tool_data),
             routing=[_routing(d) for d in result.routing],
             scores=scores,
             raw=result,
@@ -187,45 +190,15 @@ def _routing(d: Any) -> dict[str, Any]:
     return data
 
 
-def tool_calls_of(messages: list[Message]) -> list[ToolCall]:
-    """Pair each tool-call request with the result that follows it (by agent and order)."""
-    calls: list[ToolCall] = []
-    pending: list[tuple[int, str, str, dict[str, Any]]] = []
-    for m in messages:
-        if m.type == "ToolCallRequestEvent":
-            try:
-                requested = json.loads(m.content)
-            except json.JSONDecodeError:
-                continue
-            for c in requested:
-                args = c.get("arguments")
-                if isinstance(args, str):
-                    try:
-                        args = json.loads(args)
-                    except json.JSONDecodeError:
-                        args = {"raw": args}
-                pending.append(
-                    (m.seq, m.source, str(c.get("name", "")), args if isinstance(args, dict) else {})
-                )
-        elif m.type == "ToolCallExecutionEvent":
-            results = _results(m.content, [p[2] for p in pending if p[1] == m.source])
-            for seq, agent, tool, args in [p for p in pending if p[1] == m.source]:
-                calls.append(ToolCall(seq, agent, tool, args, results.pop(0) if results else None))
-            pending = [p for p in pending if p[1] != m.source]
-    calls.extend(ToolCall(seq, agent, tool, args, None) for seq, agent, tool, args in pending)
-    return calls
+def tool_calls_of(
+    messages: list[Message], data: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[ToolCall]:
+    """Each tool-call request paired with its result and structured data (``data``: call id ->
+    a skill's ``ToolOutput`` data), in run order: the team's own pairing
+    (:func:`alina.team.tool_uses`)."""
+    from alina.team import tool_uses
 
-
-def _results(content: str, tools: list[str]) -> list[str]:
-    """Split an execution event's text (``name: result`` lines) back into one result per call."""
-    if len(tools) <= 1:
-        prefix = f"{tools[0]}: " if tools else ""
-        return [content[len(prefix) :] if prefix and content.startswith(prefix) else content]
-    out: list[str] = []
-    for line in content.splitlines():
-        nxt = tools[len(out)] if len(out) < len(tools) else None
-        if nxt is not None and line.startswith(f"{nxt}: "):  # the results come in call order
-            out.append(line[len(nxt) + 2 :])
-        elif out:
-            out[-1] += "\n" + line
-    return out
+    return [
+        ToolCall(u.call_seq, u.agent, u.tool, u.arguments, u.result, u.data)
+        for u in tool_uses(messages, data)
+    ]

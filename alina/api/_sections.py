@@ -388,6 +388,6 @@ class Runs:
             completion_tokens=int(run.get("completion_tokens") or 0),
             wall_s=float(run.get("wall_s") or 0.0),
             messages=messages,
-            tool_calls=tool_calls_of(messages),
+            tool_calls=tool_calls_of(messages, run.get("tool_data")),
             scores=scores,
         )

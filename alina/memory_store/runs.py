@@ -246,7 +246,7 @@ class RunStore(Repository):
     async def get_run(self, run_id: str) -> dict[str, Any] | None:
         """The run's row as a dict plus ``messages`` (dicts ordered by seq) and ``decisions`` (its
         order actions and ALINA's answer, by message seq) and ``evaluations`` (the scores of its
-        messages), or None if unknown."""
+        messages) and ``tool_data`` (structured tool results by call id), or None if unknown."""
         async with self._connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
@@ -273,6 +273,12 @@ class RunStore(Repository):
                 (run_id,),
             )
             run["evaluations"] = await cur.fetchall()
+            await cur.execute(
+                "SELECT call_id, data FROM tool_calls WHERE run_id = %s AND call_id IS NOT NULL "
+                "AND data IS NOT NULL ORDER BY id",
+                (run_id,),
+            )
+            run["tool_data"] = {r["call_id"]: r["data"] for r in await cur.fetchall()}
             return run
 
     async def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:

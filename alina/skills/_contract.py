@@ -11,6 +11,11 @@ the tool description, its type hints and ``Args:`` docstring lines are the argum
 arguments must be flat primitives (str, int, float, bool, Literal, or ``X | None`` of those),
 each documented. A bad declaration raises :class:`SkillDeclarationError`, and the loader then
 skips the whole plugin and reports why. The built-in skills register through the same hook.
+
+A skill returns text for the model; it may return a :class:`ToolOutput` instead, the same text
+with structured ``data`` that the team's memory reads its facts from (never the prose). Keys the
+memory understands: ``symbol`` (the trading pair the result is about), ``verdict`` and
+``alerts`` (a health check: ``[{"name": ..., "reason": ...}]``), ``order`` (what an order tool did).
 """
 
 from __future__ import annotations
@@ -18,19 +23,42 @@ from __future__ import annotations
 import inspect
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from alina.skills._schema import description_of, parameters_schema, parse_args_doc
 
-__all__ = ["ANY_AGENT", "DEFAULT_TIMEOUT_S", "Skill", "SkillDeclarationError", "SkillRegistry"]
+__all__ = [
+    "ANY_AGENT",
+    "DEFAULT_TIMEOUT_S",
+    "Skill",
+    "SkillDeclarationError",
+    "SkillRegistry",
+    "ToolOutput",
+]
 
 ANY_AGENT = "*"
 DEFAULT_TIMEOUT_S = 10.0
 MAX_TIMEOUT_S = 600.0
 Source = Literal["builtin", "entry point", "folder"]
 _PRIMITIVES = (str, int, float, bool)
+
+
+class ToolOutput(str):
+    """A skill's result: the text the model reads (this string itself) and ``data``, the same
+    result as structured values (JSON-compatible) that facts are read from. Being a ``str``, it
+    goes wherever text goes; the tool guard hands the model the text and records the data."""
+
+    data: Mapping[str, Any]
+
+    def __new__(cls, text: str, data: Mapping[str, Any]) -> ToolOutput:
+        out = super().__new__(cls, text)
+        out.data = types.MappingProxyType(dict(data))
+        return out
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copy/pickle keep the data
+        return (ToolOutput, (str(self), dict(self.data)))
 
 
 class SkillDeclarationError(ValueError):

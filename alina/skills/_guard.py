@@ -22,13 +22,14 @@ from typing import Any
 from prometheus_client import Counter
 
 from alina.monitoring.metrics import REGISTRY, safe_label
-from alina.skills._contract import Skill
+from alina.skills._contract import Skill, ToolOutput
 from alina.skills._schema import ERROR_PREFIX
 from alina.skills.context import current_run_context
 from alina.skills.recorder import (
     Outcome,
     ToolCallRecord,
     ToolCallRecorder,
+    current_call_id,
     current_run_id,
     mask_secrets,
     summarize_result,
@@ -103,14 +104,17 @@ def guarded(skill: Skill, agent: str, recorder: ToolCallRecorder | None = None) 
     """``skill.func`` as an async function with its timeout enforced and each call recorded.
 
     A call past ``skill.timeout_s`` returns ``"error: NAME timed out after Ns"``; a raised
-    exception is recorded and propagates (AutoGen turns it into an error result). The
-    wrapper keeps the function's signature, docstring and annotations.
+    exception is recorded and propagates (AutoGen turns it into an error result). A
+    :class:`~alina.skills._contract.ToolOutput`'s data (secrets masked) goes into the run
+    context's ``outputs`` under the call's id and into the record. The wrapper keeps the
+    function's signature, docstring and annotations.
     """
     func = skill.func
 
     @functools.wraps(func)
     async def call(**kwargs: Any) -> Any:
         start, summary = time.perf_counter(), ""
+        data: dict[str, Any] | None = None
         outcome: Outcome = "error"
         task: asyncio.Future[Any] | None = None
         try:
@@ -131,6 +135,11 @@ def guarded(skill: Skill, agent: str, recorder: ToolCallRecorder | None = None) 
                 summary = f"{ERROR_PREFIX} {skill.name} timed out after {skill.timeout_s:g}s"
                 return summary
             result = task.result()
+            if isinstance(result, ToolOutput):  # the data facts are read from, kept with the run
+                data = mask_secrets(result.data)
+                ctx = current_run_context()
+                if ctx is not None and current_call_id() is not None:
+                    ctx.outputs[str(current_call_id())] = data
             is_error = isinstance(result, str) and result.startswith(ERROR_PREFIX)
             outcome, summary = ("error" if is_error else "ok"), summarize_result(result)
             return result
@@ -154,6 +163,8 @@ def guarded(skill: Skill, agent: str, recorder: ToolCallRecorder | None = None) 
                         result_summary=summary,
                         duration_ms=(time.perf_counter() - start) * 1000,
                         outcome=outcome,
+                        call_id=current_call_id(),
+                        data=data,
                     ),
                 )
 

@@ -10,6 +10,7 @@ is timed and recorded with :func:`alina.monitoring.metrics.observe_tool_call`, a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import threading
@@ -23,6 +24,7 @@ import psutil
 
 from alina.meta_prompts.rubric import score as rubric_score
 from alina.monitoring.metrics import LATENCY, LatencyWindow
+from alina.skills._contract import ToolOutput
 from alina.skills._schema import (  # noqa: F401 - the helpers are re-exported from here, their old home
     ERROR_PREFIX,
     description_of,
@@ -87,7 +89,10 @@ def get_price(symbol: Symbol = "BTC/USDT") -> str:  # type: ignore[valid-type]
     except UnknownSymbolError as exc:
         return f"{ERROR_PREFIX} unknown symbol {exc.symbol!r}; available: {', '.join(exc.available)}"
     when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts_ms / 1000))
-    return f"{sym} last price {format_price(price)} (close of the 5m candle at {when} UTC, historical data)"
+    return ToolOutput(
+        f"{sym} last price {format_price(price)} (close of the 5m candle at {when} UTC, historical data)",
+        {"symbol": sym, "price": price, "ts_ms": ts_ms},
+    )
 
 
 def candle_summary(symbol: Symbol = "BTC/USDT", hours: float = 24.0) -> str:  # type: ignore[valid-type]
@@ -111,9 +116,10 @@ def candle_summary(symbol: Symbol = "BTC/USDT", hours: float = 24.0) -> str:  # 
     if not (math.isfinite(hours) and hours > 0):
         return f"{ERROR_PREFIX} hours must be a positive number, got {hours:g}"
     try:
-        return md.summary(symbol, hours).to_text()
+        summary = md.summary(symbol, hours)
     except UnknownSymbolError as exc:
         return f"{ERROR_PREFIX} unknown symbol {exc.symbol!r}; available: {', '.join(exc.available)}"
+    return ToolOutput(summary.to_text(), dataclasses.asdict(summary))
 
 
 # --------------------------------------------------------------------------- monitor
@@ -145,6 +151,8 @@ class HealthReport:
     latency: dict[str, dict[str, float]]
     verdict: str
     reasons: list[str]
+    alerts: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    """``(name, reason)`` per failed check, the reasons in order (:func:`health_alerts`)."""
 
 
 def evaluate_health(
@@ -158,15 +166,24 @@ def evaluate_health(
     Degraded when system memory use > 90 %, or any agent's p95 model latency > 30 s, or the
     1-minute load average > 2 × the CPU count.
     """
-    reasons = []
+    reasons = [reason for _, reason in health_alerts(mem_used_pct, load1, n_cpu, latency)]
+    return ("degraded" if reasons else "healthy"), reasons
+
+
+def health_alerts(
+    mem_used_pct: float, load1: float, n_cpu: int, latency: dict[str, dict[str, float]]
+) -> list[tuple[str, str]]:
+    """``(alert name, reason)`` for each check that failed (see :func:`evaluate_health`):
+    ``memory-high``, ``latency-high`` (per agent), ``load-high``."""
+    alerts = []
     if mem_used_pct > MEMORY_DEGRADED_PCT:
-        reasons.append(f"memory {mem_used_pct:.0f}% > {MEMORY_DEGRADED_PCT:.0f}%")
+        alerts.append(("memory-high", f"memory {mem_used_pct:.0f}% > {MEMORY_DEGRADED_PCT:.0f}%"))
     for agent, st in latency.items():
         if st["p95_s"] > P95_DEGRADED_S:
-            reasons.append(f"{agent} p95 {st['p95_s']:.1f}s > {P95_DEGRADED_S:.0f}s")
+            alerts.append(("latency-high", f"{agent} p95 {st['p95_s']:.1f}s > {P95_DEGRADED_S:.0f}s"))
     if load1 > LOAD_PER_CPU_DEGRADED * max(1, n_cpu):
-        reasons.append(f"load {load1:.1f} > {LOAD_PER_CPU_DEGRADED:g}x{n_cpu} cpu")
-    return ("degraded" if reasons else "healthy"), reasons
+        alerts.append(("load-high", f"load {load1:.1f} > {LOAD_PER_CPU_DEGRADED:g}x{n_cpu} cpu"))
+    return alerts
 
 
 def health_report(latency: LatencyWindow | None = None) -> HealthReport:
@@ -176,7 +193,8 @@ def health_report(latency: LatencyWindow | None = None) -> HealthReport:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
     n_cpu = psutil.cpu_count() or 1
     mem = psutil.virtual_memory().percent
-    verdict, reasons = evaluate_health(mem, load[0], n_cpu, stats)
+    alerts = health_alerts(mem, load[0], n_cpu, stats)
+    reasons = [reason for _, reason in alerts]
     return HealthReport(
         cpu_pct=_process_cpu_percent(),
         rss_mb=_proc.memory_info().rss / 1e6,
@@ -184,8 +202,9 @@ def health_report(latency: LatencyWindow | None = None) -> HealthReport:
         load=(load[0], load[1], load[2]),
         n_cpu=n_cpu,
         latency=stats,
-        verdict=verdict,
+        verdict="degraded" if alerts else "healthy",
         reasons=reasons,
+        alerts=alerts,
     )
 
 
@@ -224,8 +243,19 @@ def system_health() -> str:
     status_line = bound.status_line if bound is not None and bound.status_line else monitor_status_line
     detail = bound.alerts_detail if bound is not None and bound.alerts_detail else monitor_alerts_detail
     status, detail_text = status_line(), detail()
-    lines = [format_health(health_report()), live_figures_line(), status, detail_text]
-    return "\n".join(line for line in lines if line)
+    report = health_report()
+    lines = [format_health(report), live_figures_line(), status, detail_text]
+    return ToolOutput(
+        "\n".join(line for line in lines if line),
+        {
+            "verdict": report.verdict,
+            "alerts": [{"name": name, "reason": reason} for name, reason in report.alerts],
+            "cpu_pct": report.cpu_pct,
+            "rss_mb": report.rss_mb,
+            "mem_used_pct": report.mem_used_pct,
+            "load": list(report.load),
+        },
+    )
 
 
 # --------------------------------------------------------------------------- optimizer

@@ -53,6 +53,9 @@ class RunContext:
     side_effect_refusal: Callable[[], str | None] = _never_refused
     answer_checks: list[Any] = field(default_factory=list)
     """Checks of ALINA's answers made during the run (``alina.team``'s answer checker), in order."""
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Structured tool results of the run (:class:`~alina.skills._contract.ToolOutput` data,
+    secrets masked) by the id the model gave each call; the run's memory reads facts from them."""
     _calls: dict[int, int] = field(default_factory=dict, repr=False)
 
     def request_id(self, kind: str) -> str | None:

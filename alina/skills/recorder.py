@@ -26,6 +26,8 @@ __all__ = [
     "PostgresToolCallRecorder",
     "ToolCallRecord",
     "ToolCallRecorder",
+    "call_scope",
+    "current_call_id",
     "current_run_id",
     "is_secret_name",
     "mask_secrets",
@@ -37,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 SUMMARY_CHARS = 500
 _RUN_ID: ContextVar[str | None] = ContextVar("alina_run_id", default=None)
+_CALL_ID: ContextVar[str | None] = ContextVar("alina_tool_call_id", default=None)
 Outcome = Literal["ok", "error", "timeout"]
 
 
@@ -53,6 +56,21 @@ def run_scope(run_id: str | None) -> Iterator[None]:
         yield
     finally:
         _RUN_ID.reset(token)
+
+
+def current_call_id() -> str | None:
+    """The id the model gave the tool call being executed (:func:`call_scope`), or None."""
+    return _CALL_ID.get()
+
+
+@contextmanager
+def call_scope(call_id: str | None) -> Iterator[None]:
+    """The tool call executed inside this block has ``call_id`` (the agent adapter sets it)."""
+    token = _CALL_ID.set(call_id)
+    try:
+        yield
+    finally:
+        _CALL_ID.reset(token)
 
 
 def summarize_result(result: Any, limit: int = SUMMARY_CHARS) -> str:
@@ -75,6 +93,10 @@ class ToolCallRecord:
     duration_ms: float
     outcome: Outcome
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    call_id: str | None = None
+    """The id the model gave the call (pairs it with the run's stored tool-call messages)."""
+    data: dict[str, Any] | None = None
+    """A :class:`~alina.skills._contract.ToolOutput`'s structured result, secrets masked."""
 
 
 @runtime_checkable
@@ -99,7 +121,7 @@ class InMemoryToolCallRecorder:
 
 _INSERT = (
     "INSERT INTO tool_calls (run_id, agent, tool, arguments, result_summary, duration_ms, outcome, "
-    "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+    "created_at, call_id, data) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 
 
@@ -170,6 +192,8 @@ class PostgresToolCallRecorder:
                         row["duration_ms"],
                         row["outcome"],
                         row["created_at"],
+                        row["call_id"],
+                        None if row["data"] is None else Jsonb(row["data"]),
                     ),
                 )
         except Exception as exc:  # recording fails open

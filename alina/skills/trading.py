@@ -15,6 +15,7 @@ packaged data with an in-memory intent store (fine for a quick script, not durab
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from typing import Any, Literal
 from prometheus_client import Counter
 
 from alina.monitoring.metrics import REGISTRY
+from alina.skills._contract import ToolOutput
 from alina.skills.bindings import current_bindings
 from alina.skills.context import current_run_context
 from alina.skills.task_args import task_arguments
@@ -138,7 +140,10 @@ async def ticker(symbol: Symbol = _DEFAULT_SYMBOL) -> str:  # type: ignore[valid
         return _error(exc)
     book = f", bid {format_price(t.bid)} ask {format_price(t.ask)}" if t.bid and t.ask else ""
     src = "5m candle close, replayed historical data" if t.source == "replay" else "live exchange ticker"
-    return f"{t.symbol} last {format_price(t.last)}{book} ({src}, {_when(t.timestamp)})"
+    return ToolOutput(
+        f"{t.symbol} last {format_price(t.last)}{book} ({src}, {_when(t.timestamp)})",
+        {"symbol": t.symbol, "last": t.last, "bid": t.bid, "ask": t.ask, "source": t.source},
+    )
 
 
 async def balance() -> str:
@@ -276,9 +281,10 @@ async def market_regime(symbol: Symbol = _DEFAULT_SYMBOL) -> str:  # type: ignor
         desk = await _get_desk()
         sym = desk.resolve(symbol)
         candles = await desk.candles(sym)
-        return _regime(candles, sym).to_text()
+        regime = _regime(candles, sym)
     except (TradingError, UnknownSymbolError, ValueError) as exc:
         return _error(exc)
+    return ToolOutput(regime.to_text(), dataclasses.asdict(regime))
 
 
 TRADING_SKILLS: list[Callable[..., Any]] = [

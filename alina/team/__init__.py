@@ -1,6 +1,6 @@
 """ALINA: team assembly, routing and the run loop (AutoGen lives here and in agents/, models/)."""
 
-from alina.team._memory import RunMemoryWriter, open_memory, run_facts, run_memories
+from alina.team._memory import RunMemoryWriter, open_memory, run_facts, run_memories, tool_uses
 from alina.team._result import RunResult
 from alina.team._routing import (
     AgentProfile,
@@ -41,4 +41,5 @@ __all__ = [
     "run_facts",
     "run_memories",
     "termination",
+    "tool_uses",
 ]

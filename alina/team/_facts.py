@@ -19,7 +19,6 @@ from alina.skills.context import ChatMessage
 from alina.team._routing import RouteDecision, report_states, reporters_of
 
 __all__ = [
-    "HEALTH_TOOLS",
     "MAX_MEMORY_CHARS",
     "ORDER_TOOLS",
     "EventLike",
@@ -42,10 +41,7 @@ MAX_MEMORY_CHARS = 600
 """A stored memory's text is cut here: retrieved memories go into every prompt of a CPU model."""
 MAX_FACT_CHARS = 240
 ORDER_TOOLS = frozenset({"place_order"})
-HEALTH_TOOLS = frozenset({"system_health"})
-_PAIR = re.compile(r"\b([A-Z0-9]{2,12}/[A-Z0-9]{2,12}(?::[A-Z0-9]{2,12})?)\b")
 _PAIR_ARG = re.compile(r"^[A-Za-z0-9]{2,12}/[A-Za-z0-9]{2,12}(?::[A-Za-z0-9]{2,12})?$")
-_DEGRADED = re.compile(r"^degraded \((?P<reasons>[^)]*)\)")
 
 
 class EventLike(ChatMessage, Protocol):
@@ -73,6 +69,8 @@ class RunLike(Protocol):
     def events(self) -> Sequence[EventLike]: ...
     @property
     def routing(self) -> Sequence[RouteDecision]: ...
+    @property
+    def tool_data(self) -> Mapping[str, Mapping[str, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -85,8 +83,9 @@ class StoredEvent:
 
 @dataclass(frozen=True)
 class ToolUse:
-    """One tool call of a run: who called what with which arguments, what came back, and the
-    seqs of the request (``call_seq``) and result (``result_seq``) events."""
+    """One tool call of a run: who called what with which arguments, what came back (text, and
+    the structured ``data`` facts are read from), and the seqs of the request (``call_seq``)
+    and result (``result_seq``) events."""
 
     agent: str
     tool: str
@@ -94,6 +93,9 @@ class ToolUse:
     result: str | None
     call_seq: int
     result_seq: int | None
+    call_id: str | None = None
+    data: Mapping[str, Any] | None = None
+    """The tool's structured result (a skill's ``ToolOutput``), when it returned one."""
 
     @property
     def failed(self) -> bool:
@@ -123,9 +125,13 @@ def _split_results(content: str, names: Sequence[str]) -> list[str | None]:
     return out
 
 
-def tool_uses(events: Sequence[EventLike]) -> list[ToolUse]:
-    """The tool calls of a run, from its ToolCallRequestEvent / ToolCallExecutionEvent pairs."""
-    pending: dict[str, tuple[int, list[tuple[str, dict[str, Any]]]]] = {}
+def tool_uses(
+    events: Sequence[EventLike], data: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[ToolUse]:
+    """The tool calls of a run, from its ToolCallRequestEvent / ToolCallExecutionEvent pairs,
+    each with its structured result from ``data`` (call id -> ``ToolOutput`` data) when any."""
+    data = data or {}
+    pending: dict[str, tuple[int, list[tuple[str, dict[str, Any], str | None]]]] = {}
     out: list[ToolUse] = []
     for e in events:
         if e.type == "ToolCallRequestEvent":
@@ -133,7 +139,7 @@ def tool_uses(events: Sequence[EventLike]) -> list[ToolUse]:
                 calls = json.loads(e.content)
             except json.JSONDecodeError:
                 continue
-            parsed: list[tuple[str, dict[str, Any]]] = []
+            parsed: list[tuple[str, dict[str, Any], str | None]] = []
             for c in calls if isinstance(calls, list) else []:
                 if not isinstance(c, dict) or not isinstance(c.get("name"), str):
                     continue
@@ -143,51 +149,40 @@ def tool_uses(events: Sequence[EventLike]) -> list[ToolUse]:
                         args = json.loads(args) if args.strip() else {}
                     except json.JSONDecodeError:
                         args = {"raw": args}
-                parsed.append((c["name"], args if isinstance(args, dict) else {"value": args}))
+                call_id = c.get("id") if isinstance(c.get("id"), str) else None
+                parsed.append((c["name"], args if isinstance(args, dict) else {"value": args}, call_id))
             pending[e.source] = (e.seq, parsed)
         elif e.type == "ToolCallExecutionEvent" and e.source in pending:
             call_seq, parsed = pending.pop(e.source)
-            results = _split_results(e.content, [name for name, _ in parsed])
+            results = _split_results(e.content, [name for name, _, _ in parsed])
             out += [
-                ToolUse(e.source, name, args, result, call_seq, e.seq)
-                for (name, args), result in zip(parsed, results, strict=True)
+                ToolUse(e.source, name, args, result, call_seq, e.seq, cid, data.get(cid) if cid else None)
+                for (name, args, cid), result in zip(parsed, results, strict=True)
             ]
     for agent, (call_seq, parsed) in pending.items():  # calls whose result never came (cut run)
-        out += [ToolUse(agent, name, args, None, call_seq, None) for name, args in parsed]
+        out += [ToolUse(agent, name, args, None, call_seq, None, cid) for name, args, cid in parsed]
     return sorted(out, key=lambda u: u.call_seq)
 
 
 def symbols_of(use: ToolUse) -> list[str]:
-    """The trading pairs a tool call is about: named in its arguments, else the pair its result
-    starts with (market tools report ``BTC/USDT last price ...`` when the symbol was defaulted)."""
+    """The trading pairs a tool call is about: named in its arguments, else the ``symbol`` of its
+    structured result (market tools name the pair they defaulted to)."""
     found = [
         v.strip().upper() for v in use.arguments.values() if isinstance(v, str) and _PAIR_ARG.match(v.strip())
     ]
-    if not found and use.result and not use.failed:
-        lead = _PAIR.match(use.result.strip())
-        found = [lead.group(1)] if lead else []
+    symbol = (use.data or {}).get("symbol")
+    if not found and not use.failed and isinstance(symbol, str) and _PAIR_ARG.match(symbol):
+        found = [symbol.upper()]
     return list(dict.fromkeys(found))[:5]
 
 
-def alerts_of(result: str) -> list[tuple[str, str]]:
-    """``(alert name, reason)`` for each reason of a degraded health report."""
-    m = _DEGRADED.match(result)
-    if m is None:
-        return []
+def alerts_of(use: ToolUse | None) -> list[tuple[str, str]]:
+    """``(alert name, reason)`` for each alert of a health check's structured result."""
+    alerts = (use.data or {}).get("alerts") if use is not None else None
     out = []
-    for reason in (r.strip() for r in m.group("reasons").split(";")):
-        if not reason:
-            continue
-        name = (
-            "memory-high"
-            if reason.startswith("memory")
-            else "latency-high"
-            if " p95 " in f" {reason} "
-            else "load-high"
-            if reason.startswith("load")
-            else "health-degraded"
-        )
-        out.append((name, reason))
+    for a in alerts if isinstance(alerts, list) else []:
+        if isinstance(a, Mapping) and isinstance(a.get("name"), str) and isinstance(a.get("reason"), str):
+            out.append((a["name"], a["reason"]))
     return out
 
 
@@ -219,7 +214,8 @@ def run_facts(
         facts.append(Relation(run_ref, "used", ("agent", name), None, rid, first_seq))
         if models and name in models:
             facts.append(Relation(("agent", name), "used", ("model", models[name]), None, rid, first_seq))
-    for use in tool_uses(run.events):
+    uses = tool_uses(run.events, run.tool_data)
+    for use in uses:
         agent = ("agent", use.agent)
         args = json.dumps(_masked(use.arguments), sort_keys=True, ensure_ascii=False)
         facts.append(
@@ -243,10 +239,9 @@ def run_facts(
                 )
             elif not use.failed:
                 facts.append(Relation(agent, "observed", ("asset", symbol), result, rid, seq))
-        if use.tool in HEALTH_TOOLS:
-            for name, reason in alerts_of(use.result):
-                facts.append(Relation(agent, "observed", ("alert", name), reason, rid, seq))
-    facts += _causes(run)
+        for name, reason in alerts_of(use):
+            facts.append(Relation(agent, "observed", ("alert", name), reason, rid, seq))
+    facts += _causes(run, uses)
     answer = last_answer(run.events)
     if answer is not None:
         facts.append(
@@ -284,10 +279,11 @@ def _latest_report(
     return None
 
 
-def _causes(run: RunLike) -> list[Relation]:
+def _causes(run: RunLike, uses: Sequence[ToolUse]) -> list[Relation]:
     """``X caused run``: a step the task made conditional ("if healthy, ...") was skipped
-    because a report did not show the condition. X is what the report is about: each alert of a
-    degraded health report, the asset of a trend report, else the reporting agent."""
+    because a report did not show the condition. X is what the report is about, read from the
+    structured result of the tool call behind it: each alert of a degraded health check, the
+    asset of a trend report, else the reporting agent."""
     facts: list[Relation] = []
     for decision in run.routing:
         for skip in decision.skipped:
@@ -295,9 +291,17 @@ def _causes(run: RunLike) -> list[Relation]:
             if found is None:
                 continue
             report, states = found
-            causes: list[tuple[str, str]] = [("alert", name) for name, _ in alerts_of(report.content)]
-            if not causes and skip.domain == "trend":
-                causes = [("asset", m.group(1)) for m in _PAIR.finditer(report.content)][:5]
+            behind = next(
+                (
+                    u
+                    for u in reversed(uses)
+                    if u.agent == skip.on and u.result_seq is not None and u.result_seq <= report.seq
+                ),
+                None,
+            )
+            causes: list[tuple[str, str]] = [("alert", name) for name, _ in alerts_of(behind)]
+            if not causes and skip.domain == "trend" and behind is not None:
+                causes = [("asset", symbol) for symbol in symbols_of(behind)]
             fact = (
                 f"skipped the {skip.agent}: the task wanted it only if {skip.condition}; the {skip.on}'s "
                 f"report says {states[0]}"

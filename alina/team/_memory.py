@@ -38,7 +38,6 @@ from alina.memory_store.graph import MemoryGraph
 from alina.memory_store.vector import SHARED, MemoryItem, VectorMemory
 from alina.monitoring.memory_metrics import observe_contradiction, observe_memory_write, set_memory_available
 from alina.team._facts import (
-    HEALTH_TOOLS,
     MAX_MEMORY_CHARS,
     ORDER_TOOLS,
     EventLike,
@@ -73,7 +72,7 @@ def run_memories(run: RunLike, *, specialists: Sequence[str] = SPECIALISTS) -> l
     specialist's scope), with provenance. Ids: ``RUN-outcome``, ``RUN-SEQ``."""
     rid = run.run_id
     events = list(run.events)
-    uses = tool_uses(events)
+    uses = tool_uses(events, run.tool_data)
     items: list[MemoryItem] = []
     task = one_line(run.task, 200)
     for e in events:
@@ -84,7 +83,7 @@ def run_memories(run: RunLike, *, specialists: Sequence[str] = SPECIALISTS) -> l
         kind = "note"
         if any(u.tool in ORDER_TOOLS for u in last):
             kind = "decision"
-        elif any(u.tool in HEALTH_TOOLS and u.result and alerts_of(u.result) for u in last):
+        elif any(alerts_of(u) for u in last):
             kind = "alert"
         text = one_line(f"{e.source} on '{task}': {e.content}", MAX_MEMORY_CHARS)
         extra: dict[str, str | int | float | bool] = {"agent": e.source}
@@ -195,7 +194,8 @@ class RunMemoryWriter:
             if int(m["seq"]) not in have
         ]
         events = sorted([*events, *run.events], key=lambda e: e.seq)
-        return _View(run.run_id, run.task, run.status, run.stop_reason, run.answer, events, run.routing)
+        data = {**(stored or {}).get("tool_data", {}), **run.tool_data}  # earlier attempts' too
+        return _View(run.run_id, run.task, run.status, run.stop_reason, run.answer, events, run.routing, data)
 
     async def _write_vectors(self, run: RunLike) -> None:
         if self.memory is None:
@@ -247,6 +247,7 @@ class _View:
     answer: str
     events: Sequence[EventLike]
     routing: Sequence[RouteDecision]
+    tool_data: Mapping[str, Mapping[str, Any]]
 
 
 async def open_memory(

@@ -39,6 +39,9 @@ class RunResult:
     """Turn commits written by this attempt."""
     events: list[RunEvent] = field(default_factory=list)
     routing: list[RouteDecision] = field(default_factory=list)
+    tool_data: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Structured tool results of this attempt (``ToolOutput`` data, secrets masked) by the id
+    the model gave each call (the ``id`` in the stored ToolCallRequestEvent)."""
 
     def totals(self) -> RunTotals:
         """How the run ended and what it cost, as the run store records it."""

@@ -42,7 +42,9 @@ def _content(item: BaseAgentEvent | BaseChatMessage) -> str:
     messages (Postgres, Redis, printout, memory) is made from this text, so this is where tool
     arguments (by name and by shape) and key-shaped text in results and answers are masked."""
     if isinstance(item, ToolCallRequestEvent):
-        return json.dumps([{"name": c.name, "arguments": mask_arguments(c.arguments)} for c in item.content])
+        return json.dumps(
+            [{"name": c.name, "arguments": mask_arguments(c.arguments), "id": c.id} for c in item.content]
+        )
     if isinstance(item, ToolCallExecutionEvent):
         return redact_text("\n".join(f"{r.name}: {r.content}" for r in item.content))
     if isinstance(item, MemoryQueryEvent):  # what was retrieved before a model call, one line each
@@ -122,6 +124,7 @@ class _TurnTaker:
             turn=lambda: p.turn + 1,
             mandate=mandate,
             side_effect_refusal=self._side_effect_refusal,
+            outputs=result.tool_data,  # the skills' structured results land in the run's result
         )
 
     async def _take_turns(

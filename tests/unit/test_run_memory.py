@@ -300,29 +300,73 @@ async def test_an_order_is_a_decision_in_memory_and_in_the_graph(paper_desk: Any
 SKIPPED = "skipped the trader: the task wanted it only if healthy; the monitor's report says degraded"
 
 
-async def test_a_skipped_conditional_step_records_what_caused_it() -> None:
-    degraded = "degraded (memory 95% > 90%; trader p95 31.0s > 30s): cpu 3%"
+def _degraded_health(monkeypatch: pytest.MonkeyPatch) -> None:
+    """system_health reports a degraded machine (two failed checks), whatever this one is."""
+    from alina.skills import builtin
+
+    alerts = [("memory-high", "memory 95% > 90%"), ("latency-high", "trader p95 31.0s > 30s")]
+    report = builtin.HealthReport(
+        3.0, 400.0, 95.0, (0.5, 0.5, 0.5), 2, {}, "degraded", [r for _, r in alerts], alerts
+    )
+    monkeypatch.setattr(builtin, "health_report", lambda latency=None: report)
+
+
+async def test_a_skipped_conditional_step_records_what_caused_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The causes are read from the structured result of the health check behind the report
+    (its alerts), never from the report's prose."""
+    _degraded_health(monkeypatch)
     runner = TeamRunner(
         AlinaConfig(),
         clients=clients(
-            monitor=[degraded],
+            monitor=[call("system_health", "{}")],
             alina=["The system is degraded, so I did not look at the market."],
         ),
     )
     r = await runner.run("Check the system health, then if healthy summarise the BTC/USDT trend", run_id="r3")
     assert r.status == "completed", r.error
-    assert [e.source for e in r.events if e.source != "user"] == ["monitor", "alina"]  # no trader turn
+    assert "trader" not in {e.source for e in r.events}  # no trader turn
     [done] = [d for d in r.routing if d.skipped]
     assert [(k.agent, k.on, k.domain, k.condition) for k in done.skipped] == [
         ("trader", "monitor", "health", "healthy")
     ]
-    report = next(e.seq for e in r.events if e.source == "monitor")
-    caused = {f.src: f for f in run_facts(r) if f.rel == "caused"}
+    [data] = r.tool_data.values()  # kept by the id the model gave the call
+    assert data["verdict"] == "degraded" and [a["name"] for a in data["alerts"]] == [
+        "memory-high",
+        "latency-high",
+    ]
+    report = next(e.seq for e in r.events if e.source == "monitor" and e.type == "ToolCallSummaryMessage")
+    facts = run_facts(r)
+    caused = {f.src: f for f in facts if f.rel == "caused"}
     assert set(caused) == {("alert", "memory-high"), ("alert", "latency-high")}
     for fact in caused.values():
         assert (fact.dst, fact.run_id, fact.message_seq) == (("run", "r3"), "r3", report)
         assert fact.fact == SKIPPED
-    assert not [f for f in run_facts(r) if f.rel == "contradicted"]  # the answer agrees: degraded
+    observed = {f.dst: f.fact for f in facts if f.rel == "observed" and f.dst[0] == "alert"}
+    assert observed == {
+        ("alert", "memory-high"): "memory 95% > 90%",
+        ("alert", "latency-high"): "trader p95 31.0s > 30s",
+    }
+    assert [i.kind for i in run_memories(r) if i.scope == "monitor"] == ["alert"]
+    assert not [f for f in facts if f.rel == "contradicted"]  # the answer agrees: degraded
+
+
+async def test_a_report_without_a_tool_result_is_its_own_cause() -> None:
+    """A report in prose only (the model wrote it, no tool ran): nothing structured to read, so
+    the reporting agent is the cause; its words are never parsed for alerts."""
+    degraded = "degraded (memory 95% > 90%; trader p95 31.0s > 30s): cpu 3%"
+    runner = TeamRunner(
+        AlinaConfig(),
+        clients=clients(
+            monitor=[degraded], alina=["The system is degraded, so I did not look at the market."]
+        ),
+    )
+    r = await runner.run(
+        "Check the system health, then if healthy summarise the BTC/USDT trend", run_id="r3b"
+    )
+    assert r.status == "completed", r.error
+    caused = {f.src for f in run_facts(r) if f.rel == "caused"}
+    assert caused == {("agent", "monitor")}
+    assert not [f for f in run_facts(r) if f.rel == "observed" and f.dst[0] == "alert"]
 
 
 async def test_an_answer_against_a_specialists_report_is_recorded_as_a_contradiction() -> None:
@@ -399,8 +443,8 @@ def test_tool_uses_pair_requests_and_results_even_for_several_calls() -> None:
             2,
             "trader",
             "ToolCallRequestEvent",
-            '[{"name": "get_price", "arguments": "{\\"symbol\\": \\"eth/usdt\\"}"},'
-            ' {"name": "ticker", "arguments": "{}"}]',
+            '[{"name": "get_price", "arguments": "{\\"symbol\\": \\"eth/usdt\\"}", "id": "c1"},'
+            ' {"name": "ticker", "arguments": "{}", "id": "c2"}]',
         ),
         RunEvent(
             3,
@@ -408,7 +452,9 @@ def test_tool_uses_pair_requests_and_results_even_for_several_calls() -> None:
             "ToolCallExecutionEvent",
             "get_price: ETH/USDT last price 1,650.0\nline two\nticker: SOL/USDT last 22.1",
         ),
-        RunEvent(4, "monitor", "ToolCallRequestEvent", '[{"name": "system_health", "arguments": ""}]'),
+        RunEvent(
+            4, "monitor", "ToolCallRequestEvent", '[{"name": "system_health", "arguments": "", "id": "c3"}]'
+        ),
         RunEvent(
             5,
             "monitor",
@@ -426,10 +472,26 @@ def test_tool_uses_pair_requests_and_results_even_for_several_calls() -> None:
     ]
     assert uses[0].result == "ETH/USDT last price 1,650.0\nline two"
     assert uses[1].result == "SOL/USDT last 22.1"
-    run = RunResult("r", "t", "stopped", "cut", events=events)
+    # the structured results the tools returned, by the ids the model gave the calls
+    data = {
+        "c2": {"symbol": "SOL/USDT", "last": 22.1},
+        "c3": {
+            "verdict": "degraded",
+            "alerts": [
+                {"name": "memory-high", "reason": "memory 95% > 90%"},
+                {"name": "latency-high", "reason": "trader p95 31.0s > 30s"},
+            ],
+        },
+    }
+    assert [u.call_id for u in uses] == ["c1", "c2", "c3", None]
+    assert tool_uses(events, data)[1].data == data["c2"]
+    run = RunResult("r", "t", "stopped", "cut", events=events, tool_data=data)
     facts = {(f.src[1], f.rel, f.dst) for f in run_facts(run)}
     assert ("trader", "observed", ("asset", "ETH/USDT")) in facts  # named in the arguments
-    assert ("trader", "observed", ("asset", "SOL/USDT")) in facts  # defaulted: the result's lead pair
+    assert ("trader", "observed", ("asset", "SOL/USDT")) in facts  # defaulted: the result's data names it
+    bare = {(f.src[1], f.rel, f.dst) for f in run_facts(RunResult("r", "t", "stopped", "cut", events=events))}
+    assert ("trader", "observed", ("asset", "SOL/USDT")) not in bare  # prose is never parsed for pairs
+    assert not {f for f in bare if f[2][0] == "alert"}  # ... nor for alerts
     assert {
         ("monitor", "observed", ("alert", "memory-high")),
         ("monitor", "observed", ("alert", "latency-high")),
@@ -457,7 +519,7 @@ async def test_the_writer_fails_open_per_store_and_resumed_runs_read_earlier_mes
                         "seq": 2,
                         "source": "trader",
                         "type": "ToolCallRequestEvent",
-                        "content": '[{"name": "get_price", "arguments": "{}"}]',
+                        "content": '[{"name": "get_price", "arguments": "{}", "id": "k1"}]',
                     },
                     {
                         "seq": 3,
@@ -465,7 +527,9 @@ async def test_the_writer_fails_open_per_store_and_resumed_runs_read_earlier_mes
                         "type": "ToolCallExecutionEvent",
                         "content": "get_price: BTC/USDT last price 21,925.7",
                     },
-                ]
+                ],
+                # the first attempt's structured results (tool_calls.data, by call id)
+                "tool_data": {"k1": {"symbol": "BTC/USDT", "price": 21925.7}},
             }
 
     broken = VectorMemory(VectorConfig(path="/nonexistent/never"), embedder=FakeEmbedder(fail=OSError("x")))

@@ -152,7 +152,7 @@ async def test_safe_mode_hides_and_refuses_order_tools_even_when_asked(
     trader = Recording([calls(BUY_5)])
     runner = TeamRunner(AlinaConfig(), sink=MemorySink(), clients=team(trader), mode="safe")
     ctx = runner._context(  # what the tools of a run in this mode see
-        type("R", (), {"task": "Buy 5 BTC/USDT", "events": [], "run_id": "x"})(),  # type: ignore[arg-type]
+        type("R", (), {"task": "Buy 5 BTC/USDT", "events": [], "run_id": "x", "tool_data": {}})(),  # type: ignore[arg-type]
         type("P", (), {"turn": 0})(),
         [],  # type: ignore[arg-type]
     )
