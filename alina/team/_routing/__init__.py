@@ -47,7 +47,8 @@ and the team use the same code; only :func:`turns_from_messages` knows AutoGen's
 
 The modules: ``_types`` (turns, profiles, decisions), ``_lexical`` (stems, BM25, name matching),
 ``_plans`` (clauses, conditions, cue words), ``_reports`` (report states), ``_router`` (the
-router) and ``_snapshots`` (conversations as turns, profiles from prompt files).
+router), ``_ask`` (the model step) and ``_snapshots`` (conversations as turns, profiles from
+prompt files).
 """
 
 from alina.team._routing._lexical import (

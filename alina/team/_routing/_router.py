@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage
-from autogen_core.models import ChatCompletionClient, LLMMessage, SystemMessage, UserMessage
-from pydantic import BaseModel, create_model
+from autogen_core.models import ChatCompletionClient
 
 from alina.monitoring.routing_metrics import observe_routing_decision
-from alina.team._routing._lexical import LexicalScorer, match_name, stem, terms, words
+from alina.team._routing._ask import ask_model
+from alina.team._routing._lexical import LexicalScorer, stem, terms, words
 from alina.team._routing._plans import (
     _ADVICE,
     _CONCEPT,
@@ -34,9 +34,6 @@ from alina.team._routing._plans import (
 )
 from alina.team._routing._reports import report_value
 from alina.team._routing._snapshots import (
-    _SELECTOR_SYSTEM,
-    _SELECTOR_USER,
-    _SHOTS_PER_AGENT,
     turns_from_messages,
 )
 from alina.team._routing._types import (
@@ -400,58 +397,9 @@ class Router:
         return self._record(d)
 
     async def _ask_model(self, turns: Sequence[Turn], pending: RouteDecision) -> RouteDecision:
-        from alina.models import ModelError, RealModelCallBlocked
-
         if self.client is None:
             raise RuntimeError("Router._ask_model needs a model client (route() checks this first)")
-        candidates = list(pending.candidates)
-        users = [i for i, t in enumerate(turns) if t.source == "user"]
-        task = turns[users[-1]].content if users else ""
-        done = [t.source for t in turns[users[-1] + 1 :]] if users else []
-        roles = "\n".join(f"{n}: {self.profiles[n].description}" for n in candidates)
-        shots = "\n".join(
-            f"Request: {ex}\nAnswer: {n}"
-            for n in candidates
-            for ex in self.profiles[n].examples[:_SHOTS_PER_AGENT]
-        )
-        messages: list[LLMMessage] = [
-            SystemMessage(content=_SELECTOR_SYSTEM.format(roles=roles, shots=shots)),
-            UserMessage(
-                content=_SELECTOR_USER.format(
-                    task=task[:600],
-                    done=f"Already answered: {', '.join(dict.fromkeys(done))}.\n" if done else "",
-                ),
-                source="user",
-            ),
-        ]
-        speaker_type: Any = Literal[tuple(candidates)]  # an enum of the candidates' names
-        choice: type[BaseModel] = create_model("RouteChoice", speaker=(speaker_type, ...))
-        try:
-            result = await self.client.create(
-                messages, json_output=choice, extra_create_args={"max_tokens": 24}
-            )
-        except RealModelCallBlocked:
-            raise
-        except ModelError as exc:
-            log.warning("router model call failed (%s): falling back to the best similarity match", exc)
-            return RouteDecision(
-                candidates[0],
-                "fallback",
-                pending.confidence,
-                tuple(candidates),
-                f"model failed ({type(exc).__name__}): best similarity match",
-            )
-        reply = result.content if isinstance(result.content, str) else ""
-        name = match_name(reply, candidates)
-        if name is None:
-            return RouteDecision(
-                candidates[0],
-                "fallback",
-                pending.confidence,
-                tuple(candidates),
-                f"model named no candidate ({reply[:60]!r}): best similarity match",
-            )
-        return RouteDecision(name, "model", 0.5, tuple(candidates), pending.reason + "; the model chose")
+        return await ask_model(self.client, self.profiles, turns, pending)
 
     def _record(self, d: RouteDecision) -> RouteDecision:
         self.decisions.append(d)
