@@ -2,13 +2,16 @@
 
 Uses the ``openai`` SDK directly (not AutoGen's OpenAI client) so that tool calls go through the
 same grammar-constrained JSON protocol as every other provider; the SDK's own retries are off
-(resilience is the governor's job) and the timeout is per call.
+(resilience is the governor's job) and the timeout is per call. Plain text turns stream
+(server-sent events), so the chat shows an Ollama or vLLM answer as it is generated.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import time
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from openai.types.chat import ChatCompletion
@@ -22,6 +25,7 @@ from alina.models._errors import (
     is_context_overflow,
 )
 from alina.models._protocol import ChatDict
+from alina.models._stream import TokenSink
 
 _SSL_CONTEXT: ssl.SSLContext | None = None
 
@@ -37,6 +41,7 @@ def _ssl_context() -> ssl.SSLContext:
 
 class OpenAICompatClient(JsonToolClient):
     provider = "openai"
+    streams = True
 
     def __init__(
         self,
@@ -65,12 +70,8 @@ class OpenAICompatClient(JsonToolClient):
             return {"type": "json_object", "schema": schema}
         return {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}}
 
-    async def _complete(
-        self, chat: list[ChatDict], *, schema: dict[str, Any] | None, max_tokens: int, deadline: float
-    ) -> Completion:
-        import openai
-
-        kwargs: dict[str, Any] = {
+    def _kwargs(self, chat: list[ChatDict], max_tokens: int, deadline: float) -> dict[str, Any]:
+        return {
             "model": self.model,
             "messages": chat,
             "max_tokens": max_tokens,
@@ -80,10 +81,14 @@ class OpenAICompatClient(JsonToolClient):
             "frequency_penalty": min(2.0, (self.repeat_penalty - 1.0) * 2),
             "timeout": max(0.001, deadline - time.monotonic()),
         }
-        if schema is not None:
-            kwargs["response_format"] = self._response_format(schema)
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """The SDK's exceptions as the model errors the resilience layer acts on."""
+        import openai
+
         try:
-            r = await self._client.chat.completions.create(**kwargs)
+            yield
         except openai.APITimeoutError:
             raise ModelTimeoutError(f"openai:{self.model} at {self.base_url} timed out") from None
         except openai.APIConnectionError as exc:  # refused, DNS, dropped connection
@@ -99,6 +104,15 @@ class OpenAICompatClient(JsonToolClient):
             raise MalformedOutputError(
                 f"openai:{self.model} at {self.base_url}: response body is not JSON ({exc})"
             ) from None
+
+    async def _complete(
+        self, chat: list[ChatDict], *, schema: dict[str, Any] | None, max_tokens: int, deadline: float
+    ) -> Completion:
+        kwargs = self._kwargs(chat, max_tokens, deadline)
+        if schema is not None:
+            kwargs["response_format"] = self._response_format(schema)
+        with self._errors():
+            r = await self._client.chat.completions.create(**kwargs)
         if not isinstance(r, ChatCompletion):  # the SDK returns the raw text of a non-JSON body
             raise MalformedOutputError(
                 f"openai:{self.model} at {self.base_url}: response is not a chat completion: {str(r)[:200]!r}"
@@ -112,6 +126,42 @@ class OpenAICompatClient(JsonToolClient):
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
             finish_reason="length" if choice.finish_reason == "length" else "stop",
+        )
+
+    async def _complete_streaming(
+        self, chat: list[ChatDict], *, max_tokens: int, deadline: float, sink: TokenSink
+    ) -> Completion:
+        """A text turn as server-sent events: each delta goes to ``sink`` as it arrives; usage
+        from the final chunk (``stream_options.include_usage``), estimated when a server sends
+        none. The call's deadline holds between chunks too."""
+        kwargs = self._kwargs(chat, max_tokens, deadline)
+        pieces: list[str] = []
+        finish, usage = "stop", None
+        with self._errors():
+            stream = await self._client.chat.completions.create(
+                **kwargs, stream=True, stream_options={"include_usage": True}
+            )
+            async with stream:
+                async for chunk in stream:
+                    if time.monotonic() > deadline:
+                        raise ModelTimeoutError(
+                            f"openai:{self.model} at {self.base_url} timed out mid-stream"
+                        )
+                    usage = chunk.usage or usage
+                    for choice in chunk.choices:
+                        if choice.delta.content:
+                            pieces.append(choice.delta.content)
+                            sink(choice.delta.content)
+                        if choice.finish_reason == "length":
+                            finish = "length"
+        text = "".join(pieces)
+        return Completion(
+            text=text,
+            prompt_tokens=usage.prompt_tokens
+            if usage
+            else estimate_tokens(" ".join(m["content"] for m in chat)),
+            completion_tokens=usage.completion_tokens if usage else estimate_tokens(text),
+            finish_reason="length" if finish == "length" else "stop",
         )
 
     def _count_text(self, text: str) -> int:

@@ -5,12 +5,14 @@ No Ollama server can be installed on this machine, so the contract suite runs ``
 answers from the real embedded GGUF model through llama-cpp-python in-process.
 
 Implemented:
-  * ``POST /api/chat`` with ``"stream": false`` only: ``model``, ``messages`` (role + text
+  * ``POST /api/chat``: ``model``, ``messages`` (role + text
     content), ``format`` (a JSON schema, compiled with ``LlamaGrammar.from_json_schema``, or
     ``"json"``), ``options.num_predict`` / ``temperature`` / ``seed`` / ``repeat_penalty`` /
     ``top_k`` / ``top_p`` / ``stop``. The reply has Ollama's non-streaming shape: ``model``,
     ``created_at``, ``message.role/content``, ``done``, ``done_reason`` ("stop"/"length"),
-    ``prompt_eval_count``, ``eval_count`` and the ``*_duration`` fields (nanoseconds).
+    ``prompt_eval_count``, ``eval_count`` and the ``*_duration`` fields (nanoseconds). With
+    ``"stream": true`` (Ollama's default) the reply is chunked NDJSON: one ``done: false`` object
+    per generated piece, then the ``done`` object with the counts.
   * Free-text generation stops when the client disconnects (as Ollama does), so a timed-out
     call does not keep the CPU busy; grammar-constrained generation runs to its end.
   * ``GET /api/tags``, ``GET /api/version``, ``GET /`` ("Ollama is running"); errors as
@@ -23,7 +25,7 @@ What this leaves UNVERIFIED about a real Ollama server:
   * Ollama's schema -> grammar conversion for ``format`` (Ollama has its own converter; keywords
     such as ``anyOf``/``enum``/``additionalProperties`` may be handled differently there).
   * ``options.num_ctx`` (ignored here: the context size is fixed when the shim starts), model
-    loading/``keep_alive``, ``load_duration``, streaming (``stream: true`` is rejected), tools,
+    loading/``keep_alive``, ``load_duration``, the exact prompt count of a streamed reply, tools,
     images, thinking, and how real Ollama reports errors, queueing and concurrency limits.
 """
 
@@ -35,6 +37,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -161,7 +164,31 @@ class OllamaShim:
                 if status == 499:  # client gone: nobody to answer
                     self.close_connection = True
                     return
-                self._send(status, reply)
+                if isinstance(reply, dict):
+                    self._send(status, reply)
+                else:
+                    self._send_lines(reply)
+
+            def _send_lines(self, objects: Iterator[dict[str, Any]]) -> None:
+                """Ollama's streaming reply: one JSON object per line, chunked, written as the
+                model generates; a client that goes away ends the generation."""
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-ndjson")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    for obj in objects:
+                        data = (json.dumps(obj) + "\n").encode()
+                        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                        self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    shim.aborted += 1
+                    self.close_connection = True
+                finally:
+                    close = getattr(objects, "close", None)
+                    if close is not None:
+                        close()  # stops the generation and releases the model
 
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
@@ -172,15 +199,16 @@ class OllamaShim:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def chat(self, body: dict[str, Any], conn: socket.socket | None = None) -> tuple[int, dict[str, Any]]:
-        """Answer one ``/api/chat`` request body: (HTTP status, JSON reply)."""
+    def chat(
+        self, body: dict[str, Any], conn: socket.socket | None = None
+    ) -> tuple[int, dict[str, Any] | Iterator[dict[str, Any]]]:
+        """Answer one ``/api/chat`` request body: (HTTP status, JSON reply, or the objects of a
+        streamed reply)."""
         import numpy as np
         from llama_cpp import LogitsProcessorList
 
         if body.get("model") != self.model_name:
             return 404, {"error": f'model "{body.get("model")}" not found, try pulling it first'}
-        if body.get("stream", True):  # Ollama streams unless told otherwise
-            return 400, {"error": 'this test shim implements only "stream": false'}
         messages = body.get("messages") or []
         if not isinstance(messages, list) or not all(
             isinstance(m, dict) and isinstance(m.get("content", ""), str) for m in messages
@@ -206,6 +234,8 @@ class OllamaShim:
         except (ValueError, RuntimeError) as exc:
             return 400, {"error": f"invalid format: {exc}"}
 
+        if body.get("stream", True):  # Ollama streams unless told otherwise
+            return 200, self._stream(kwargs)
         gone = False
         eos = self.model.llama.token_eos()
 
@@ -249,6 +279,45 @@ class OllamaShim:
             "prompt_eval_count": int(usage.get("prompt_tokens", 0)),
             "prompt_eval_duration": 0,
             "eval_count": int(usage.get("completion_tokens", 0)),
+            "eval_duration": elapsed,
+        }
+
+    def _stream(self, kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """The streamed reply: a ``done: false`` object per generated piece, then the ``done``
+        object with the counts (prompt tokens: the messages' text tokenized, an approximation
+        of Ollama's count of the templated prompt)."""
+        started = time.monotonic_ns()
+        llama = self.model.llama
+
+        def stamp() -> str:
+            return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+        with self.model.lock:
+            pieces, finish = [], "stop"
+            for chunk in llama.create_chat_completion(**kwargs, stream=True):
+                choice = chunk["choices"][0]
+                piece = choice.get("delta", {}).get("content") or ""
+                if choice.get("finish_reason") == "length":
+                    finish = "length"
+                if piece:
+                    pieces.append(piece)
+                    message = {"role": "assistant", "content": piece}
+                    yield {"model": self.model_name, "created_at": stamp(), "message": message, "done": False}
+            text = " ".join(m["content"] for m in kwargs["messages"])
+            prompt_tokens = len(llama.tokenize(text.encode(), add_bos=True))
+            completion_tokens = len(llama.tokenize("".join(pieces).encode(), add_bos=False))
+        elapsed = time.monotonic_ns() - started
+        yield {
+            "model": self.model_name,
+            "created_at": stamp(),
+            "message": {"role": "assistant", "content": ""},
+            "done": True,
+            "done_reason": finish,
+            "total_duration": elapsed,
+            "load_duration": 0,
+            "prompt_eval_count": prompt_tokens,
+            "prompt_eval_duration": 0,
+            "eval_count": completion_tokens,
             "eval_duration": elapsed,
         }
 

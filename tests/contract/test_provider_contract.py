@@ -116,6 +116,25 @@ async def test_plain_text_answer(provider, net) -> None:
     assert_usage(r)
 
 
+@integration
+async def test_a_text_turn_streams_piece_by_piece(provider, net) -> None:
+    """Every provider streams a plain text turn (llama.cpp in process, the OpenAI-compatible
+    server's events, Ollama's NDJSON): pieces arrive before the result, add up to its text, and
+    usage is counted; the chat shows an answer from any provider as it is generated."""
+    items = [
+        item
+        async for item in provider.client.create_stream(
+            [SYSTEM, user("Write two sentences about the sea.")], extra_create_args={"max_tokens": 48}
+        )
+    ]
+    pieces = [i for i in items if isinstance(i, str)]
+    result = items[-1]
+    assert isinstance(result, CreateResult) and isinstance(result.content, str), items[-1]
+    assert len(pieces) >= 3, pieces  # not the whole text at once
+    assert "".join(pieces).strip() == result.content.strip()
+    assert_usage(result)
+
+
 # -- 2. tool calls with the full schema ------------------------------------------------------
 @integration
 @pytest.mark.parametrize(
