@@ -222,6 +222,11 @@ class Observer:
                 await self.evaluate()
             except Exception:  # one bad cycle must not end the observer
                 log.exception("observer: evaluation failed")
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # stop() cancelled us while an await inside the cycle swallowed it (Python 3.11's
+                # wait_for does when the awaited call finishes at the same moment): stop anyway
+                raise asyncio.CancelledError
             await asyncio.sleep(self.config.interval_s)
 
     async def evaluate(self) -> list[str]:

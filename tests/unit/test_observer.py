@@ -316,3 +316,24 @@ def test_config_rejects_bad_hysteresis_duplicate_names_and_missing_actions() -> 
         AlertsConfig(rules=[ok.model_copy(update={"action": "halt"})], actions={})
     with pytest.raises(ValidationError):
         AlertRule(name="x", figure="disk_gb", threshold=1.0, clear=0.0)
+
+
+async def test_stop_ends_the_loop_even_when_a_cycle_swallows_the_cancellation() -> None:
+    """A refresh that eats the cancel (as Python 3.11's wait_for can when the awaited call ends
+    at that moment) must not leave stop() waiting forever: the process would never exit."""
+    import asyncio
+
+    started = asyncio.Event()
+
+    async def stubborn_refresh() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            pass  # swallowed
+
+    obs = Observer(config(TIMEOUTS), figures=Figures(), refresh=stubborn_refresh)
+    obs.config = obs.config.model_copy(update={"interval_s": 0.05})
+    obs.start()
+    await started.wait()
+    await asyncio.wait_for(obs.stop(), timeout=5)  # returns: the loop saw it was being cancelled
