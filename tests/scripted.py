@@ -35,3 +35,15 @@ def call(name: str, args: str = "{}") -> CreateResult:
 def replay(*steps: Any) -> ReplayChatCompletionClient:
     """A client that answers with ``steps`` in order (text or :func:`call` results)."""
     return ReplayChatCompletionClient(list(steps), model_info=INFO)  # type: ignore[arg-type]
+
+
+def degraded_health(monkeypatch: Any) -> None:
+    """``system_health`` reports a degraded machine (memory and one agent's latency), whatever
+    this machine's figures: a real tool call with a known structured result."""
+    from alina.skills import builtin
+
+    alerts = [("memory-high", "memory 95% > 90%"), ("latency-high", "trader p95 31.0s > 30s")]
+    report = builtin.HealthReport(
+        3.0, 400.0, 95.0, (0.5, 0.5, 0.5), 2, {}, "degraded", [r for _, r in alerts], alerts
+    )
+    monkeypatch.setattr(builtin, "health_report", lambda latency=None: report)

@@ -27,7 +27,7 @@ from alina.memory_store.vector import VectorConfig, VectorMemory
 from alina.models import ResilientClient
 from alina.monitoring.metrics import REGISTRY
 from alina.team import RunMemoryWriter, TeamRunner, open_memory
-from tests.scripted import INFO, call
+from tests.scripted import INFO, call, degraded_health
 
 from .conftest import ChromaServer
 
@@ -327,10 +327,13 @@ async def test_a_resumed_run_records_the_facts_of_its_earlier_attempt_too(store:
     assert ("tool", "system_health") in {e.dst for e in await graph.neighbours(("agent", "monitor"))}
 
 
-async def test_what_caused_a_skip_and_a_contradicted_report_are_in_the_graph(store: RunStore) -> None:
+async def test_what_caused_a_skip_and_a_contradicted_report_are_in_the_graph(
+    store: RunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    degraded_health(monkeypatch)  # the health check's structured result names the alerts
     graph = MemoryGraph(store)
     writer = RunMemoryWriter(None, graph, store=store)
-    clients, _ = team_clients(monitor=["degraded (memory 95% > 90%): cpu 3%"], alina=["All healthy."])
+    clients, _ = team_clients(monitor=[call("system_health")], alina=["All healthy."])
     runner = TeamRunner(_config(), sink=store, clients=clients, memory_writer=writer)
     r = await runner.run("Check the system health, then if healthy summarise the BTC/USDT trend")
     assert r.status == "completed", r.error

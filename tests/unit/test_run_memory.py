@@ -31,7 +31,7 @@ from alina.models import ResilientClient
 from alina.monitoring.metrics import REGISTRY
 from alina.team import MemorySink, RunResult, TeamRunner, build_team, run_facts, run_memories
 from alina.team._memory import RunMemoryWriter, tool_uses
-from tests.scripted import INFO, call
+from tests.scripted import INFO, call, degraded_health
 
 TASK = "What is the BTC/USDT trend over the last day of data, and is the system healthy?"
 NAMES = ("alina", "trader", "monitor", "optimizer", "selector")
@@ -300,21 +300,10 @@ async def test_an_order_is_a_decision_in_memory_and_in_the_graph(paper_desk: Any
 SKIPPED = "skipped the trader: the task wanted it only if healthy; the monitor's report says degraded"
 
 
-def _degraded_health(monkeypatch: pytest.MonkeyPatch) -> None:
-    """system_health reports a degraded machine (two failed checks), whatever this one is."""
-    from alina.skills import builtin
-
-    alerts = [("memory-high", "memory 95% > 90%"), ("latency-high", "trader p95 31.0s > 30s")]
-    report = builtin.HealthReport(
-        3.0, 400.0, 95.0, (0.5, 0.5, 0.5), 2, {}, "degraded", [r for _, r in alerts], alerts
-    )
-    monkeypatch.setattr(builtin, "health_report", lambda latency=None: report)
-
-
 async def test_a_skipped_conditional_step_records_what_caused_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """The causes are read from the structured result of the health check behind the report
     (its alerts), never from the report's prose."""
-    _degraded_health(monkeypatch)
+    degraded_health(monkeypatch)
     runner = TeamRunner(
         AlinaConfig(),
         clients=clients(
