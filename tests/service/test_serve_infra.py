@@ -164,7 +164,7 @@ def test_workers_on_two_network_namespaces_share_the_queue_over_the_network(
         workers, sims = [], []
         for i, ns in enumerate(names):
             # each worker names its own model server (here: one inside its own namespace)
-            sim, url = P.start_sim(tmp_path, 0.3, host=f"{net}.{11 + i}", netns=ns)
+            sim, url = P.start_sim(tmp_path, 0.5, host=f"{net}.{11 + i}", netns=ns)
             procs.append(sim)
             sims.append(url)
             cfg = P.write_config(
@@ -178,13 +178,16 @@ def test_workers_on_two_network_namespaces_share_the_queue_over_the_network(
             workers.append(cfg)
         serve = P.alina("serve", serve_cfg, tmp_path / "serve.log", "--port", "0", "--concurrency", "1")
         procs.append(serve)
+        serve.wait_for(" ready: ", 120)  # (the queue's tables exist)
+        # queued before any worker starts (one `alina submit` takes seconds: submitted one by one
+        # to running workers, the first runs would be over before the kills)
+        run_ids = [P.submit(workers[0]) for _ in range(6)]
         live = {}
         for i, ns in enumerate(names):
             live[i] = P.alina("worker", workers[i], tmp_path / f"w{i}-1.log", "--name", ns, netns=ns)
             procs.append(live[i])
-        for p in [serve, *live.values()]:
+        for p in live.values():
             p.wait_for(" ready: ", 120)
-        run_ids = [P.submit(workers[0]) for _ in range(6)]
         kills = 0
         for i, ns in enumerate(names):  # a machine dies mid-run; another one (or it, back) resumes
             deadline = time.monotonic() + 30
