@@ -18,13 +18,8 @@ polling, no timing is asserted.
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 import time
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +27,8 @@ import psycopg
 import pytest
 import yaml
 
-from tests.monitoring.test_deploy_files import DEPLOY, dashboard_exprs, rule_exprs
+from tests.monitoring._prometheus import prometheus_get, query_result
+from tests.monitoring.test_deploy_files import dashboard_exprs, rule_exprs
 from tests.service import _procs as P
 
 pytestmark = [
@@ -58,20 +54,6 @@ def broken_probe(question: str) -> str:
 def register(skills):
     skills.add(broken_probe, agents=["optimizer"], timeout_s=5)
 '''
-
-
-def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as r:  # loopback only
-        return json.loads(r.read())
-
-
-def _has_data(base: str, expr: str) -> bool:
-    try:
-        body = _get(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
-    except OSError:
-        return False  # not up yet
-    assert body["status"] == "success", (expr, body)
-    return bool(body["data"]["result"])
 
 
 def _config(tmp: Path, dsn: str, pg: Any, redis: Any) -> Path:
@@ -132,41 +114,6 @@ def _config(tmp: Path, dsn: str, pg: Any, redis: Any) -> Path:
     return path
 
 
-@pytest.fixture
-def prometheus(tmp_path: Path, free_port: Callable[[], int]) -> Iterator[tuple[str, int]]:
-    """A Prometheus on loopback scraping 127.0.0.1:<target> every second with deploy/alerts.yml
-    (the deployment's scrape job name, so the rules' ``job=~"alina.*"`` matchers apply)."""
-    target, port = free_port(), free_port()
-    shutil.copy(DEPLOY / "alerts.yml", tmp_path / "alerts.yml")
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": ["alerts.yml"],
-        "scrape_configs": [{"job_name": "alina", "static_configs": [{"targets": [f"127.0.0.1:{target}"]}]}],
-    }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    log = (tmp_path / "prometheus.log").open("w")
-    proc = subprocess.Popen(
-        [
-            "prometheus",
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield f"http://127.0.0.1:{port}", target
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
 def test_after_a_real_team_run_every_panel_and_rule_has_data(
     tmp_path: Path, fresh_pg_dsn: str, pg_service: Any, redis_service: Any, prometheus: Any
 ) -> None:
@@ -192,11 +139,11 @@ def test_after_a_real_team_run_every_panel_and_rule_has_data(
         deadline = time.monotonic() + 120
         while pending and time.monotonic() < deadline:
             for name, expr in list(pending.items()):
-                if _has_data(base, expr):
+                if query_result(base, expr):
                     del pending[name]
             time.sleep(1.0)
         assert not pending, f"no data after a real team run for: {sorted(pending)}\n{serve.text()[-3000:]}"
-        rules = _get(f"{base}/api/v1/rules")
+        rules = prometheus_get(f"{base}/api/v1/rules")
         health = {r["name"]: r["health"] for g in rules["data"]["groups"] for r in g["rules"]}
         assert set(health) == set(rule_exprs())
         assert all(h == "ok" for h in health.values()), health
