@@ -137,9 +137,9 @@ def guarded(skill: Skill, agent: str, recorder: ToolCallRecorder | None = None) 
             result = task.result()
             if isinstance(result, ToolOutput):  # the data facts are read from, kept with the run
                 data = mask_secrets(result.data)
-                ctx = current_run_context()
-                if ctx is not None and current_call_id() is not None:
-                    ctx.outputs[str(current_call_id())] = data
+                ctx, call_id = current_run_context(), current_call_id()
+                if ctx is not None and call_id is not None:
+                    ctx.outputs[call_id] = data
             is_error = isinstance(result, str) and result.startswith(ERROR_PREFIX)
             outcome, summary = ("error" if is_error else "ok"), summarize_result(result)
             return result

@@ -171,7 +171,7 @@ def _condition_of(clause: str, reporters: Mapping[str, str]) -> tuple[Condition 
     body = m.group("body")
     for domain, wanted, pattern in _PREDICATES:
         agent = reporters.get(domain)
-        pm = pattern.search(body) if agent is not None else None
+        pm = pattern.search(body)
         if agent is not None and pm:
             negate = m.group(1).lower() == "unless"
             cond = Condition(domain, agent, wanted != negate)
