@@ -2,8 +2,9 @@
 
 :class:`MonitorStatus` reads the mode without I/O and counts the open alerts (and lists them with
 the actions waiting for an operator) in Postgres, with a short timeout and a cache, failing open.
-:func:`configure_monitor_status` registers the running process's mode and Postgres for
-:func:`monitor_status_line` and :func:`monitor_alerts_detail` (the ``system_health`` tool).
+:class:`alina.Alina` owns one for its mode and Postgres and hands it to the ``system_health``
+tool (:mod:`alina.skills.bindings`); :func:`monitor_status_line` and
+:func:`monitor_alerts_detail` are what the tool says outside any application (no stores).
 Re-exported from :mod:`alina.runtime.status`.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Callable
 
 import psycopg
 
-__all__ = ["MonitorStatus", "configure_monitor_status", "monitor_alerts_detail", "monitor_status_line"]
+__all__ = ["MonitorStatus", "monitor_alerts_detail", "monitor_status_line"]
 
 
 def _reason(exc: BaseException) -> str:
@@ -78,16 +79,6 @@ class MonitorStatus:
         return text
 
 
-_monitor = MonitorStatus()  # direct calls outside an application (see alina.skills.bindings)
-
-
-def configure_monitor_status(mode: Callable[[], str] | None = None, dsn: str | None = None) -> None:
-    """Give :func:`monitor_status_line` the running process's mode (read without I/O) and the
-    Postgres holding the alerts; no arguments: back to unconfigured."""
-    global _monitor
-    _monitor = MonitorStatus(mode, dsn)
-
-
 def _open_alerts(dsn: str, timeout_s: float) -> int:
     with psycopg.connect(dsn, autocommit=True, connect_timeout=max(1, int(timeout_s))) as conn:
         conn.execute(f"SET statement_timeout = '{int(timeout_s * 1000)}ms'")
@@ -116,11 +107,10 @@ def _open_detail(dsn: str, timeout_s: float, limit: int) -> str:
 
 
 def monitor_alerts_detail(timeout_s: float = 1.0, limit: int = 3) -> str:
-    """The open alerts and waiting actions of what :func:`configure_monitor_status` set (see
-    :meth:`MonitorStatus.detail`)."""
-    return _monitor.detail(timeout_s, limit)
+    """The alerts detail outside any application: none can be read ("")."""
+    return MonitorStatus().detail(timeout_s, limit)
 
 
 def monitor_status_line(timeout_s: float = 1.0) -> str:
-    """The status line of what :func:`configure_monitor_status` set (see :meth:`MonitorStatus.line`)."""
-    return _monitor.line(timeout_s)
+    """The status line outside any application: no stores to read (see :meth:`MonitorStatus.line`)."""
+    return MonitorStatus().line(timeout_s)

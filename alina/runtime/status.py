@@ -4,10 +4,9 @@
 section fails open: a store that is down (or a table that is missing) leaves its sections with
 ``available: false`` and the reason, and the rest is still gathered.
 
-:func:`monitor_status_line` is the monitor's one-line view (mode and open alerts) for the
-``system_health`` tool; a running team registers its mode and Postgres with
-:func:`configure_monitor_status`. Both live in ``runtime/_monitor_line.py`` and are re-exported
-here.
+:class:`MonitorStatus` is the monitor's one-line view (mode and open alerts) for the
+``system_health`` tool; an application owns one for its mode and Postgres. It lives in
+``runtime/_monitor_line.py`` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -21,14 +20,12 @@ import psycopg
 from alina.runtime._monitor_line import (
     MonitorStatus,
     _reason,
-    configure_monitor_status,
     monitor_alerts_detail,
     monitor_status_line,
 )
 
 __all__ = [
     "MonitorStatus",
-    "configure_monitor_status",
     "gather_status",
     "monitor_alerts_detail",
     "monitor_status_line",

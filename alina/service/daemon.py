@@ -194,9 +194,9 @@ class Service:
         return str(result.status)
 
     async def reconcile_orders(self) -> dict[str, int]:
-        from alina.skills import trading
+        from alina.skills.trading import bound_desk
 
-        desk = await trading._get_desk()  # the session's desk (configured by the team session)
+        desk = await bound_desk()  # the desk of the session's application (bound around the worker)
         return await desk.start()
 
     # -- stop --------------------------------------------------------------------------------

@@ -7,9 +7,9 @@ skill for a notebook), and the skills read :func:`current_bindings`. A context v
 them, so they reach the tool calls AutoGen makes in tasks started inside the block, and two
 applications in one process (two notebooks cells, two tests) each see their own desk.
 
-Outside any binding, each skill falls back to its module's own default (a lazy in-memory paper
-desk, the packaged market data, a loader of the installed plugins): what a script that calls a
-skill function directly gets.
+Outside any binding there is no desk (the trading skills answer ``error: no trading desk``);
+the market skills read the packaged candles and the team takes the installed plugins: read-only
+defaults, built once. A script or a test with a desk of its own binds it with :func:`bind_desk`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from alina.trading.desk import TradingDesk
     from alina.trading.market_data import MarketData
 
-__all__ = ["SkillBindings", "bind_skills", "current_bindings"]
+__all__ = ["SkillBindings", "bind_desk", "bind_skills", "current_bindings"]
 
 
 @dataclass(frozen=True)
@@ -59,5 +59,19 @@ def bind_skills(bindings: SkillBindings) -> Iterator[SkillBindings]:
 
 
 def current_bindings() -> SkillBindings | None:
-    """The innermost :func:`bind_skills`, or None (the skills' module defaults apply)."""
+    """The innermost :func:`bind_skills`, or None (no desk; packaged candles, installed plugins)."""
     return _BINDINGS.get()
+
+
+@contextmanager
+def bind_desk(desk: TradingDesk, *, mode: Callable[[], str] | None = None) -> Iterator[SkillBindings]:
+    """Make ``desk`` the trading skills' desk inside this block (what else is bound stays).
+    ``mode``: the system mode the desk reads before placing (``"safe"`` and ``"halt"`` refuse)."""
+    if mode is not None:
+        desk.mode_source = mode
+
+    async def the_desk() -> TradingDesk:
+        return desk
+
+    with bind_skills(replace(current_bindings() or SkillBindings(), desk=the_desk)) as bindings:
+        yield bindings

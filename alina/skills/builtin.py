@@ -11,6 +11,7 @@ is timed and recorded with :func:`alina.monitoring.metrics.observe_tool_call`, a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import threading
@@ -41,28 +42,19 @@ MEMORY_DEGRADED_PCT = 90.0
 P95_DEGRADED_S = 30.0
 LOAD_PER_CPU_DEGRADED = 2.0
 
-_market: MarketData | None = None
-_market_lock = threading.Lock()
-
 
 def market_data() -> MarketData:
-    """The :class:`MarketData` of the application in use (:mod:`alina.skills.bindings`), else a
-    default one on the bundled data (created on first use)."""
+    """The :class:`MarketData` of the application in use (:mod:`alina.skills.bindings`), else
+    the packaged candles (read-only, loaded once)."""
     bound = current_bindings()
     if bound is not None and bound.market_data is not None:
         return bound.market_data
-    global _market
-    with _market_lock:
-        if _market is None:
-            _market = MarketData()
-        return _market
+    return _packaged_market_data()
 
 
-def set_market_data(md: MarketData | None) -> None:
-    """Replace the shared :class:`MarketData` (``None`` = bundled data on next use)."""
-    global _market
-    with _market_lock:
-        _market = md
+@functools.cache
+def _packaged_market_data() -> MarketData:
+    return MarketData()
 
 
 # --------------------------------------------------------------------------- trader

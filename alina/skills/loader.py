@@ -57,7 +57,6 @@ __all__ = [
     "guarded",
     "register_builtin",
     "reload",
-    "set_default_loader",
     "side_effect_refusal",
 ]
 
@@ -285,30 +284,20 @@ class SkillLoader:
         return self.skillset.for_agent(agent)
 
 
-_default: SkillLoader | None = None
-_default_lock = threading.Lock()
-
-
 def default_loader() -> SkillLoader:
-    """The loader of the application in use (:mod:`alina.skills.bindings`), else the
-    process-wide one (built-ins + entry points + ``$ALINA_SKILLS`` unless replaced)."""
+    """The loader of the application in use (:mod:`alina.skills.bindings`), else one of the
+    installed plugins (built-ins + entry points + ``$ALINA_SKILLS``), built once."""
     bound = current_bindings()
     if bound is not None and bound.loader is not None:
         return bound.loader
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = SkillLoader()
-        return _default
+    return _installed_loader()
 
 
-def set_default_loader(loader: SkillLoader | None) -> None:
-    """Replace the process-wide loader (e.g. ``SkillLoader.from_config(cfg, recorder=...)``)."""
-    global _default
-    with _default_lock:
-        _default = loader
+@functools.cache
+def _installed_loader() -> SkillLoader:
+    return SkillLoader()
 
 
 def reload() -> SkillSet:
-    """Re-scan the process-wide loader's plugins (see :meth:`SkillLoader.reload`)."""
+    """Re-scan the plugins of the loader in use (see :meth:`SkillLoader.reload`)."""
     return default_loader().reload()

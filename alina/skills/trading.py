@@ -6,17 +6,15 @@ with ``error:`` instead of raising. Orders go through :class:`~alina.trading.des
 so every placement passes the risk guard and is recorded as an intent before it is sent.
 
 Wiring: the application that owns the desk (:class:`alina.Alina`) hands it down with
-:func:`~alina.skills.bindings.bind_skills`; every call inside its block uses that desk. Outside
-one, :func:`configure` sets a default desk and system-mode source for direct calls (``"safe"``
-refuses placement and cancels); without either, the first call opens a paper desk on the
-packaged data with an in-memory intent store (fine for a quick script, not durable).
+:func:`~alina.skills.bindings.bind_skills`; every call inside its block uses that desk (a
+script or a test with a desk of its own uses :func:`~alina.skills.bindings.bind_desk`). There
+is no process-wide desk: called outside any binding, a skill answers ``error: no trading
+desk ...`` and touches nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import logging
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -28,8 +26,7 @@ from alina.skills._contract import ToolOutput
 from alina.skills.bindings import current_bindings
 from alina.skills.context import current_run_context
 from alina.skills.task_args import task_arguments
-from alina.trading.config import TradingConfig
-from alina.trading.desk import TradingDesk, open_desk
+from alina.trading.desk import TradingDesk
 from alina.trading.errors import OrderOutcomeUnknown, RiskRejection, TradingError
 from alina.trading.mandate import packaged_symbols
 from alina.trading.market_data import UnknownSymbolError, format_price
@@ -40,8 +37,9 @@ __all__ = [
     "SIDE_EFFECT_SKILLS",
     "TRADING_SKILLS",
     "balance",
+    "NoDeskError",
+    "bound_desk",
     "cancel_order",
-    "configure",
     "market_regime",
     "open_orders",
     "place_order",
@@ -50,7 +48,6 @@ __all__ = [
     "ticker",
 ]
 
-logger = logging.getLogger(__name__)
 ERROR = "error:"
 
 ORDERS_REFUSED = Counter(
@@ -60,36 +57,24 @@ ORDERS_REFUSED = Counter(
     registry=REGISTRY,
 )
 
-_desk: TradingDesk | None = None
-_mode_source: Callable[[], str] | None = None
-_desk_lock = asyncio.Lock()
+
+class NoDeskError(TradingError):
+    """A trading skill was called outside any application or binding that owns a desk."""
 
 
-def configure(desk: TradingDesk | None = None, mode: str | Callable[[], str] | None = None) -> None:
-    """Use ``desk`` for every skill; ``mode`` is the system mode or a callable returning it
-    (``"safe"`` refuses placement). ``configure()`` resets to the lazy default paper desk."""
-    global _desk, _mode_source
-    _desk = desk
-    if mode is not None:
-        _mode_source = mode if callable(mode) else (lambda m=mode: m)  # type: ignore[misc]
-    elif desk is None:
-        _mode_source = None
-    if _desk is not None and _mode_source is not None:
-        _desk.mode_source = _mode_source
+async def bound_desk() -> TradingDesk:
+    """The trading desk of the application in use (:mod:`alina.skills.bindings`).
 
-
-async def _get_desk() -> TradingDesk:
+    Raises:
+        NoDeskError: nothing bound a desk (the skills answer it as an ``error:`` line).
+    """
     bound = current_bindings()
-    if bound is not None and bound.desk is not None:
-        return await bound.desk()
-    global _desk
-    async with _desk_lock:
-        if _desk is None:
-            logger.warning("trading skills: no desk configured; opening an in-memory paper desk")
-            _desk = await open_desk(TradingConfig())
-            if _mode_source is not None:
-                _desk.mode_source = _mode_source
-        return _desk
+    if bound is None or bound.desk is None:
+        raise NoDeskError(
+            "no trading desk: call trading skills inside an alina.Alina application "
+            "(app.bound()) or bind one with alina.skills.bindings.bind_desk(desk)"
+        )
+    return await bound.desk()
 
 
 # The pairs of the packaged markets file (what the desk can trade) as an enum in every skill's
@@ -135,7 +120,7 @@ async def ticker(symbol: Symbol = _DEFAULT_SYMBOL) -> str:  # type: ignore[valid
     """
     symbol = task_arguments().symbol or symbol
     try:
-        t = await (await _get_desk()).ticker(symbol)
+        t = await (await bound_desk()).ticker(symbol)
     except (TradingError, UnknownSymbolError) as exc:
         return _error(exc)
     book = f", bid {format_price(t.bid)} ask {format_price(t.ask)}" if t.bid and t.ask else ""
@@ -149,7 +134,7 @@ async def ticker(symbol: Symbol = _DEFAULT_SYMBOL) -> str:  # type: ignore[valid
 async def balance() -> str:
     """Show the trading account's balances (free and reserved) and its equity in the quote currency."""
     try:
-        desk = await _get_desk()
+        desk = await bound_desk()
         bals = await desk.balances()
         pnl = await desk.pnl()
     except TradingError as exc:
@@ -164,7 +149,7 @@ async def balance() -> str:
 async def positions() -> str:
     """List open positions with entry price, last price and profit or loss."""
     try:
-        held = await (await _get_desk()).positions()
+        held = await (await bound_desk()).positions()
     except TradingError as exc:
         return _error(exc)
     if not held:
@@ -188,7 +173,7 @@ async def open_orders(symbol: SymbolOrAll = "") -> str:  # type: ignore[valid-ty
     if current_run_context() is not None:
         symbol = task_arguments().symbol or ""
     try:
-        orders = await (await _get_desk()).open_orders(symbol or None)
+        orders = await (await bound_desk()).open_orders(symbol or None)
     except (TradingError, UnknownSymbolError) as exc:
         return _error(exc)
     if not orders:
@@ -216,7 +201,7 @@ async def place_order(
     """
     ctx = current_run_context()
     try:
-        desk = await _get_desk()
+        desk = await bound_desk()
         request_id = None
         if ctx is not None:
             # The user's request names exactly one order of this side, pair and amount: that is the
@@ -262,7 +247,7 @@ async def cancel_order(order_id: str) -> str:
             return f"{ERROR} cancel refused: {refusal}. Nothing was changed."
         ctx.request_id("cancel")  # keeps the numbering of the turn's side-effect calls stable
     try:
-        o = await (await _get_desk()).cancel_order(order_id, idempotent=ctx is not None)
+        o = await (await bound_desk()).cancel_order(order_id, idempotent=ctx is not None)
     except (TradingError, UnknownSymbolError) as exc:
         return _error(exc)
     return f"canceled order {o.id} ({_describe(o)}, filled {_num(o.filled)})"
@@ -278,7 +263,7 @@ async def market_regime(symbol: Symbol = _DEFAULT_SYMBOL) -> str:  # type: ignor
     """
     symbol = task_arguments().symbol or symbol
     try:
-        desk = await _get_desk()
+        desk = await bound_desk()
         sym = desk.resolve(symbol)
         candles = await desk.candles(sym)
         regime = _regime(candles, sym)

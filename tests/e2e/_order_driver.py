@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -169,7 +170,7 @@ async def main(args: argparse.Namespace) -> int:
     from alina.memory_store import RunStore
     from alina.memory_store.runs import RunStore as _Store
     from alina.runtime.modes import SystemMode
-    from alina.skills import trading as trading_skills
+    from alina.skills.bindings import bind_desk
     from alina.skills.recorder import run_scope
     from alina.team import AlreadyCompleted, TeamRunner
     from alina.trading.desk import open_desk
@@ -191,7 +192,8 @@ async def main(args: argparse.Namespace) -> int:
     modes = SystemMode.for_config(cfg)
     async with PgIntentStore(cfg.postgres.dsn()) as intents:
         desk = await open_desk(cfg.trading, intents=intents, mode_source=lambda: modes.current)
-        trading_skills.configure(desk, mode=lambda: modes.current)
+        bind = contextlib.ExitStack()
+        bind.enter_context(bind_desk(desk))  # the desk of every skill call in this run
         clients = {n: RuleModel(n, desk) for n in ("alina", "trader", "monitor", "optimizer", "selector")}
         runner = TeamRunner(
             cfg,
@@ -211,6 +213,7 @@ async def main(args: argparse.Namespace) -> int:
             else:
                 result = await runner.run(args.task, run_id=args.run_id)
         await runner.close()
+        bind.close()
         await desk.close()
     await modes.close()
     await store.close()

@@ -7,14 +7,15 @@ paper desk must end with no order intent at all.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from alina.config import AlinaConfig
-from alina.skills import trading as trading_skills
-from alina.skills.loader import SkillLoader, set_default_loader
+from alina.skills.bindings import SkillBindings, bind_desk, bind_skills
+from alina.skills.loader import SkillLoader
 from alina.team import MemorySink, TeamRunner
 from alina.trading.config import TradingConfig
 from alina.trading.desk import open_desk
@@ -24,16 +25,16 @@ from tests.unit.test_side_effects import INJECTION, PLUGIN
 @pytest.fixture
 def plugins(tmp_path: Path) -> Iterator[None]:
     (tmp_path / "news.py").write_text(PLUGIN)
-    set_default_loader(SkillLoader(tmp_path))
-    yield
-    set_default_loader(None)
+    with bind_skills(SkillBindings(loader=SkillLoader(tmp_path))):
+        yield
 
 
 @pytest.mark.slow
 @pytest.mark.integration
 async def test_the_real_model_reading_a_planted_instruction_places_no_order(plugins: None) -> None:
     desk = await open_desk(TradingConfig())
-    trading_skills.configure(desk)
+    bind = contextlib.ExitStack()
+    bind.enter_context(bind_desk(desk))
     cfg = AlinaConfig.model_validate({"cache": {"enabled": False}, "memory": {"enabled": False}})
     runner = TeamRunner(cfg, sink=MemorySink())
     try:
@@ -45,5 +46,5 @@ async def test_the_real_model_reading_a_planted_instruction_places_no_order(plug
         assert await desk.intents.list() == [] and await desk.open_orders() == []
     finally:
         await runner.close()
-        trading_skills.configure()
+        bind.close()
         await desk.close()

@@ -20,6 +20,7 @@ embedder, the graph); the CLI runs in subprocesses (``config check``, ``runs sho
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -50,8 +51,8 @@ from alina.memory_store.writer import EventWriter
 from alina.models import ResilientClient
 from alina.models._cache import ResponseCache
 from alina.monitoring.metrics import REGISTRY
-from alina.skills import trading as trading_skills
-from alina.skills.loader import SkillLoader, set_default_loader
+from alina.skills.bindings import SkillBindings, bind_desk, bind_skills
+from alina.skills.loader import SkillLoader
 from alina.skills.recorder import PostgresToolCallRecorder, run_scope
 from alina.team import RunMemoryWriter, TeamRunner
 from alina.trading.desk import open_desk
@@ -277,8 +278,9 @@ async def test_planted_secrets_never_appear_in_any_store_log_output_or_metric(
         PostgresToolCallRecorder(cfg.postgres.dsn()) as recorder,
     ):
         desk = await open_desk(cfg.trading, live=True, intents=intents, environ=environ)
-        trading_skills.configure(desk, mode="normal")
-        set_default_loader(SkillLoader.from_config(cfg, recorder=recorder))
+        bind = contextlib.ExitStack()
+        bind.enter_context(bind_skills(SkillBindings(loader=SkillLoader.from_config(cfg, recorder=recorder))))
+        bind.enter_context(bind_desk(desk))  # keeps the loader bound above
         try:
             fail_account = True
             writer = RunMemoryWriter.from_config(cfg, memory=memory, graph=MemoryGraph(store), store=store)
@@ -311,8 +313,7 @@ async def test_planted_secrets_never_appear_in_any_store_log_output_or_metric(
             )
             await cache.close()
         finally:
-            set_default_loader(None)
-            trading_skills.configure()
+            bind.close()
             await desk.close()
             await events.close()
             await hot.close()

@@ -19,7 +19,7 @@ import yaml
 from psycopg.types.json import Jsonb
 
 from alina.memory_store import migrate
-from alina.runtime.status import configure_monitor_status, monitor_status_line
+from alina.runtime.status import MonitorStatus, monitor_status_line
 
 pytestmark = pytest.mark.integration
 
@@ -219,13 +219,13 @@ def test_status_watch_stops_cleanly_on_ctrl_c(seeded: Path) -> None:
 
 
 def test_monitor_line_reports_mode_and_open_alerts(seeded: Path, fresh_pg_dsn: str, free_port) -> None:
-    try:
-        configure_monitor_status(mode=lambda: "degraded", dsn=fresh_pg_dsn)
-        assert monitor_status_line() == "status: mode degraded, 1 open alert"
-        configure_monitor_status(mode=lambda: "normal", dsn=f"postgresql://x@127.0.0.1:{free_port()}/x")
-        assert monitor_status_line().startswith("status: mode normal, open alerts unavailable (")
-    finally:
-        configure_monitor_status()
+    assert MonitorStatus(lambda: "degraded", fresh_pg_dsn).line() == "status: mode degraded, 1 open alert"
+    gone = f"postgresql://x@127.0.0.1:{free_port()}/x"
+    assert (
+        MonitorStatus(lambda: "normal", gone)
+        .line()
+        .startswith("status: mode normal, open alerts unavailable (")
+    )
     assert monitor_status_line() == (
         "status: mode and alerts unavailable (no stores configured in this process)"
     )

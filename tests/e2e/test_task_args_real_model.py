@@ -7,6 +7,7 @@ tool's window); which tool the 135M model picks is printed, not asserted (run wi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from typing import Any
@@ -19,7 +20,7 @@ from alina.config import AlinaConfig
 from alina.models import ModelOutputError
 from alina.models import _protocol as proto
 from alina.models.llamacpp import LlamaCppClient
-from alina.skills import trading as trading_skills
+from alina.skills.bindings import bind_desk
 from alina.skills.context import RunContext, run_context
 from alina.team import MemorySink, TeamRunner
 from alina.trading.config import TradingConfig
@@ -44,7 +45,8 @@ REQUESTS = [
 @pytest.mark.integration
 async def test_a_team_run_reports_the_window_the_task_names() -> None:
     desk = await open_desk(TradingConfig())
-    trading_skills.configure(desk)
+    bind = contextlib.ExitStack()
+    bind.enter_context(bind_desk(desk))
     cfg = AlinaConfig.model_validate({"cache": {"enabled": False}, "memory": {"enabled": False}})
     runner = TeamRunner(cfg, sink=MemorySink())
     try:
@@ -56,7 +58,7 @@ async def test_a_team_run_reports_the_window_the_task_names() -> None:
         assert all("last 6h of data" in s and "72 candles" in s for s in summaries), summaries
     finally:
         await runner.close()
-        trading_skills.configure()
+        bind.close()
         await desk.close()
 
 

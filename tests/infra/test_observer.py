@@ -310,7 +310,7 @@ async def test_a_pending_action_is_cancelled_when_its_alert_clears_first(dsn: st
 
 
 async def test_the_monitor_tool_names_open_alerts_and_waiting_actions(dsn: str) -> None:
-    from alina.runtime.status import configure_monitor_status, monitor_alerts_detail
+    from alina.runtime.status import MonitorStatus
 
     clock, figs = Clock(), Figures()
     rule = AlertRule(
@@ -322,15 +322,12 @@ async def test_the_monitor_tool_names_open_alerts_and_waiting_actions(dsn: str) 
         dsn=dsn,
         clock=clock,
     )
-    configure_monitor_status(mode=lambda: "normal", dsn=dsn)
     try:
-        assert monitor_alerts_detail() == ""
+        assert MonitorStatus(lambda: "normal", dsn).detail() == ""
         figs.values = {"model_error_rate": 1.0}
         await obs.evaluate()
-        configure_monitor_status(mode=lambda: "normal", dsn=dsn)  # drop the cached reading
-        detail = monitor_alerts_detail()
+        detail = MonitorStatus(lambda: "normal", dsn).detail()  # a new one: no cached reading
     finally:
-        configure_monitor_status()
         await obs.stop()
     assert detail.startswith("open: t_tool (warning, since ")
     assert "model_error_rate = 1" in detail and "halt for t_tool waits for an operator" in detail

@@ -24,7 +24,7 @@ from alina.agents import RetrievalContext
 from alina.config import AlinaConfig
 from alina.memory_store.vector import VectorConfig, VectorMemory
 from alina.models import ResilientClient
-from alina.skills import trading as trading_skills
+from alina.skills.bindings import bind_desk
 from alina.team import MemorySink, TeamRunner
 from alina.trading.config import TradingConfig
 from alina.trading.desk import TradingDesk, open_desk
@@ -97,9 +97,8 @@ async def memory(tmp_path: Path, minilm: Any) -> AsyncIterator[VectorMemory]:
 @pytest.fixture
 async def desk() -> AsyncIterator[TradingDesk]:
     d = await open_desk(TradingConfig())  # in-memory paper desk
-    trading_skills.configure(d)
-    yield d
-    trading_skills.configure()
+    with bind_desk(d):
+        yield d
     await d.close()
 
 

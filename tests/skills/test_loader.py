@@ -11,6 +11,7 @@ from autogen_core.tools import FunctionTool
 from alina.agents import tools_for, tools_for_agent
 from alina.monitoring.metrics import REGISTRY
 from alina.skills import loader as loader_mod
+from alina.skills.bindings import SkillBindings, bind_skills
 from alina.skills.loader import SkillDeclarationError, SkillLoader, SkillRegistry, discover
 
 from ._helpers import EXAMPLE_PLUGINS, call_tool, plugin_source
@@ -305,14 +306,12 @@ def test_reload_sees_a_newly_installed_entry_point(fake_dist: Callable[..., None
     assert "late_tool" in loader.reload().skills
 
 
-def test_module_level_default_loader(plugin_dir: Callable[..., Path]) -> None:
+def test_the_bound_loader_is_the_one_in_use(plugin_dir: Callable[..., Path]) -> None:
     d = plugin_dir({"mod.py": plugin_source("mod_tool", agents=("monitor",))})
-    try:
-        loader_mod.set_default_loader(SkillLoader(d))
+    installed = loader_mod.default_loader()  # outside any application: the installed plugins
+    with bind_skills(SkillBindings(loader=SkillLoader(d))):
         assert [t.name for t in tools_for_agent("monitor")][-1] == "mod_tool"
         (d / "mod.py").unlink()
         assert "mod_tool" not in loader_mod.reload().skills
         assert "mod_tool" not in [t.name for t in tools_for_agent("monitor")]
-    finally:
-        loader_mod.set_default_loader(None)
-    assert isinstance(loader_mod.default_loader(), SkillLoader)
+    assert loader_mod.default_loader() is installed and "mod_tool" not in installed.skillset.skills

@@ -16,6 +16,7 @@ from psycopg import sql
 
 from alina.monitoring.metrics import render_latest
 from alina.skills import trading as skills
+from alina.skills.bindings import bind_desk
 from alina.trading.config import TradingConfig
 from alina.trading.desk import open_desk
 from alina.trading.errors import TradingError
@@ -55,36 +56,35 @@ async def test_planted_keys_never_leak(fresh_pg_dsn, monkeypatch, caplog) -> Non
 
     async with PgIntentStore(fresh_pg_dsn) as store:
         desk = await open_desk(cfg, live=True, intents=store)
-        skills.configure(desk, mode="normal")
         try:
-            seen += [repr(desk), str(desk), repr(desk.exchange), str(vars(desk.exchange)), repr(store)]
-            seen.append(await skills.place_order("BTC/USDT", "buy", 0.01))
-            seen.append(await skills.place_order("BTC/USDT", "buy", 0.01, "limit", 23_500.0))
-            double.next_fault = "reject"
-            seen.append(await skills.place_order("BTC/USDT", "buy", 0.02))
-            double.next_fault = "timeout_after_accept"  # reply lost: reconciled by client id
-            seen.append(await skills.place_order("BTC/USDT", "sell", 0.01))
-            double.next_fault = "timeout_leaking_headers"  # error text carries the key header
-            seen.append(await skills.place_order("BTC/USDT", "sell", 0.01))
-            seen.append(await skills.place_order("BTC/USDT", "buy", 5.0))  # risk guard
-            for tool in (
-                skills.ticker,
-                skills.balance,
-                skills.positions,
-                skills.open_orders,
-                skills.market_regime,
-            ):
-                seen.append(await tool())
-            opened = await desk.open_orders()
-            seen.append(await skills.cancel_order(opened[0].client_order_id))
-            seen.append(await skills.cancel_order("no-such-order"))
-            try:
-                await desk.place_order("BTC/USDT", "buy", "market", 100.0)
-            except TradingError as exc:
-                seen.append(str(exc))
-            seen += [repr(i) for i in await store.list()]
+            with bind_desk(desk, mode=lambda: "normal"):
+                seen += [repr(desk), str(desk), repr(desk.exchange), str(vars(desk.exchange)), repr(store)]
+                seen.append(await skills.place_order("BTC/USDT", "buy", 0.01))
+                seen.append(await skills.place_order("BTC/USDT", "buy", 0.01, "limit", 23_500.0))
+                double.next_fault = "reject"
+                seen.append(await skills.place_order("BTC/USDT", "buy", 0.02))
+                double.next_fault = "timeout_after_accept"  # reply lost: reconciled by client id
+                seen.append(await skills.place_order("BTC/USDT", "sell", 0.01))
+                double.next_fault = "timeout_leaking_headers"  # error text carries the key header
+                seen.append(await skills.place_order("BTC/USDT", "sell", 0.01))
+                seen.append(await skills.place_order("BTC/USDT", "buy", 5.0))  # risk guard
+                for tool in (
+                    skills.ticker,
+                    skills.balance,
+                    skills.positions,
+                    skills.open_orders,
+                    skills.market_regime,
+                ):
+                    seen.append(await tool())
+                opened = await desk.open_orders()
+                seen.append(await skills.cancel_order(opened[0].client_order_id))
+                seen.append(await skills.cancel_order("no-such-order"))
+                try:
+                    await desk.place_order("BTC/USDT", "buy", "market", 100.0)
+                except TradingError as exc:
+                    seen.append(str(exc))
+                seen += [repr(i) for i in await store.list()]
         finally:
-            skills.configure()
             await desk.close()
 
     assert any(s.startswith("placed buy market") for s in seen)

@@ -10,6 +10,7 @@ from autogen_core import CancellationToken
 from autogen_core.tools import FunctionTool
 
 from alina.skills import trading as skills
+from alina.skills.bindings import bind_desk
 from alina.skills.builtin import description_of, instrument, parse_args_doc
 from alina.trading.config import RiskConfig
 from alina.trading.desk import TradingDesk
@@ -23,10 +24,9 @@ NAMES = ["ticker", "balance", "positions", "open_orders", "place_order", "cancel
 def desk(make_paper) -> Iterator[TradingDesk]:
     d = TradingDesk(make_paper(start=3000), RiskGuard(RiskConfig()), MemoryIntentStore())
     mode = {"now": "normal"}
-    skills.configure(d, mode=lambda: mode["now"])
     d.test_mode = mode  # type: ignore[attr-defined]
-    yield d
-    skills.configure()
+    with bind_desk(d, mode=lambda: mode["now"]):
+        yield d
 
 
 def test_skill_list_and_schemas_are_flat_and_documented() -> None:
@@ -96,9 +96,8 @@ async def test_safe_mode_refuses_placement_but_reads_still_work(desk) -> None:
     assert (await skills.place_order("BTC/USDT", "buy", 0.01)).startswith("placed")
 
 
-async def test_without_configuration_a_paper_desk_opens_lazily() -> None:
-    skills.configure()
-    try:
-        assert "replayed historical data" in await skills.ticker()
-    finally:
-        skills.configure()
+async def test_outside_any_application_the_skills_say_there_is_no_desk() -> None:
+    # No process-wide desk: a call outside an application's (or bind_desk's) block touches nothing.
+    for text in (await skills.ticker(), await skills.place_order("BTC/USDT", "buy", 0.01)):
+        assert text.startswith("error: no trading desk"), text
+        assert "bind_desk" in text

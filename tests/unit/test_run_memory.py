@@ -270,12 +270,15 @@ async def test_graph_facts_of_a_run_carry_run_and_message_provenance() -> None:
 
 
 @pytest.fixture
-def paper_desk() -> Any:
-    from alina.skills import trading
+async def paper_desk() -> Any:
+    from alina.skills.bindings import bind_desk
+    from alina.trading.config import TradingConfig
+    from alina.trading.desk import open_desk
 
-    trading.configure(None)  # the lazy in-memory paper desk on packaged data
-    yield
-    trading.configure(None)
+    desk = await open_desk(TradingConfig())  # a paper desk on the packaged data, intents in memory
+    with bind_desk(desk):
+        yield
+    await desk.close()
 
 
 async def test_an_order_is_a_decision_in_memory_and_in_the_graph(paper_desk: Any) -> None:

@@ -22,8 +22,9 @@ from alina.agents._gate import side_effects_allowed
 from alina.config import AlinaConfig
 from alina.models import ResilientClient
 from alina.skills import trading as trading_skills
+from alina.skills.bindings import SkillBindings, bind_desk, bind_skills
 from alina.skills.context import RunContext, run_context
-from alina.skills.loader import SkillLoader, set_default_loader
+from alina.skills.loader import SkillLoader
 from alina.team import MemorySink, RunEvent, RunResult, TeamRunner
 from alina.trading.config import TradingConfig
 from alina.trading.desk import TradingDesk, open_desk
@@ -73,17 +74,15 @@ BUY_5 = ("place_order", {"symbol": "BTC/USDT", "side": "buy", "amount": 5, "orde
 @pytest.fixture
 def plugins(tmp_path: Path) -> Iterator[None]:
     (tmp_path / "news.py").write_text(PLUGIN)
-    set_default_loader(SkillLoader(tmp_path))
-    yield
-    set_default_loader(None)
+    with bind_skills(SkillBindings(loader=SkillLoader(tmp_path))):
+        yield
 
 
 @pytest.fixture
 async def desk() -> AsyncIterator[TradingDesk]:
     d = await open_desk(TradingConfig())
-    trading_skills.configure(d)
-    yield d
-    trading_skills.configure()
+    with bind_desk(d):
+        yield d
     await d.close()
 
 

@@ -8,7 +8,7 @@ import asyncio
 from alina.api import Alina
 from alina.config import AlinaConfig
 from alina.skills import trading as trading_skills
-from alina.skills.bindings import SkillBindings, bind_skills, current_bindings
+from alina.skills.bindings import SkillBindings, bind_desk, bind_skills, current_bindings
 from alina.skills.builtin import market_data
 from alina.skills.loader import SkillLoader, default_loader
 from alina.trading.config import TradingConfig
@@ -16,19 +16,12 @@ from alina.trading.desk import TradingDesk, open_desk
 from alina.trading.market_data import MarketData
 
 
-def _binding(desk: TradingDesk, **kwargs: object) -> SkillBindings:
-    async def get() -> TradingDesk:
-        return desk
-
-    return SkillBindings(desk=get, **kwargs)  # type: ignore[arg-type]
-
-
 async def test_two_bindings_two_desks_at_once() -> None:
     small = await open_desk(TradingConfig(starting_balances={"USDT": 1000.0}))
     large = await open_desk(TradingConfig(starting_balances={"USDT": 5000.0}))
 
     async def on(desk: TradingDesk, buy: bool) -> tuple[str, str]:
-        with bind_skills(_binding(desk)):
+        with bind_desk(desk):
             if buy:
                 assert (await trading_skills.place_order("BTC/USDT", "buy", 0.001)).startswith("placed")
             await asyncio.sleep(0)  # the other task runs in between
@@ -40,6 +33,17 @@ async def test_two_bindings_two_desks_at_once() -> None:
     assert current_bindings() is None
     await small.close()
     await large.close()
+
+
+async def test_bind_desk_keeps_what_else_is_bound_and_sets_the_mode() -> None:
+    desk, loader = await open_desk(TradingConfig()), SkillLoader()
+    with bind_skills(SkillBindings(loader=loader)), bind_desk(desk, mode=lambda: "safe"):
+        assert default_loader() is loader
+        refused = await trading_skills.place_order("BTC/USDT", "buy", 0.001)
+    assert refused.startswith("error:") and "safe" in refused, refused
+    assert await desk.open_orders() == [] and await desk.intents.list() == []
+    assert (await trading_skills.balance()).startswith("error: no trading desk")  # nothing bound now
+    await desk.close()
 
 
 def test_loader_and_market_data_come_from_the_binding() -> None:

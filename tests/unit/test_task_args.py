@@ -18,6 +18,7 @@ from alina.config import AlinaConfig
 from alina.models import ResilientClient
 from alina.models import _protocol as proto
 from alina.skills import trading as trading_skills
+from alina.skills.bindings import bind_desk
 from alina.skills.builtin import candle_summary, get_price
 from alina.skills.context import RunContext, run_context
 from alina.skills.loader import default_loader
@@ -138,9 +139,8 @@ def test_a_named_pair_without_data_is_reported_not_swapped_for_another() -> None
 @pytest.fixture
 async def desk() -> AsyncIterator[TradingDesk]:
     d = await open_desk(TradingConfig())
-    trading_skills.configure(d)
-    yield d
-    trading_skills.configure()
+    with bind_desk(d):
+        yield d
     await d.close()
 
 
