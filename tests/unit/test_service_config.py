@@ -88,3 +88,30 @@ def test_bad_jobs_are_reported_with_their_path(tmp_path: Path) -> None:
     assert any(
         p.startswith("serve: Value error, stalled_after_s must be at least twice") for p in err.value.problems
     )
+
+
+async def test_order_reconciliation_runs_on_the_desk_of_the_application_it_serves() -> None:
+    from types import SimpleNamespace
+
+    from alina.service.daemon import Service
+    from alina.skills.bindings import bind_desk
+    from alina.skills.trading import NoDeskError
+    from alina.trading.config import TradingConfig
+    from alina.trading.desk import open_desk
+
+    desk = await open_desk(TradingConfig())
+    seen: list[str] = []
+    original = desk.start
+
+    async def start() -> dict[str, int]:
+        seen.append("reconciled")
+        return await original()
+
+    desk.start = start  # type: ignore[method-assign]
+    svc = Service(AlinaConfig(), app=None, template=SimpleNamespace(sink=None, modes=None), name="t")  # type: ignore[arg-type]
+    with bind_desk(desk):
+        assert await svc.reconcile_orders() == {"placed": 0, "not_placed": 0, "still_open": 0}
+    assert seen == ["reconciled"]
+    with pytest.raises(NoDeskError):  # never a fresh, empty desk of its own
+        await svc.reconcile_orders()
+    await desk.close()
