@@ -7,6 +7,7 @@ Model turns are scripted (ReplayChatCompletionClient); the global guard fails an
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -426,6 +427,23 @@ def test_lexical_scorer_prefers_the_agent_with_the_closest_example() -> None:
     _, weak = scorer.rank("two things")  # one shared word out of two: not trusted
     assert weak < 0.6
     assert scorer.rank("zzz qqq")[1] == 0.0
+
+
+def test_lexical_scores_are_classic_bm25_of_the_best_document() -> None:
+    # A corpus small enough to score by hand: BM25 (k1 1.2, b 0.5, Lucene idf) of each document,
+    # an agent's score its best document's.
+    docs = {"a": ["price candle", "candle candle trend"], "b": ["cpu memory"]}
+    scorer = LexicalScorer([AgentProfile(n, d[0], examples=tuple(d[1:])) for n, d in docs.items()])
+    k1, b, n, avgdl = 1.2, 0.5, 3, (2 + 3 + 2) / 3
+
+    def bm25(tf: int, dl: int, df: int) -> float:
+        idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+        return idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))
+
+    got = scorer.scores("which candle")
+    assert got["a"] == pytest.approx(max(bm25(1, 2, 2), bm25(2, 3, 2)), rel=1e-6)
+    assert got["b"] == 0.0
+    assert scorer.scores("cpu")["b"] == pytest.approx(bm25(1, 2, 1), rel=1e-6)
 
 
 def test_a_confident_lexical_match_routes_without_keywords() -> None:

@@ -1,5 +1,16 @@
-"""Lexical scoring: word stems, BM25 over the agents' descriptions and examples, and finding
-an agent's name in a model's reply."""
+"""Lexical scoring: word stems, BM25 over the agents' descriptions and examples (the ``bm25s``
+package), and finding an agent's name in a model's reply.
+
+BM25 is bm25s's: on the routing set its document scores equal the hand-written loop it replaced
+to float32 rounding on every snapshot, so accuracy is unchanged (rules and lexical alone 0.932,
+held out 0.932; with the semantic stage 0.979, held out 0.959), and a query is ranked in 33 µs
+against 41 µs (median over the set).
+
+The stemmer stays a light, hand-written suffix stripper. The English Snowball stemmer
+(``snowballstemmer``) scored the same on the routing set but stems too far for the cue words of
+the prompt files: ``timing`` becomes ``time``, so the monitor's claim on run timings took "Run a
+backtest over a longer time frame" from the trader (tests/unit/test_routing.py keeps that case).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +19,8 @@ import math
 import re
 from collections import Counter
 from collections.abc import Collection, Sequence
+
+import bm25s
 
 from alina.team._routing._types import AgentProfile
 
@@ -66,18 +79,22 @@ class LexicalScorer:
         temperature: float = 1.0,
     ) -> None:
         self.k1, self.b, self.temperature = k1, b, temperature
-        self.docs: list[tuple[str, Counter[str], int]] = []
+        self.docs: list[tuple[str, Counter[str]]] = []
+        corpus: list[list[str]] = []
         for p in profiles:
             for text in (p.description, *p.examples):
                 t = terms(text)
-                self.docs.append((p.name, Counter(t), len(t)))
+                self.docs.append((p.name, Counter(t)))
+                corpus.append(t)
         self.names = [p.name for p in profiles]
+        self._bm25 = bm25s.BM25(k1=k1, b=b, method="lucene")
+        self._bm25.index(corpus, show_progress=False)
+        # The same Lucene idf bm25s scores with, kept per term for the coverage share.
         n = len(self.docs)
         df: Counter[str] = Counter()
-        for _, tf, _ in self.docs:
+        for _, tf in self.docs:
             df.update(tf.keys())
         self.idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
-        self.avgdl = sum(d[2] for d in self.docs) / max(1, n)
 
     def scores(self, text: str) -> dict[str, float]:
         """Each agent's best BM25 score for ``text`` (0 when no word is shared)."""
@@ -89,15 +106,15 @@ class LexicalScorer:
         unseen = max(self.idf.values(), default=1.0)
         total = sum(self.idf.get(t, unseen) for t in query) or 1.0
         best = dict.fromkeys(self.names, (0.0, 0.0))
-        for name, tf, dl in self.docs:
-            s = covered = 0.0
-            for t in query:
-                f = tf.get(t, 0)
-                if f:
-                    norm = self.k1 * (1 - self.b + self.b * dl / self.avgdl)
-                    s += self.idf[t] * f * (self.k1 + 1) / (f + norm)
-                    covered += self.idf[t]
+        known = sorted(t for t in query if t in self.idf)
+        if not known:
+            return best
+        # bm25s's "lucene" form leaves out BM25's constant (k1 + 1) factor; the confidence's
+        # softmax temperature was chosen on the classic form, so it is put back.
+        doc_scores = self._bm25.get_scores(known) * (self.k1 + 1)
+        for (name, tf), s in zip(self.docs, doc_scores.tolist(), strict=True):
             if s > best[name][0]:
+                covered = sum(self.idf[t] for t in known if tf.get(t))
                 best[name] = (s, covered / total)
         return best
 
