@@ -25,6 +25,7 @@ from alina.cli._common import (
 )
 from alina.config import AlinaConfig
 from alina.progress import step
+from alina.settings.memory import Kind
 
 
 @memory_app.command("graph")
@@ -83,19 +84,17 @@ def _known_agent(cfg: AlinaConfig, name: str, option: str) -> None:
 @memory_app.command("add")
 def memory_add(
     text: str = typer.Argument(..., help="what the team should remember (one short fact or lesson)"),
-    kind: str = typer.Option("note", help="note | lesson | decision | alert | outcome"),
+    kind: Kind = typer.Option("note", help="what kind of memory it is"),
     scope: str = typer.Option("shared", help="`shared` (every agent) or one agent's name"),
     as_json: bool = typer.Option(False, "--json"),
     config: Path | None = ConfigOption,
 ) -> None:
     """Teach the team: store a note or lesson that agents retrieve before their model calls."""
-    from alina.memory_store.vector import KINDS, SHARED
+    from alina.memory_store.vector import SHARED
 
     cfg = _load(config)
     if not text.strip():
         _fail(typer.BadParameter("the text is empty"))
-    if kind not in KINDS:
-        _fail(typer.BadParameter(f"--kind must be one of {', '.join(KINDS)} (got {kind!r})"))
     if scope != SHARED:
         _known_agent(cfg, scope, "--scope")
 

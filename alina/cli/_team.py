@@ -29,6 +29,7 @@ from alina.cli._common import (
 )
 from alina.config import AlinaConfig, load_config
 from alina.progress import step
+from alina.settings.service import RunMode
 
 _COLORS = {
     "user": "bold white",
@@ -168,7 +169,7 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of the stream"),
     explain_routing: bool = typer.Option(False, "--explain-routing", help="print every routing decision"),
     max_turns: int | None = typer.Option(None, min=1, max=200, help="override team.max_turns"),
-    mode: str = typer.Option("normal", "--mode", help="normal | safe (safe: no order reaches the trader)"),
+    mode: RunMode = typer.Option("normal", "--mode", help="safe: no order reaches the trader"),
     live: bool = LiveOption,
     config: Path | None = ConfigOption,
 ) -> None:
@@ -182,8 +183,6 @@ def run(
         _fail(typer.BadParameter("TASK is empty: say what the team should do (or --resume RUN_ID)"))
     if resume is not None and not resume.strip():
         _fail(typer.BadParameter("--resume needs a run id (`alina runs list` shows them)"))
-    if mode not in ("normal", "safe"):
-        _fail(typer.BadParameter(f"--mode must be normal or safe (got {mode!r})"))
     overrides = {"team.max_turns": max_turns} if max_turns else None
     cfg = _guarded(lambda: load_config(config, overrides=overrides))
     resume = resume.strip() if resume else None
@@ -216,7 +215,7 @@ async def _route(cfg: AlinaConfig, raw: str, mode: str) -> dict[str, Any]:
 
 @app.command()
 def route(
-    mode: str = typer.Option("normal", "--mode", help="normal | safe (safe: no order reaches the trader)"),
+    mode: RunMode = typer.Option("normal", "--mode", help="safe: no order reaches the trader"),
     config: Path | None = ConfigOption,
 ) -> None:
     """Read ONE conversation snapshot as JSON on stdin and print who speaks next.
@@ -225,8 +224,6 @@ def route(
     text | tool_call | tool_result). Output: {"speaker", "method", "confidence"} as JSON. Uses
     the team's router; ALINA's model is loaded only when the rules are not confident.
     """
-    if mode not in ("normal", "safe"):
-        _fail(typer.BadParameter(f"--mode must be normal or safe (got {mode!r})"))
     cfg = _load(config)
     raw = sys.stdin.read()
     result = _run_async(_route(cfg, raw, mode))

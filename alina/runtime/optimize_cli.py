@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from alina.settings.agents import AgentName
+
 app = typer.Typer(
     help="The optimizer: review agents' prompts and models (critic loop, gate, ladder).", no_args_is_help=True
 )
@@ -57,7 +59,7 @@ def _print(report: Any) -> None:
 
 @app.command("review")
 def review(
-    agent: str | None = typer.Option(
+    agent: AgentName | None = typer.Option(
         None,
         "--agent",
         "-a",
@@ -70,15 +72,10 @@ def review(
     """Review agents: critic and few-shot candidates, the held-out gate, the model ladder,
     automatic rollbacks. Every candidate is stored with its figures (`alina prompts list`)."""
     from alina.cli._common import _apply_migrations, _fail, _load, _run_async, _with_pg
-    from alina.config import ORCHESTRATOR, SPECIALISTS
     from alina.memory_store.prompts import PromptVersionError
     from alina.team.review import ReviewError, review_all
 
     cfg = _load(config)
-    if agent is not None and agent not in (ORCHESTRATOR, *SPECIALISTS):
-        _fail(
-            typer.BadParameter(f"unknown agent {agent!r}; known: {', '.join((ORCHESTRATOR, *SPECIALISTS))}")
-        )
     show = not as_json and sys.stderr.isatty()
 
     async def go(progress: Any) -> Any:

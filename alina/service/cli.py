@@ -13,6 +13,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from alina.settings.service import QueuePriority, RunMode
+
 jobs_app = typer.Typer(
     help="Scheduled jobs (jobs: in config.yaml): list, run now, pause, resume.", no_args_is_help=True
 )
@@ -90,26 +92,17 @@ def worker(
 
 def submit(
     task: str = typer.Argument(..., help="the task for ALINA's team"),
-    priority: str = typer.Option(
-        "chat", "--priority", help="risk | trading | monitoring | chat | optimization"
-    ),
-    mode: str = typer.Option("normal", "--mode", help="normal | safe (read and report only)"),
+    priority: QueuePriority = typer.Option("chat", "--priority", help="its place in the queue"),
+    mode: RunMode = typer.Option("normal", "--mode", help="safe: read and report only"),
     as_json: bool = typer.Option(False, "--json"),
     config: Path | None = ConfigOption,
 ) -> None:
     """Enqueue a team run for the serve/worker processes; print its run id at once."""
     from alina.service.queue import submit as enqueue
-    from alina.settings.service import PRIORITY_RANK
 
     cli = _cli()
     if not task.strip():
         cli._fail(typer.BadParameter("TASK is empty: say what the team should do"))
-    if priority not in PRIORITY_RANK:
-        cli._fail(
-            typer.BadParameter(f"--priority must be one of {', '.join(PRIORITY_RANK)} (got {priority!r})")
-        )
-    if mode not in ("normal", "safe"):
-        cli._fail(typer.BadParameter(f"--mode must be normal or safe (got {mode!r})"))
     cfg = cli._load(config)
     run_id = cli._run_async(_with_store(cfg, enqueue(cfg, task, priority=priority, mode=mode)))
     if as_json:

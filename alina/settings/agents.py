@@ -17,6 +17,7 @@ __all__ = [
     "ORCHESTRATOR",
     "SPECIALISTS",
     "AgentConfig",
+    "AgentName",
     "ModelConfig",
     "SkillsConfig",
     "TeamConfig",
@@ -26,6 +27,8 @@ LARGER_GGUF = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 ASSEMBLED_GGUFS = frozenset({LARGER_GGUF})
 """GGUF files scripts/setup.sh assembles from PyPI parts (``alina.models.rungs.RUNGS``; a test
 keeps the two in step)."""
+AgentName = Literal["alina", "trader", "monitor", "optimizer"]
+"""ALINA first, then the specialists (a test keeps it equal to ORCHESTRATOR and SPECIALISTS)."""
 SPECIALISTS = ("trader", "monitor", "optimizer")
 ORCHESTRATOR = "alina"
 

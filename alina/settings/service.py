@@ -17,6 +17,8 @@ from alina.settings._base import StrictModel as _Strict
 __all__ = [
     "JOB_KINDS",
     "PRIORITY_RANK",
+    "QueuePriority",
+    "RunMode",
     "JobConfig",
     "ServeConfig",
     "default_jobs",
@@ -27,6 +29,9 @@ __all__ = [
 JobKind = Literal["team", "review", "reconcile", "retention"]
 JOB_KINDS: tuple[str, ...] = ("team", "review", "reconcile", "retention")
 QueuePriority = Literal["risk", "trading", "monitoring", "chat", "optimization"]
+RunMode = Literal["normal", "safe"]
+"""The modes a run may be started in (``safe``: read and report only, no order reaches the trader)."""
+
 PRIORITY_RANK: dict[str, int] = {"risk": 40, "trading": 30, "monitoring": 20, "chat": 10, "optimization": 0}
 """Queue priority of a job (higher runs first), by the governor's priority class names."""
 
@@ -82,7 +87,7 @@ class JobConfig(_Strict):
     """team: the task text."""
     priority: QueuePriority = "chat"
     """Queue priority (risk > trading > monitoring > chat > optimization)."""
-    mode: Literal["normal", "safe"] = "normal"
+    mode: RunMode = "normal"
     """team: safe = read and report only for this run, whatever the system mode."""
     models: dict[str, str] = Field(default_factory=dict)
     """team: agent -> model key (under models:) for this job's runs."""

@@ -388,4 +388,4 @@ def test_cli_queue_review_refused_by_the_budget_and_bad_input(
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["reviews"] == []
     p = cli("review", "--agent", "nobody")
-    assert p.returncode == 2 and "unknown agent 'nobody'" in p.stderr
+    assert p.returncode == 2 and "'--agent'" in p.stderr and "'nobody'" in p.stderr and "'trader'" in p.stderr

@@ -115,3 +115,15 @@ async def test_order_reconciliation_runs_on_the_desk_of_the_application_it_serve
     with pytest.raises(NoDeskError):  # never a fresh, empty desk of its own
         await svc.reconcile_orders()
     await desk.close()
+
+
+def test_the_cli_choices_are_the_settings_names() -> None:
+    from typing import get_args
+
+    from alina.settings.agents import ORCHESTRATOR, SPECIALISTS, AgentName
+    from alina.settings.memory import KINDS, Kind
+    from alina.settings.service import QueuePriority
+
+    assert get_args(AgentName) == (ORCHESTRATOR, *SPECIALISTS)
+    assert get_args(Kind) == KINDS
+    assert set(get_args(QueuePriority)) == set(PRIORITY_RANK)
