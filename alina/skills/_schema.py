@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-import re
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
+
+import docstring_parser
 
 from alina.monitoring.metrics import observe_tool_call
 
@@ -26,25 +27,10 @@ def description_of(func: Callable[..., Any]) -> str:
 
 
 def parse_args_doc(func: Callable[..., Any]) -> dict[str, str]:
-    """Map parameter names to their descriptions from a Google-style ``Args:`` section."""
-    doc = inspect.getdoc(func) or ""
-    out: dict[str, str] = {}
-    in_args, current = False, None
-    for line in doc.splitlines():
-        if re.match(r"^(Args|Arguments|Parameters):\s*$", line):
-            in_args = True
-            continue
-        if not in_args:
-            continue
-        if line and not line.startswith(" "):  # next section
-            break
-        m = re.match(r"^\s{2,8}(\w+)(?:\s*\([^)]*\))?:\s*(.*)$", line)
-        if m:
-            current = m.group(1)
-            out[current] = m.group(2).strip()
-        elif current and line.strip():
-            out[current] += " " + line.strip()
-    return out
+    """Map parameter names to their descriptions from a Google-style ``Args:`` section (parsed
+    by ``docstring_parser``; a description's lines joined by single spaces)."""
+    doc = docstring_parser.parse(inspect.getdoc(func) or "", style=docstring_parser.DocstringStyle.GOOGLE)
+    return {p.arg_name: " ".join((p.description or "").split()) for p in doc.params}
 
 
 def instrument(func: Callable[..., Any], agent: str) -> Callable[..., Any]:
