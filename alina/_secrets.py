@@ -287,7 +287,7 @@ class RedactingFilter(logging.Filter):
             record.exc_text = redact_text(logging.Formatter().formatException(record.exc_info))
         if record.stack_info:
             record.stack_info = redact_text(record.stack_info)
-        record._alina_redacted = True  # type: ignore[attr-defined]
+        record._alina_redacted = True
         return True
 
 

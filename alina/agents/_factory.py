@@ -60,7 +60,7 @@ class TimedAssistantAgent(AssistantAgent):
         super().__init__(*args, **kwargs)
         self.request_model = request_model
 
-    async def on_messages_stream(self, *args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:  # type: ignore[override]
+    async def on_messages_stream(self, *args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
         t0, recorded = time.perf_counter(), False
 
         def record(error: str) -> None:
@@ -124,7 +124,7 @@ def build_agent(
         name,
         request_model=config.model_for(name).model if name in config.agents else "",
         model_client=client,
-        tools=list(agent_tools) or None,  # type: ignore[arg-type]
+        tools=list(agent_tools) or None,
         description=prompt.description,
         system_message=prompt.render(),
         reflect_on_tool_use=bool(agent_tools) and config.agents[name].reflect_on_tool_use,

@@ -54,10 +54,10 @@ class ToolGateClient(WrappedClient):
             kwargs = {**kwargs, "tools": [t for t in tools if _name(t) not in self.side_effect_tools]}
         return kwargs
 
-    async def create(self, messages: Sequence[LLMMessage], **kwargs: Any) -> CreateResult:  # type: ignore[override]
+    async def create(self, messages: Sequence[LLMMessage], **kwargs: Any) -> CreateResult:
         return await self.inner.create(messages, **self._gate(kwargs))
 
-    def create_stream(  # type: ignore[override]
+    def create_stream(
         self, messages: Sequence[LLMMessage], **kwargs: Any
     ) -> AsyncGenerator[str | CreateResult, None]:
         return self.inner.create_stream(messages, **self._gate(kwargs))

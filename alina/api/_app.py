@@ -149,7 +149,7 @@ class Alina:
     async def _part(self, name: str, make: Callable[[], Awaitable[T]]) -> T:
         """The part ``name``, made by ``make()`` on first use (concurrent callers share it)."""
         if name in self._parts:
-            return self._parts[name]  # type: ignore[no-any-return]
+            return self._parts[name]
         if self._closed:
             raise RuntimeError("this Alina application is closed; open a new one")
         if name not in self._opening:

@@ -36,7 +36,7 @@ class Memory:
         """The team's memory when it is open, else one for these commands (errors raised)."""
         app = self._app
         if "vector_memory" in app._parts and app._parts["vector_memory"] is not None:
-            return app._parts["vector_memory"]  # type: ignore[no-any-return]
+            return app._parts["vector_memory"]
 
         async def make() -> VectorMemory:
             from alina.memory_store.vector import VectorMemory
@@ -265,11 +265,11 @@ class Prompts:
 
     async def get(self, agent: str, version: int | None = None) -> PromptVersion:
         """One version (default: the one in use), with its full system text."""
-        return await (await self._versions()).get(agent, version)  # type: ignore[no-any-return]
+        return await (await self._versions()).get(agent, version)
 
     async def diff(self, agent: str, a: int, b: int) -> str:
         """The unified diff of two versions' system texts ("" when they are equal)."""
-        return await (await self._versions()).diff(agent, a, b)  # type: ignore[no-any-return]
+        return await (await self._versions()).diff(agent, a, b)
 
     async def body(self, agent: str, version: int | None = None) -> str:
         """The revisable part of a version's system text (default: the one in use): everything
@@ -288,18 +288,18 @@ class Prompts:
 
         protected = split_protected((await self.get(agent)).system)[1]
         system = compose(body, protected or "")
-        return await (await self._versions()).add_candidate(agent, system, reason=reason)  # type: ignore[no-any-return]
+        return await (await self._versions()).add_candidate(agent, system, reason=reason)
 
     async def promote(self, agent: str, version: int, *, reason: str) -> PromptVersion:
         """Put candidate ``version`` into use now (the optimizer does this after its gate)."""
-        return await (await self._versions()).promote(agent, version, reason=reason)  # type: ignore[no-any-return]
+        return await (await self._versions()).promote(agent, version, reason=reason)
 
     async def rollback(self, agent: str, version: int, *, reason: str) -> PromptVersion:
         """Put an earlier version back into use now (as a new version, ``reason`` recorded);
         the agents take it on their next run."""
         if not reason.strip():
             raise ValueError("the reason is empty: say why (it is recorded)")
-        return await (await self._versions()).rollback(agent, version, reason=reason)  # type: ignore[no-any-return]
+        return await (await self._versions()).rollback(agent, version, reason=reason)
 
 
 class Runs:

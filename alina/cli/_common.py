@@ -27,7 +27,7 @@ class _RedactingConsole(Console):
     """A console whose printed text never carries a secret (:func:`~alina._secrets.redact_text`
     on every string printed: messages, errors, summaries; tables hold stored, masked data)."""
 
-    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def print(self, *objects: Any, **kwargs: Any) -> None:
         super().print(*(redact_text(o) if isinstance(o, str) else o for o in objects), **kwargs)
 
 

@@ -124,7 +124,7 @@ class HotState:
 
     async def run_status(self, run_id: str) -> dict[str, str] | None:
         got = await self._safe("run_status", self._redis.hgetall(f"alina:run:{run_id}"))
-        return dict(got) if got else None  # type: ignore[call-overload]
+        return dict(got) if got else None
 
     async def close(self) -> None:
         await self._redis.aclose()

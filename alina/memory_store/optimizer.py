@@ -134,7 +134,8 @@ class OptimizerStore:
                 (agent, trigger),
             )
             row = await cur.fetchone()
-            assert row is not None
+            if row is None:
+                raise RuntimeError("INSERT ... RETURNING id returned no row")
             return int(row["id"])
 
     async def finish(self, ids: list[int], status: str, report: Mapping[str, Any]) -> None:

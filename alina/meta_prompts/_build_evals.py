@@ -96,10 +96,9 @@ def _must_not(states: list[str]) -> list[str]:
 
 def _trend(summary: str) -> tuple[str, str, str]:
     """(close, signed % change, trend) of a candle_summary text."""
-    m = _PCT.search(summary)
-    assert m is not None, summary
-    trend = re.search(r"trend (\w+)", summary)
-    assert trend is not None, summary
+    m, trend = _PCT.search(summary), re.search(r"trend (\w+)", summary)
+    if m is None or trend is None:
+        raise ValueError(f"not a candle_summary text: {summary!r}")
     return m.group(1), m.group(2), trend.group(1)
 
 
@@ -247,7 +246,8 @@ def optimizer_cases() -> list[dict[str, Any]]:
         else:
             out = f"{of}'s report: " + score_text(text, task)
         score = re.search(r"score (\d\.\d\d)", out)
-        assert score is not None, out
+        if score is None:
+            raise ValueError(f"score_text gave no score: {out!r}")
         reports = [{"source": "score_answer", "content": out}]
         if of != "request":
             reports.insert(0, {"source": of, "content": text})

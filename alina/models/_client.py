@@ -23,7 +23,7 @@ from autogen_core.models import (
     ChatCompletionClient,
     CreateResult,
     LLMMessage,
-    ModelCapabilities,  # type: ignore[attr-defined]
+    ModelCapabilities,
     ModelFamily,
     ModelInfo,
     RequestUsage,
@@ -234,8 +234,8 @@ class JsonToolClient(ChatCompletionClient, ABC):
         return self.n_ctx - self.count_tokens(messages, tools=tools)
 
     @property
-    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
-        return {"vision": False, "function_calling": True, "json_output": True}  # type: ignore[return-value]
+    def capabilities(self) -> ModelCapabilities:
+        return {"vision": False, "function_calling": True, "json_output": True}
 
     @property
     def model_info(self) -> ModelInfo:

@@ -27,7 +27,7 @@ def build_provider(cfg: ModelConfig, *, max_tokens: int | None = None) -> JsonTo
     if cfg.provider == "llamacpp":
         from alina.models.llamacpp import LlamaCppClient
 
-        return LlamaCppClient(model_path=cfg.gguf_file(), n_threads=cfg.n_threads, **common)  # type: ignore[arg-type]
+        return LlamaCppClient(model_path=cfg.gguf_file(), n_threads=cfg.n_threads, **common)
     if cfg.base_url is None:  # the config's cross-field rules refuse this; a hand-built config may not
         raise ModelUnavailableError(f"provider {cfg.provider!r} needs models.*.base_url (got None)")
     if cfg.provider == "openai":
@@ -44,11 +44,11 @@ def build_provider(cfg: ModelConfig, *, max_tokens: int | None = None) -> JsonTo
             base_url=cfg.base_url,
             api_key=api_key,
             json_schema_style=cfg.json_schema_style,
-            **common,  # type: ignore[arg-type]
+            **common,
         )
     from alina.models.ollama import OllamaClient
 
-    return OllamaClient(base_url=cfg.base_url, **common)  # type: ignore[arg-type]
+    return OllamaClient(base_url=cfg.base_url, **common)
 
 
 def model_server(cfg: ModelConfig) -> str:

@@ -252,7 +252,7 @@ class ResilientClient(ChatCompletionClient):
             self._record(client, time.monotonic() - start, result, outcome)
             return result
 
-    async def create(self, messages: Sequence[LLMMessage], **kwargs: Any) -> CreateResult:  # type: ignore[override]
+    async def create(self, messages: Sequence[LLMMessage], **kwargs: Any) -> CreateResult:
         """Answer from the cache when an identical deterministic call was made, else the model."""
         key = None
         if self.cache is not None and getattr(self.primary, "temperature", None) == 0:
@@ -307,7 +307,7 @@ class ResilientClient(ChatCompletionClient):
         except Exception:  # the callback's failure must not hide the model failure
             log.exception("on_exhausted callback failed for agent %s", self.agent)
 
-    async def create_stream(  # type: ignore[override]
+    async def create_stream(
         self, messages: Sequence[LLMMessage], **kwargs: Any
     ) -> AsyncGenerator[str | CreateResult, None]:
         async with contextlib.aclosing(stream_create(lambda: self.create(messages, **kwargs))) as stream:

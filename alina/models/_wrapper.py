@@ -28,10 +28,10 @@ class WrappedClient(ChatCompletionClient):
     def __init__(self, inner: ChatCompletionClient) -> None:
         self.inner = inner
 
-    async def create(self, messages: Sequence[LLMMessage], **kwargs: Any) -> CreateResult:  # type: ignore[override]
+    async def create(self, messages: Sequence[LLMMessage], **kwargs: Any) -> CreateResult:
         return await self.inner.create(messages, **kwargs)
 
-    async def create_stream(  # type: ignore[override]
+    async def create_stream(
         self, messages: Sequence[LLMMessage], **kwargs: Any
     ) -> AsyncGenerator[str | CreateResult, None]:
         async with contextlib.aclosing(stream_create(lambda: self.create(messages, **kwargs))) as stream:

@@ -81,7 +81,7 @@ def _stoppable_llama() -> Any:
     if _STOPPABLE is None:
         from llama_cpp import Llama, StoppingCriteriaList
 
-        class StoppableLlama(Llama):  # type: ignore[misc]
+        class StoppableLlama(Llama):
             stop_flag: _StopFlag | None = None
 
             def create_completion(self, *args: Any, **kw: Any) -> Any:

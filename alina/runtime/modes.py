@@ -75,7 +75,7 @@ def parse_mode(value: str) -> Mode:
     """``value`` as a mode; ValueError naming the choices otherwise."""
     if value not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)} (got {value!r})")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def blocks_side_effects(mode: str) -> bool:

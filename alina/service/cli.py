@@ -239,7 +239,7 @@ def queued_run(cfg: Any, run_id: str) -> dict[str, Any] | None:
     """A submitted run that no process has started yet (for `alina runs show`), or None."""
     from alina.service.jobs import Occurrences
 
-    return _cli()._run_async(Occurrences(cfg.postgres.dsn()).by_run(run_id))  # type: ignore[no-any-return]
+    return _cli()._run_async(Occurrences(cfg.postgres.dsn()).by_run(run_id))
 
 
 def register(app: typer.Typer) -> None:

@@ -88,8 +88,8 @@ class _Worker(Worker):
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(self.update_heartbeat_interval)
-            assert self.worker_id is not None
-            await self.app.job_manager.update_heartbeat(self.worker_id)
+            if self.worker_id is not None:  # set by procrastinate when the worker registers
+                await self.app.job_manager.update_heartbeat(self.worker_id)
             self._on_db(True)
 
     async def _fetch_and_process_jobs(self) -> None:
@@ -100,7 +100,7 @@ class _Worker(Worker):
             logger.warning("queue fetch failed (%s); retrying", str(exc).splitlines()[0] if str(exc) else exc)
             await asyncio.sleep(1.0)
 
-    async def _persist_job_status(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    async def _persist_job_status(self, *args: Any, **kwargs: Any) -> Any:
         deadline = time.monotonic() + self._outage_s
         while True:
             try:

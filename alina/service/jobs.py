@@ -29,7 +29,7 @@ def _service(context: JobContext) -> Service:
     service = (context.additional_context or {}).get("service")
     if service is None:
         raise RuntimeError("this job runs only in `alina serve` or `alina worker`")
-    return service  # type: ignore[no-any-return]
+    return service
 
 
 async def team_run(
@@ -136,7 +136,7 @@ class Occurrences:
         async with await psycopg.AsyncConnection.connect(
             self.dsn, autocommit=True, connect_timeout=5
         ) as conn:
-            cur = await conn.execute(query, params)  # type: ignore[arg-type]
+            cur = await conn.execute(query, params)
             return await cur.fetchall() if cur.description else []
 
     async def claim(
@@ -246,7 +246,7 @@ class Occurrences:
             "status, "
             "detail, run_id, attempts FROM job_occurrences ORDER BY job_name, enqueued_at DESC"
         )
-        paused = dict(await self._exec("SELECT name, paused FROM job_state"))  # type: ignore[arg-type]
+        paused = dict(await self._exec("SELECT name, paused FROM job_state"))
         keys = (
             "scheduled_for",
             "enqueued_at",

@@ -108,14 +108,13 @@ def build_app(config: AlinaConfig, *, schedule: bool = True) -> App:
     )
     retry = _Retry(config.serve.max_attempts, _retryable())
     queue = config.serve.queue
-    team_run = app.task(name=TEAM_RUN, queue=queue, pass_context=True, retry=retry)(job_functions.team_run)
+    app.task(name=TEAM_RUN, queue=queue, pass_context=True, retry=retry)(job_functions.team_run)
     scheduled = app.task(name=SCHEDULED, queue=queue, pass_context=True, retry=retry)(job_functions.scheduled)
-    assert team_run is not None
     if schedule:
         for name, job in config.jobs.items():
             if job.enabled:
                 opts = _job_options(name, job)
-                app.periodic(cron=job.cron_expression(), periodic_id=name, **opts)(scheduled)  # type: ignore[arg-type]
+                app.periodic(cron=job.cron_expression(), periodic_id=name, **opts)(scheduled)
     return app
 
 

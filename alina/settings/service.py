@@ -101,7 +101,8 @@ class JobConfig(_Strict):
         """The cron expression the queue schedules (``every_s`` converted)."""
         if self.cron is not None:
             return self.cron
-        assert self.every_s is not None  # enforced by jobs_problems
+        if self.every_s is None:
+            raise ValueError("a job needs cron or every_s (jobs_problems reports it when the config loads)")
         return interval_cron(self.every_s)
 
 

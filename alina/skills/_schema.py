@@ -63,7 +63,7 @@ def instrument(func: Callable[..., Any], agent: str) -> Callable[..., Any]:
     else:
 
         @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             t0, outcome = time.perf_counter(), "error"
             try:
                 result = func(*args, **kwargs)

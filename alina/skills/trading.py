@@ -110,7 +110,7 @@ def _error(exc: Exception) -> str:
     return f"{ERROR} {exc}"
 
 
-async def ticker(symbol: Symbol = _DEFAULT_SYMBOL) -> str:  # type: ignore[valid-type]
+async def ticker(symbol: Symbol = _DEFAULT_SYMBOL) -> str:
     """Get the current price of a trading pair from the trading desk (paper replay or live exchange).
 
     In a run, the pair the user's request names wins over ``symbol`` (:mod:`alina.skills.task_args`).
@@ -161,7 +161,7 @@ async def positions() -> str:
     )
 
 
-async def open_orders(symbol: SymbolOrAll = "") -> str:  # type: ignore[valid-type]
+async def open_orders(symbol: SymbolOrAll = "") -> str:
     """List resting (unfilled) orders.
 
     In a run, the request decides the filter: the pair it names, or all pairs when it names
@@ -184,7 +184,7 @@ async def open_orders(symbol: SymbolOrAll = "") -> str:  # type: ignore[valid-ty
 
 
 async def place_order(
-    symbol: Symbol,  # type: ignore[valid-type]
+    symbol: Symbol,
     side: Literal["buy", "sell"],
     amount: float,
     order_type: Literal["market", "limit"] = "market",
@@ -253,7 +253,7 @@ async def cancel_order(order_id: str) -> str:
     return f"canceled order {o.id} ({_describe(o)}, filled {_num(o.filled)})"
 
 
-async def market_regime(symbol: Symbol = _DEFAULT_SYMBOL) -> str:  # type: ignore[valid-type]
+async def market_regime(symbol: Symbol = _DEFAULT_SYMBOL) -> str:
     """Summarise the market regime of a pair: trend, volatility versus its recent past, range position.
 
     In a run, the pair the user's request names wins over ``symbol`` (:mod:`alina.skills.task_args`).

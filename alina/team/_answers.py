@@ -255,7 +255,7 @@ class AnswerCheckClient(WrappedClient):
     """ALINA's model client with the answer check in front (see the module docstring). Calls
     outside a team run, and tool or JSON calls, pass through unchecked."""
 
-    async def create(self, messages: Sequence[LLMMessage], **kwargs: Any) -> CreateResult:  # type: ignore[override]
+    async def create(self, messages: Sequence[LLMMessage], **kwargs: Any) -> CreateResult:
         first = await self.inner.create(messages, **kwargs)
         ctx = current_run_context()
         if ctx is None or not isinstance(first.content, str) or kwargs.get("json_output"):

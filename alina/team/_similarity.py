@@ -86,7 +86,7 @@ class _SharedMiniLM:
     def embed_sync(self, texts: Sequence[str]) -> Vectors:
         inner = self._model()
         try:
-            return inner.embed_sync(texts)  # type: ignore[no-any-return]
+            return inner.embed_sync(texts)
         except Exception as exc:
             from alina.memory_store.embeddings import EmbedderUnavailableError
 

@@ -191,3 +191,9 @@ async def test_paper_refresh_is_throttled_and_bounded() -> None:
         raise ConnectionError("exchange away")
 
     await paper_refresh(broken)()  # a desk that cannot open is logged, never raised
+
+
+def test_every_observer_figure_has_its_promql_twin() -> None:
+    from alina.config import FIGURES
+
+    assert set(FIGURE_PROMQL) == set(FIGURES)

@@ -50,7 +50,7 @@ class _PgPruner:
         return not missing
 
     async def count(self, query: str, params: Sequence[Any] = ()) -> int:
-        cur = await self.conn.execute(query, params)  # type: ignore[arg-type]
+        cur = await self.conn.execute(query, params)
         row = await cur.fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
@@ -73,8 +73,8 @@ class _PgPruner:
                 "AND {w}"
             ).format(
                 t=sql.Identifier(table),
-                w=sql.SQL(where),  # type: ignore[arg-type]
-                o=sql.SQL(f" ORDER BY {order_by}" if order_by else ""),  # type: ignore[arg-type]
+                w=sql.SQL(where),
+                o=sql.SQL(f" ORDER BY {order_by}" if order_by else ""),
             )
             cur = await self.conn.execute(query, (*params, n, *params))
             if cur.rowcount <= 0:

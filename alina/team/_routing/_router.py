@@ -112,7 +112,7 @@ class Router:
         """Switch between ``normal`` and ``safe`` (no order reaches an agent with side effects)."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {list(MODES)} (got {mode!r})")
-        self.mode = mode  # type: ignore[assignment]
+        self.mode = mode
 
     # -- analysis ------------------------------------------------------------------------
     def _hits(self, clause: str) -> dict[str, int]:

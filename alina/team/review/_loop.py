@@ -250,7 +250,8 @@ async def review_agent(
     passing = [j for j in judged if j[2].promote]
     best = max(passing, key=lambda j: j[2].mean_gain) if passing else None
     for outcome, _, d, figures in judged:
-        assert outcome.version is not None
+        if outcome.version is None:
+            raise RuntimeError(f"candidate {outcome.digest} was judged but never stored as a version")
         if best is not None and outcome is best[0]:
             await versions.promote(agent, outcome.version, reason=d.reason, scores=figures, p_value=d.p_value)
             outcome.status = "promoted"
