@@ -118,6 +118,7 @@ _KEY_PATTERNS = [
     r"eyJ[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]{6,}",  # JWT
 ]
 _KEYS = re.compile(r"(?<![A-Za-z0-9])(?=[-srpgxAhe])(?:" + "|".join(_KEY_PATTERNS) + ")")
+_KEY_MIN = 9  # the shortest text _KEYS matches ("sk-" and six characters): shorter ones skip the scan
 _HEX_ID = re.compile(r"[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|[0-9a-f]{6,}")
 _TOKEN = re.compile(r"(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{20,}={0,2}(?![A-Za-z0-9+/=_\-])")
 _URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]*:)([^@\s/]+)(@)")
@@ -195,7 +196,8 @@ def redact_text(text: str) -> str:
     so applying it twice gives the same text."""
     if len(text) < 6:  # shorter than any key shape or pair; most payload values
         return text
-    text = _KEYS.sub(MASK, text)
+    if len(text) >= _KEY_MIN:
+        text = _KEYS.sub(MASK, text)
     if len(text) >= 20:
         text = _TOKEN.sub(lambda m: MASK if _random_looking(m.group()) else m.group(), text)
     if "://" in text:
@@ -228,20 +230,27 @@ def mask_secrets(arguments: Mapping[str, Any]) -> dict[str, Any]:
     the whole value under a secret name (:func:`is_secret_name`) becomes ``***``, and every
     other string passes through :func:`redact_text` (a key-shaped value becomes ``***``).
     The input is not modified."""
+    masked = _mask(arguments)
+    return masked if type(masked) is dict else dict(masked)
 
-    def walk(value: Any) -> Any:
-        if isinstance(value, Mapping):
-            return {
-                k: (MASK if is_secret_name(str(k)) and value[k] is not None else walk(v))
-                for k, v in value.items()
-            }
-        if isinstance(value, list | tuple):
-            return [walk(v) for v in value]
-        if isinstance(value, str):
-            return redact_text(value)
+
+_PLAIN = frozenset({int, float, bool, type(None)})  # JSON values with no text in them
+
+
+def _mask(value: Any) -> Any:
+    # Exact-type tests first: the common values skip the (slow) ABC check against Mapping.
+    kind = type(value)
+    if kind is str:
+        return redact_text(value)
+    if kind in _PLAIN:
         return value
-
-    return dict(walk(arguments))
+    if kind is dict or isinstance(value, Mapping):
+        return {k: (MASK if is_secret_name(str(k)) and v is not None else _mask(v)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask(v) for v in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    return value
 
 
 def mask_arguments(arguments: str) -> str:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 import yaml
 
 from alina._secrets import (
+    _KEY_MIN,
+    _KEYS,
     MASK,
     env_name_problem,
     install_log_redaction,
@@ -129,6 +133,31 @@ def test_mask_secrets_masks_names_and_shapes_at_any_depth() -> None:
         "deep": {"token": MASK},
     }
     assert args["api_key"] == "x"
+
+
+def test_mask_secrets_treats_subclasses_and_other_mappings_like_dicts_and_strings() -> None:
+    class Text(str):
+        pass
+
+    class Record(dict):  # type: ignore[type-arg]
+        pass
+
+    args = {
+        "view": MappingProxyType({"password": "hunter2"}),
+        "record": Record(token="t", note=Text("use sk-abcdefgh1")),
+        "pair": ("sk-abcdefgh1", 2),
+    }
+    assert mask_secrets(args) == {
+        "view": {"password": MASK},
+        "record": {"token": MASK, "note": f"use {MASK}"},
+        "pair": [MASK, 2],
+    }
+
+
+def test_the_key_scan_is_skipped_only_for_texts_shorter_than_every_key_shape() -> None:
+    # redact_text does not scan texts shorter than _KEY_MIN for key shapes: none is that short.
+    assert re._parser.parse(_KEYS.pattern).getwidth()[0] == _KEY_MIN  # type: ignore[attr-defined]
+    assert redact_text("sk-abcdef") == MASK and redact_text("sk-abcde") == "sk-abcde"
 
 
 # -- *_env names ---------------------------------------------------------------------------------
