@@ -143,3 +143,16 @@ def test_the_autogen_sentence_names_the_contracts_packages() -> None:
     sentence = " ".join(README.split("AutoGen stays", 1)[1].split("never import it", 1)[0].split())
     named = set(re.findall(r"`(\w+)`", sentence))
     assert named == {top(m) for m in autogen["source_modules"]} - {"_secrets"}
+
+
+def test_every_library_the_readme_names_is_a_dependency() -> None:
+    table = README.split("<!-- libraries:", 1)[1].split("\n\n", 1)[0]
+    named = {
+        n
+        for row in table.splitlines()
+        if row.startswith("| `")
+        for n in re.findall(r"`([\w.-]+)`", row.split("|")[1])
+    }
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    declared = {re.split(r"[\[<>=!~ ]", d, maxsplit=1)[0].lower() for d in deps}
+    assert len(named) >= 10 and named <= declared, named - declared
