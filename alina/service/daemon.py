@@ -88,8 +88,9 @@ class _Worker(Worker):
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(self.update_heartbeat_interval)
-            if self.worker_id is not None:  # set by procrastinate when the worker registers
-                await self.app.job_manager.update_heartbeat(self.worker_id)
+            if self.worker_id is None:  # not registered yet (procrastinate sets it at start)
+                continue
+            await self.app.job_manager.update_heartbeat(self.worker_id)
             self._on_db(True)
 
     async def _fetch_and_process_jobs(self) -> None:
