@@ -36,8 +36,8 @@ from alina.trading.regime import market_regime as _regime
 __all__ = [
     "SIDE_EFFECT_SKILLS",
     "TRADING_SKILLS",
-    "balance",
     "NoDeskError",
+    "balance",
     "bound_desk",
     "cancel_order",
     "market_regime",
