@@ -17,6 +17,7 @@ import psycopg
 import redis.asyncio as aioredis
 from psycopg import sql
 
+from alina._errors import error_line
 from alina.memory_store.runs import redact_dsn
 from alina.memory_store.vector import MemoryHit, VectorMemory
 
@@ -101,11 +102,6 @@ async def memory_stats(
     return StatsReport(pg, rd, vec)
 
 
-def _error(exc: BaseException) -> str:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-
-
 async def _postgres_stats(dsn: str | None, timeout_s: float) -> dict[str, Any]:
     if dsn is None:
         return {"skipped": True}
@@ -115,7 +111,7 @@ async def _postgres_stats(dsn: str | None, timeout_s: float) -> dict[str, Any]:
             dsn, connect_timeout=max(2, int(timeout_s)), autocommit=True
         )
     except psycopg.OperationalError as exc:
-        return {**out, "error": _error(exc)}
+        return {**out, "error": error_line(exc)}
     try:
         cur = await conn.execute(
             "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
@@ -137,7 +133,7 @@ async def _postgres_stats(dsn: str | None, timeout_s: float) -> dict[str, Any]:
             out["schema_version"] = version[0] if version else None
         out["tables"] = tables
     except psycopg.Error as exc:
-        out["error"] = _error(exc)
+        out["error"] = error_line(exc)
     finally:
         await conn.close()
     return out
@@ -165,7 +161,7 @@ async def _redis_stats(url: str | None, namespace: str, timeout_s: float) -> dic
             used_memory_bytes=int(memory.get("used_memory", 0)),
         )
     except (aioredis.RedisError, OSError) as exc:
-        out["error"] = _error(exc)
+        out["error"] = error_line(exc)
     finally:
         await client.aclose()
     return out
@@ -185,7 +181,7 @@ async def _vector_stats(memory: VectorMemory | None) -> dict[str, Any]:
         path = memory.data_path()
         out["disk_bytes"] = await asyncio.to_thread(_du, path) if path is not None else None
     except Exception as exc:  # any backend failure is reported, not raised: stats must render
-        out["error"] = _error(exc)
+        out["error"] = error_line(exc)
     return out
 
 

@@ -15,12 +15,9 @@ from collections.abc import Callable
 
 import psycopg
 
+from alina._errors import error_line
+
 __all__ = ["MonitorStatus", "monitor_alerts_detail", "monitor_status_line"]
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 MONITOR_CACHE_S = 15.0
@@ -45,7 +42,7 @@ class MonitorStatus:
         try:
             mode = f"mode {mode_fn()}" if mode_fn is not None else "mode unavailable"
         except Exception as exc:  # fails open
-            mode = f"mode unavailable ({_reason(exc)})"
+            mode = f"mode unavailable ({error_line(exc)})"
         cached = self._cache
         now = time.monotonic()
         if cached is not None and now - cached[0] < MONITOR_CACHE_S:
@@ -58,7 +55,7 @@ class MonitorStatus:
                     n = _open_alerts(dsn, timeout_s)
                     alerts = f"{n} open alert{'s' if n != 1 else ''}"
                 except Exception as exc:  # fails open
-                    alerts = f"open alerts unavailable ({_reason(exc)})"
+                    alerts = f"open alerts unavailable ({error_line(exc)})"
             self._cache = (now, alerts)
         return f"status: {mode}, {alerts}"
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import psycopg
 
+from alina._errors import error_line
 from alina.runtime._monitor_line import (
     MonitorStatus,
-    _reason,
     monitor_alerts_detail,
     monitor_status_line,
 )
@@ -41,9 +41,9 @@ async def _section(fn: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any
     try:
         return {"available": True, **await fn()}
     except psycopg.errors.UndefinedTable as exc:
-        return {"available": False, "error": f"{_reason(exc)} (run `alina db migrate`)"}
+        return {"available": False, "error": f"{error_line(exc)} (run `alina db migrate`)"}
     except Exception as exc:  # one section's failure must not hide the others
-        return {"available": False, "error": _reason(exc)}
+        return {"available": False, "error": error_line(exc)}
 
 
 def _down(error: str) -> dict[str, Any]:
@@ -91,7 +91,7 @@ async def gather_status(
         await redis.ping()
         rd: dict[str, Any] = {"ok": True, "error": None}
     except Exception as exc:  # any Redis failure means "down" here
-        rd = {"ok": False, "error": f"cannot reach Redis at {cfg.redis.url()} ({_reason(exc)})"}
+        rd = {"ok": False, "error": f"cannot reach Redis at {cfg.redis.url()} ({error_line(exc)})"}
     status["stores"] = {"postgres": pg, "redis": rd}
     pg_down = _down("Postgres is down (stores.postgres says why)")
     try:
@@ -310,7 +310,7 @@ async def _paper(conn: Any) -> dict[str, Any]:
         try:
             accounts.append({"account": account, "updated_at": _iso(updated), **paper_summary(dict(state))})
         except (KeyError, TypeError, ValueError) as exc:  # one odd snapshot does not hide the others
-            accounts.append({"account": account, "updated_at": _iso(updated), "error": _reason(exc)})
+            accounts.append({"account": account, "updated_at": _iso(updated), "error": error_line(exc)})
     return {"accounts": accounts, "priced_at": "last fill price"}
 
 

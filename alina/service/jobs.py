@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from procrastinate import JobContext
 
+from alina._errors import error_line
 from alina.service.queue import Requeue, occurrence_run_id
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ async def team_run(
     try:
         status = await svc.run_team(run_id, task, mode=mode, models=models or {})
     except BaseException as exc:
-        await svc.occurrences.interrupted(run_id=run_id, detail=_why(exc))
+        await svc.occurrences.interrupted(run_id=run_id, detail=error_line(exc, 300))
         raise
     await svc.occurrences.finish(
         run_id=run_id, status="succeeded" if status == "completed" else "failed", detail=f"run {status}"
@@ -80,11 +81,11 @@ async def scheduled(context: JobContext, timestamp: int, name: str, manual: bool
     try:
         detail, ok = await _run_kind(svc, name, job.kind, timestamp, when)
     except (Requeue, asyncio.CancelledError, psycopg.OperationalError) as exc:
-        await svc.occurrences.interrupted(job=name, when=when, detail=_why(exc))
+        await svc.occurrences.interrupted(job=name, when=when, detail=error_line(exc, 300))
         raise
     except Exception as exc:
         logger.exception("job %s failed", name)
-        detail, ok = _why(exc), False
+        detail, ok = error_line(exc, 300), False
     await svc.occurrences.finish(job=name, when=when, status="succeeded" if ok else "failed", detail=detail)
     return detail
 
@@ -119,11 +120,6 @@ async def _run_kind(
         pruned = await prune(cfg)
         return f"retention: {'ok' if pruned.ok else 'not every store pruned'}", pruned.ok
     raise ValueError(f"unknown job kind {kind!r}")
-
-
-def _why(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class Occurrences:

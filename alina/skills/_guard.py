@@ -21,6 +21,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from alina._errors import error_line
 from alina.monitoring.metrics import REGISTRY, safe_label
 from alina.skills._contract import Skill, ToolOutput
 from alina.skills._schema import ERROR_PREFIX
@@ -46,11 +47,6 @@ SIDE_EFFECTS_REFUSED = Counter(
     ["skill"],
     registry=REGISTRY,
 )
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _run_in_thread(func: Callable[..., Any], kwargs: dict[str, Any], name: str) -> asyncio.Future[Any]:
@@ -149,7 +145,7 @@ def guarded(skill: Skill, agent: str, recorder: ToolCallRecorder | None = None) 
             summary = "cancelled"
             raise
         except Exception as exc:
-            summary = summarize_result(_describe(exc))
+            summary = summarize_result(error_line(exc))
             raise
         finally:
             if recorder is not None:

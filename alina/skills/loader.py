@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alina._errors import error_line
 from alina.skills._contract import Skill, SkillDeclarationError, SkillRegistry, Source
-from alina.skills._guard import SIDE_EFFECTS_REFUSED, _describe, guarded, side_effect_refusal
+from alina.skills._guard import SIDE_EFFECTS_REFUSED, guarded, side_effect_refusal
 from alina.skills.bindings import current_bindings
 from alina.skills.builtin import BUILTIN_SKILLS
 from alina.skills.recorder import ToolCallRecorder
@@ -162,7 +163,7 @@ def _candidates(
     try:
         eps = sorted(importlib.metadata.entry_points(group=group), key=lambda e: e.name)
     except Exception as exc:  # a corrupt installed distribution must not stop the others
-        problems.append(PluginProblem("(entry points)", "entry point", group, _describe(exc)))
+        problems.append(PluginProblem("(entry points)", "entry point", group, error_line(exc)))
         eps = []
     shipped = {v.replace(" ", "") for v in BUILTIN_PLUGINS.values()}
     for ep in eps:
@@ -214,7 +215,7 @@ def _load_plugin(cand: _Candidate, taken: dict[str, Skill]) -> tuple[list[Skill]
     except SkillDeclarationError as exc:
         return [], f"bad declaration: {exc}"
     except (Exception, SystemExit) as exc:  # a broken plugin is reported, never fatal
-        return [], _describe(exc)
+        return [], error_line(exc)
     if not registry.skills:
         return [], "register(skills) declared no skills"
     for skill in registry.skills:

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
+from alina._errors import error_line
 from alina.memory_store.database import is_connection_error, redact_dsn
-from alina.memory_store.retention._report import DAY_S, BackendReport, error_text, fmt_days
+from alina.memory_store.retention._report import DAY_S, BackendReport, fmt_days
 
 if TYPE_CHECKING:
     from alina.config import RetentionConfig
@@ -203,7 +204,7 @@ async def prune_postgres(rc: RetentionConfig, dsn: str, dry_run: bool, timeout_s
             dsn, connect_timeout=max(2, int(timeout_s)), autocommit=True
         )
     except psycopg.OperationalError as exc:
-        report.status, report.error = "unavailable", error_text(exc)
+        report.status, report.error = "unavailable", error_line(exc)
         return report
     pruner = _PgPruner(conn, rc, report)
     try:
@@ -216,7 +217,7 @@ async def prune_postgres(rc: RetentionConfig, dsn: str, dry_run: bool, timeout_s
             await pruner.run_all()
     except psycopg.Error as exc:
         report.status = "unavailable" if is_connection_error(exc) else "error"
-        report.error = error_text(exc)
+        report.error = error_line(exc)
     finally:
         await conn.close()
     return report

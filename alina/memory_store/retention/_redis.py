@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 
-from alina.memory_store.retention._report import BackendReport, error_text
+from alina._errors import error_line
+from alina.memory_store.retention._report import BackendReport
 
 if TYPE_CHECKING:
     from alina.config import RetentionConfig
@@ -29,9 +30,9 @@ async def prune_redis(rc: RetentionConfig, url: str, dry_run: bool, timeout_s: f
     try:
         await _trim_cache(client, rc, report, dry_run)
     except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
-        report.status, report.error = "unavailable", error_text(exc)
+        report.status, report.error = "unavailable", error_line(exc)
     except aioredis.RedisError as exc:
-        report.status, report.error = "error", error_text(exc)
+        report.status, report.error = "error", error_line(exc)
     finally:
         await client.aclose()
     return report

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DAY_S", "BackendReport", "PruneCount", "PruneReport", "error_text", "fmt_days"]
+__all__ = ["DAY_S", "BackendReport", "PruneCount", "PruneReport", "fmt_days"]
 
 DAY_S = 86400.0
 
@@ -81,11 +81,6 @@ class PruneReport:
             "duration_s": round(self.duration_s, 3),
             **{b.backend: b.to_dict() for b in self.backends()},
         }
-
-
-def error_text(exc: BaseException) -> str:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def fmt_days(days: float) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from alina.memory_store.retention._report import DAY_S, BackendReport, error_text, fmt_days
+from alina._errors import error_line
+from alina.memory_store.retention._report import DAY_S, BackendReport, fmt_days
 
 if TYPE_CHECKING:
     from alina.config import AlinaConfig
@@ -34,9 +35,9 @@ async def prune_vectors(config: AlinaConfig, memory: VectorMemory | None, dry_ru
         n = await memory.expire(time.time() - days * DAY_S, dry_run=dry_run)
         report.add("vector memories", f"older than {fmt_days(days)}", n)
     except VectorStoreUnavailableError as exc:
-        report.status, report.error = "unavailable", error_text(exc)
+        report.status, report.error = "unavailable", error_line(exc)
     except Exception as exc:  # any other backend failure is reported: the other backends still count
-        report.status, report.error = "error", error_text(exc)
+        report.status, report.error = "error", error_line(exc)
     finally:
         if own:
             await memory.close()
